@@ -1,0 +1,70 @@
+# `make up` runs Busymate, `make test` proves it; both set up everything they need on a fresh machine.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV := .venv
+BIN := $(VENV)/bin
+PG_PACKAGES := postgresql-15 postgresql-15-pgtap postgresql-15-cron postgresql-15-partman \
+	postgresql-15-wal2json libtap-parser-sourcehandler-pgtap-perl
+# One file each package installs, so a check needs no package manager.
+PG_FILES := /usr/lib/postgresql/15/bin/initdb /usr/share/postgresql/15/extension/pgtap.control \
+	/usr/lib/postgresql/15/lib/pg_cron.so /usr/share/postgresql/15/extension/pg_partman.control \
+	/usr/lib/postgresql/15/lib/wal2json.so /usr/bin/pg_prove
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+# A working CPython 3.13: a plain python3.13 that runs, else pyenv's, else any under ~/.pyenv.
+define find_python
+for c in "$${PYTHON:-}" "$$(command -v python3.13 2>/dev/null)" \
+	"$$(pyenv prefix 3.13.0 2>/dev/null)/bin/python3" \
+	$$(ls -d $$HOME/.pyenv/versions/3.13*/bin/python3 /usr/local/bin/python3.13 2>/dev/null); do \
+	[ -n "$$c" ] && [ -x "$$c" ] && "$$c" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 13))' \
+		>/dev/null 2>&1 && { echo "$$c"; exit 0; }; \
+done; exit 1
+endef
+
+.PHONY: help up test lint pytest bench sysdeps venv clean
+help:
+	@echo "make up     start Busymate (installs what is missing first)"
+	@echo "make test   run every test: lint, pytest and the pgTAP files"
+	@echo "make lint   ruff, mypy and sqlfluff"
+	@echo "make bench  run the benchmarks in bench/"
+
+sysdeps:
+	@missing=""; for f in $(PG_FILES); do [ -e "$$f" ] || missing="$$missing $$f"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "Installing PostgreSQL 15 and its extensions (missing:$$missing)"; \
+		$(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $(PG_PACKAGES) \
+			>/dev/null || { echo "error: could not install $(PG_PACKAGES); install them and run make again" >&2; exit 1; }; \
+	fi
+
+$(BIN)/python:
+	@py=$$($(find_python)) || { echo "error: CPython 3.13 not found; install it (pyenv install 3.13) or set PYTHON=/path/to/python3.13" >&2; exit 1; }; \
+	echo "Building $(VENV) with $$py"; "$$py" -m venv $(VENV)
+
+$(VENV)/.installed: $(BIN)/python pyproject.toml
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	@touch $@
+
+venv: $(VENV)/.installed
+
+up: sysdeps venv
+	$(BIN)/busymate db start
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy busymate stack functions proxy cli tests bench
+	$(BIN)/sqlfluff lint --processes 2 sql supabase
+
+pytest: sysdeps venv
+	$(BIN)/pytest
+
+test: sysdeps venv lint pytest
+
+bench: sysdeps venv
+	@for b in bench/*.py; do $(BIN)/python $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) build *.egg-info

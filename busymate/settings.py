@@ -1,0 +1,115 @@
+"""One settings object, built once at the edge and passed down."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from busymate.errors import BusymateError
+
+DEFAULT_DB_PORT = 54322
+DEFAULT_API_PORT = 54321
+# The Supabase CLI's well-known local password for every database login role.
+LOCAL_DB_PASSWORD = "postgres"  # noqa: S105
+# The Supabase CLI's well-known local JWT secret (contracts/realtime.md §5).
+LOCAL_JWT_SECRET = "super-secret-jwt-token-with-at-least-32-characters-long"  # noqa: S105
+
+
+def find_project_dir(start: Path) -> Path:
+    """The nearest folder at or above `start` that holds `supabase/config.toml`."""
+    for folder in (start, *start.parents):
+        if (folder / "supabase" / "config.toml").is_file():
+            return folder
+    raise BusymateError(
+        f"no Busymate project found at or above {start} (looked for supabase/config.toml); "
+        "run this inside a checkout or set BUSYMATE_PROJECT_DIR"
+    )
+
+
+def _port(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    if not raw.isdigit() or not 0 < int(raw) < 65536:
+        raise BusymateError(f"{name}={raw!r} is not a TCP port (1-65535)")
+    return int(raw)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    """Where the project lives and how to reach its database."""
+
+    project_dir: Path
+    state_dir: Path
+    db_host: str = "127.0.0.1"
+    db_port: int = DEFAULT_DB_PORT
+    db_name: str = "postgres"
+    db_password: str = LOCAL_DB_PASSWORD
+    api_port: int = DEFAULT_API_PORT
+    jwt_secret: str = LOCAL_JWT_SECRET
+    # Durability trades speed for safety; throw-away test clusters turn it off.
+    durable: bool = True
+    pg_bindir: Path | None = None
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def data_dir(self) -> Path:
+        """The cluster's data directory, always inside the state folder."""
+        return self.state_dir / "postgres"
+
+    def db_url(self, *, user: str = "postgres", database: str | None = None) -> str:
+        """A libpq URL for `user` on this project's cluster (the `DB_URL` of `supabase status`)."""
+        return (
+            f"postgresql://{user}:{self.db_password}@{self.db_host}:{self.db_port}/{database or self.db_name}"
+        )
+
+    @property
+    def migrations_dir(self) -> Path:
+        """The Supabase CLI project's migrations."""
+        return self.project_dir / "supabase" / "migrations"
+
+    @property
+    def platform_dir(self) -> Path:
+        """What a Supabase image provides, for a bare Postgres."""
+        return self.project_dir / "sql" / "platform"
+
+    @property
+    def testing_dir(self) -> Path:
+        """Our pgTAP helpers."""
+        return self.project_dir / "sql" / "testing"
+
+    @property
+    def seed_file(self) -> Path:
+        """The Supabase CLI project's seed."""
+        return self.project_dir / "supabase" / "seed.sql"
+
+    @property
+    def db_tests_dir(self) -> Path:
+        """The pgTAP files."""
+        return self.project_dir / "supabase" / "tests"
+
+    def with_overrides(self, **changes: object) -> Settings:
+        """A copy with some fields changed (tests use it to pick free ports and folders)."""
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, cwd: Path | None = None) -> Settings:
+        """Build the settings from BUSYMATE_* variables, with the Supabase CLI's defaults."""
+        env = os.environ if env is None else env
+        if env.get("BUSYMATE_PROJECT_DIR"):
+            project = Path(env["BUSYMATE_PROJECT_DIR"]).resolve()
+        else:
+            project = find_project_dir((cwd or Path.cwd()).resolve())
+        state = Path(env["BUSYMATE_STATE_DIR"]).resolve() if env.get("BUSYMATE_STATE_DIR") else project / ".busymate"
+        bindir = Path(env["BUSYMATE_PG_BINDIR"]) if env.get("BUSYMATE_PG_BINDIR") else None
+        return cls(
+            project_dir=project,
+            state_dir=state,
+            db_port=_port(env, "BUSYMATE_DB_PORT", DEFAULT_DB_PORT),
+            api_port=_port(env, "BUSYMATE_API_PORT", DEFAULT_API_PORT),
+            db_password=env.get("BUSYMATE_DB_PASSWORD") or LOCAL_DB_PASSWORD,
+            jwt_secret=env.get("BUSYMATE_JWT_SECRET") or LOCAL_JWT_SECRET,
+            pg_bindir=bindir,
+        )

@@ -1,0 +1,1 @@
+"""The command-line apps `busymate` and `bmc`."""

@@ -1,0 +1,1 @@
+"""Functions served under /functions/v1/<name> by the local stack."""

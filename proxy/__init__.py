@@ -1,0 +1,1 @@
+"""The capture proxy: a mitmproxy addon with a port per device."""

@@ -1,0 +1,217 @@
+"""Lay down the platform layer, apply migrations and the seed, and rebuild a database from nothing."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+
+from busymate.errors import BusymateError
+from busymate.settings import Settings
+from busymate.stack.db import connect, create_database, database_exists, drop_database
+from busymate.stack.postgres import BOOTSTRAP_USER
+from busymate.stack.sqlsplit import Statement, split_statements
+
+MIGRATION_NAME = re.compile(r"^(?P<version>\d+)_(?P<name>.+)\.sql$")
+# Login roles of the platform layer; each gets the project's database password.
+LOGIN_ROLES = ("postgres", "authenticator", "supabase_auth_admin", BOOTSTRAP_USER)
+ROLES_FILE = "00_roles.sql"
+APP_USER = "postgres"
+
+type Conn = psycopg.Connection[tuple[object, ...]]
+type Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    """One file of supabase/migrations, named `<version>_<name>.sql` as the Supabase CLI expects."""
+
+    version: str
+    name: str
+    path: Path
+
+    @property
+    def statements(self) -> list[Statement]:
+        """The file's statements, split as the Supabase CLI records them."""
+        return split_statements(self.path.read_text())
+
+
+def list_migrations(folder: Path) -> list[Migration]:
+    """The migrations in `folder`, ordered by version; a misnamed .sql file is an error."""
+    found: list[Migration] = []
+    for path in sorted(folder.glob("*.sql")):
+        match = MIGRATION_NAME.match(path.name)
+        if not match:
+            raise BusymateError(
+                f"{path.name}: migration files are named <timestamp>_<name>.sql (e.g. 20260101000000_create_x.sql)"
+            )
+        found.append(Migration(version=match["version"], name=match["name"], path=path))
+    versions = [m.version for m in found]
+    duplicates = sorted({v for v in versions if versions.count(v) > 1})
+    if duplicates:
+        raise BusymateError(f"two migrations share version {duplicates[0]}; give one a new timestamp")
+    return sorted(found, key=lambda m: m.version)
+
+
+def _where(path: Path, statement: Statement, exc: psycopg.Error) -> str:
+    line = statement.line
+    position = getattr(exc.diag, "statement_position", None)
+    if position and str(position).isdigit():
+        line += statement.text[: int(str(position)) - 1].count("\n")
+    message = (exc.diag.message_primary or str(exc)).strip()
+    return f"{path.name}, line {line}: {message}"
+
+
+def run_script(conn: Conn, path: Path, statements: Iterable[Statement] | None = None) -> None:
+    """Execute a script statement by statement inside the caller's transaction."""
+    for statement in statements if statements is not None else split_statements(path.read_text()):
+        if statement.text.startswith("\\"):
+            raise BusymateError(f"{path.name}, line {statement.line}: psql meta-commands are not supported")
+        try:
+            conn.execute(statement.text.encode())
+        except psycopg.Error as exc:
+            raise BusymateError(_where(path, statement, exc)) from None
+
+
+def platform_files(settings: Settings) -> list[Path]:
+    """The platform layer's scripts in the order they apply."""
+    files = sorted(settings.platform_dir.glob("*.sql"))
+    if not files:
+        raise BusymateError(f"no platform SQL found in {settings.platform_dir}")
+    return files
+
+
+def apply_roles(settings: Settings, conn: Conn) -> None:
+    """Create the cluster-wide roles and give the login roles the project's password."""
+    run_script(conn, settings.platform_dir / ROLES_FILE)
+    for role in LOGIN_ROLES:
+        conn.execute(
+            sql.SQL("alter role {} with password {}").format(
+                sql.Identifier(role), sql.Literal(settings.db_password)
+            )
+        )
+
+
+def apply_platform(settings: Settings, database: str) -> None:
+    """Lay the Supabase platform layer on `database`, idempotently, as the bootstrap superuser."""
+    with connect(settings, database=database) as conn:
+        with conn.transaction():
+            apply_roles(settings, conn)
+            for path in platform_files(settings):
+                if path.name != ROLES_FILE:
+                    run_script(conn, path)
+
+
+_HISTORY = (
+    "create schema if not exists supabase_migrations",
+    "create table if not exists supabase_migrations.schema_migrations (version text not null primary key)",
+    "alter table supabase_migrations.schema_migrations add column if not exists statements text[]",
+    "alter table supabase_migrations.schema_migrations add column if not exists name text",
+    "create table if not exists supabase_migrations.seed_files (path text not null primary key, hash text not null)",
+)
+
+
+def applied_versions(conn: Conn) -> set[str]:
+    """Versions already recorded in the Supabase CLI's history table."""
+    with conn.transaction():
+        for statement in _HISTORY:
+            conn.execute(statement.encode())
+    rows = conn.execute("select version from supabase_migrations.schema_migrations").fetchall()
+    return {str(row[0]) for row in rows}
+
+
+def migrate(settings: Settings, database: str | None = None, progress: Progress | None = None) -> list[str]:
+    """Apply pending migrations in order, each in its own transaction; returns the versions applied."""
+    done: list[str] = []
+    with connect(settings, user=APP_USER, database=database) as conn:
+        already = applied_versions(conn)
+        for migration in list_migrations(settings.migrations_dir):
+            if migration.version in already:
+                continue
+            statements = migration.statements
+            with conn.transaction():
+                run_script(conn, migration.path, statements)
+                conn.execute(
+                    "insert into supabase_migrations.schema_migrations (version, name, statements) "
+                    "values (%s, %s, %s)",
+                    (migration.version, migration.name, [s.text for s in statements]),
+                )
+            done.append(migration.version)
+            if progress:
+                progress(f"applied {migration.path.name}")
+        # Tell a running REST gateway to reload its schema cache, as PostgREST listens for.
+        conn.execute("notify pgrst, 'reload schema'")
+        conn.commit()
+    return done
+
+
+def seed(settings: Settings, database: str | None = None) -> bool:
+    """Run supabase/seed.sql if it exists, recording its hash as the Supabase CLI does."""
+    path = settings.seed_file
+    if not path.is_file():
+        return False
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    with connect(settings, user=APP_USER, database=database) as conn, conn.transaction():
+        run_script(conn, path)
+        conn.execute(
+            "insert into supabase_migrations.seed_files (path, hash) values (%s, %s) "
+            "on conflict (path) do update set hash = excluded.hash",
+            ("supabase/seed.sql", digest),
+        )
+    return True
+
+
+def recreate_database(settings: Settings, name: str) -> None:
+    """Drop and create `name` owned by the app user, the roles laid down first."""
+    with connect(settings, database="template1", autocommit=True) as conn:
+        with conn.transaction():
+            apply_roles(settings, conn)
+        drop_database(conn, name)
+        create_database(conn, name, owner=APP_USER)
+
+
+def reset(settings: Settings, progress: Progress | None = None) -> float:
+    """Rebuild the project database from nothing: platform, migrations, seed. Returns seconds taken."""
+    started = time.perf_counter()
+    recreate_database(settings, settings.db_name)
+    apply_platform(settings, settings.db_name)
+    migrate(settings, progress=progress)
+    seed(settings)
+    mark_platform(settings, settings.db_name)
+    return time.perf_counter() - started
+
+
+def ensure_ready(settings: Settings, progress: Progress | None = None) -> str:
+    """After a start: build the database on first run, else apply what is pending. Says which."""
+    with connect(settings, database="template1", autocommit=True) as conn:
+        exists = database_exists(conn, settings.db_name)
+        ready = False
+        if exists:
+            row = conn.execute(
+                "select shobj_description(oid, 'pg_database') from pg_database where datname = %s",
+                (settings.db_name,),
+            ).fetchone()
+            ready = bool(row and row[0] == PLATFORM_MARK)
+    if not ready:
+        reset(settings, progress=progress)
+        return "created"
+    apply_platform(settings, settings.db_name)
+    applied = migrate(settings, progress=progress)
+    return f"migrated {len(applied)}" if applied else "up to date"
+
+
+PLATFORM_MARK = "busymate: platform layer applied"
+
+
+def mark_platform(settings: Settings, database: str) -> None:
+    """Label a database as carrying the platform layer, so a restart only migrates it."""
+    with connect(settings, database="template1", autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("comment on database {} is {}").format(sql.Identifier(database), sql.Literal(PLATFORM_MARK))
+        )
