@@ -22,7 +22,7 @@ for c in "$${PYTHON:-}" "$$(command -v python3.13 2>/dev/null)" \
 done; exit 1
 endef
 
-.PHONY: help up test lint pytest bench sysdeps venv clean
+.PHONY: help up test lint pytest bench sysdeps venv clean typecheck-tree
 help:
 	@echo "make up     start Busymate (installs what is missing first)"
 	@echo "make test   run every test: lint, pytest and the pgTAP files"
@@ -52,10 +52,20 @@ venv: $(VENV)/.installed
 up: sysdeps venv
 	$(BIN)/busymate db start
 
-lint: venv
+# mypy cannot follow setuptools' package-dir mapping (and skips symlinks), so it reads a tree of hard
+# links shaped like the install; its messages name build/typecheck/busymate/<folder>/<file>.
+TYPECHECK := build/typecheck
+typecheck-tree:
+	@rm -rf $(TYPECHECK) && mkdir -p $(TYPECHECK)
+	@cp -al busymate $(TYPECHECK)/busymate
+	@for d in stack functions proxy cli; do cp -al $$d $(TYPECHECK)/busymate/$$d; done
+	@find $(TYPECHECK) -name __pycache__ -prune -exec rm -rf {} +
+
+lint: venv typecheck-tree
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy busymate stack functions proxy cli tests bench
+	MYPYPATH=$(TYPECHECK) $(BIN)/mypy $(TYPECHECK)/busymate
+	MYPYPATH=$(TYPECHECK) $(BIN)/mypy tests bench
 	$(BIN)/sqlfluff lint --processes 2 sql supabase
 
 pytest: sysdeps venv

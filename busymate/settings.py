@@ -102,7 +102,11 @@ class Settings:
             project = Path(env["BUSYMATE_PROJECT_DIR"]).resolve()
         else:
             project = find_project_dir((cwd or Path.cwd()).resolve())
-        state = Path(env["BUSYMATE_STATE_DIR"]).resolve() if env.get("BUSYMATE_STATE_DIR") else project / ".busymate"
+        state = (
+            Path(env["BUSYMATE_STATE_DIR"]).resolve()
+            if env.get("BUSYMATE_STATE_DIR")
+            else project / ".busymate"
+        )
         bindir = Path(env["BUSYMATE_PG_BINDIR"]) if env.get("BUSYMATE_PG_BINDIR") else None
         return cls(
             project_dir=project,

@@ -13,7 +13,9 @@ from busymate.stack import migrate as migrations
 from busymate.stack import pgtap
 from busymate.stack.postgres import Cluster
 
-app = typer.Typer(help="Run the project's local Postgres, apply migrations and run pgTAP tests.", no_args_is_help=True)
+app = typer.Typer(
+    help="Run the project's local Postgres, apply migrations and run pgTAP tests.", no_args_is_help=True
+)
 
 
 def _require_running(cluster: Cluster) -> None:
@@ -75,9 +77,11 @@ def reset(ctx: typer.Context) -> None:
 
 @app.command("test")
 @friendly
-def test_(
+def run_tests(
     ctx: typer.Context,
-    files: Annotated[list[Path] | None, typer.Argument(help="pgTAP files; default: supabase/tests/**/*.test.sql")] = None,
+    files: Annotated[
+        list[Path] | None, typer.Argument(help="pgTAP files; default: supabase/tests/**/*.test.sql")
+    ] = None,
 ) -> None:
     """Run the pgTAP files against a throw-away clone of the migrated template and print TAP."""
     settings = settings_from(ctx)
@@ -90,7 +94,10 @@ def test_(
         for path in paths:
             result = pgtap.run_file(settings, database, path)
             results.append(result)
-            out.print(f"# {path.relative_to(settings.project_dir) if path.is_relative_to(settings.project_dir) else path}")
+            shown = (
+                path.relative_to(settings.project_dir) if path.is_relative_to(settings.project_dir) else path
+            )
+            out.print(f"# {shown}")
             out.print(result.output.rstrip(), soft_wrap=True, markup=False)
             if not result.ok:
                 err.print(f"[red]FAIL[/] {result.problem()}", soft_wrap=True)

@@ -15,9 +15,13 @@ from busymate.stack.postgres import BOOTSTRAP_USER
 
 @contextmanager
 def connect(
-    settings: Settings, *, user: str = BOOTSTRAP_USER, database: str | None = None, autocommit: bool = False
+    settings: Settings, *, user: str = BOOTSTRAP_USER, database: str | None = None, autocommit: bool = True
 ) -> Iterator[psycopg.Connection[tuple[object, ...]]]:
-    """A connection to `database` as `user`; a refused connection becomes a one-line error."""
+    """A connection to `database` as `user`; a refused connection becomes a one-line error.
+
+    Autocommit by default, so `conn.transaction()` is always a real BEGIN/COMMIT, never a savepoint inside
+    an implicit transaction that a later failure would throw away.
+    """
     try:
         conn = psycopg.connect(
             host=settings.db_host,

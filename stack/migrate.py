@@ -49,7 +49,8 @@ def list_migrations(folder: Path) -> list[Migration]:
         match = MIGRATION_NAME.match(path.name)
         if not match:
             raise BusymateError(
-                f"{path.name}: migration files are named <timestamp>_<name>.sql (e.g. 20260101000000_create_x.sql)"
+                f"{path.name}: migration files are named <timestamp>_<name>.sql "
+                "(e.g. 20260101000000_create_x.sql)"
             )
         found.append(Migration(version=match["version"], name=match["name"], path=path))
     versions = [m.version for m in found]
@@ -100,12 +101,11 @@ def apply_roles(settings: Settings, conn: Conn) -> None:
 
 def apply_platform(settings: Settings, database: str) -> None:
     """Lay the Supabase platform layer on `database`, idempotently, as the bootstrap superuser."""
-    with connect(settings, database=database) as conn:
-        with conn.transaction():
-            apply_roles(settings, conn)
-            for path in platform_files(settings):
-                if path.name != ROLES_FILE:
-                    run_script(conn, path)
+    with connect(settings, database=database) as conn, conn.transaction():
+        apply_roles(settings, conn)
+        for path in platform_files(settings):
+            if path.name != ROLES_FILE:
+                run_script(conn, path)
 
 
 _HISTORY = (
@@ -113,7 +113,8 @@ _HISTORY = (
     "create table if not exists supabase_migrations.schema_migrations (version text not null primary key)",
     "alter table supabase_migrations.schema_migrations add column if not exists statements text[]",
     "alter table supabase_migrations.schema_migrations add column if not exists name text",
-    "create table if not exists supabase_migrations.seed_files (path text not null primary key, hash text not null)",
+    "create table if not exists supabase_migrations.seed_files "
+    "(path text not null primary key, hash text not null)",
 )
 
 
@@ -147,7 +148,6 @@ def migrate(settings: Settings, database: str | None = None, progress: Progress 
                 progress(f"applied {migration.path.name}")
         # Tell a running REST gateway to reload its schema cache, as PostgREST listens for.
         conn.execute("notify pgrst, 'reload schema'")
-        conn.commit()
     return done
 
 
@@ -213,5 +213,7 @@ def mark_platform(settings: Settings, database: str) -> None:
     """Label a database as carrying the platform layer, so a restart only migrates it."""
     with connect(settings, database="template1", autocommit=True) as conn:
         conn.execute(
-            sql.SQL("comment on database {} is {}").format(sql.Identifier(database), sql.Literal(PLATFORM_MARK))
+            sql.SQL("comment on database {} is {}").format(
+                sql.Identifier(database), sql.Literal(PLATFORM_MARK)
+            )
         )

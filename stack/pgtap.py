@@ -44,7 +44,9 @@ class TapResult:
     @property
     def ok(self) -> bool:
         """True only for a clean run of exactly the planned assertions, all passing."""
-        return self.error is None and not self.failures and self.planned is not None and self.planned == self.run
+        return (
+            self.error is None and not self.failures and self.planned is not None and self.planned == self.run
+        )
 
     def problem(self) -> str:
         """One paragraph saying why the file failed."""
@@ -58,10 +60,12 @@ class TapResult:
 
 
 def parse_tap(result: TapResult, output: str) -> TapResult:
-    """Fill `result` from pgTAP's output lines."""
-    result.output = output
+    """Fill `result` from pgTAP's output lines; what a file's own selects print is left out."""
+    kept: list[str] = []
     for raw in output.splitlines():
         line = raw.strip()
+        if _PLAN.match(line) or _TEST.match(line) or line.startswith("#"):
+            kept.append(raw.rstrip())
         if plan := _PLAN.match(line):
             result.planned = int(plan.group(1))
         elif test := _TEST.match(line):
@@ -69,6 +73,7 @@ def parse_tap(result: TapResult, output: str) -> TapResult:
                 result.failures.append(f"not ok {test.group(2)}{test.group(3)}")
             else:
                 result.passed += 1
+    result.output = "\n".join(kept)
     return result
 
 
@@ -140,7 +145,9 @@ def run_file(settings: Settings, database: str, path: Path, timeout: float = 300
     parse_tap(result, proc.stdout)
     if proc.returncode != 0:
         errors = [line for line in proc.stderr.splitlines() if "ERROR" in line or "FATAL" in line]
-        result.error = (errors[0] if errors else proc.stderr.strip() or f"psql exit {proc.returncode}").strip()
+        result.error = (
+            errors[0] if errors else proc.stderr.strip() or f"psql exit {proc.returncode}"
+        ).strip()
     return result
 
 

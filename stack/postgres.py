@@ -127,7 +127,9 @@ class Cluster:
         )
         if check and proc.returncode != 0:
             detail = (proc.stderr or proc.stdout).strip().splitlines()
-            raise BusymateError(f"{args[0]} failed: {detail[-1] if detail else 'exit ' + str(proc.returncode)}")
+            raise BusymateError(
+                f"{args[0]} failed: {detail[-1] if detail else 'exit ' + str(proc.returncode)}"
+            )
         return proc
 
     # -- lifecycle ---------------------------------------------------------------------------------
@@ -258,7 +260,8 @@ class Cluster:
             return False
         if not port_is_free(self.settings.db_host, self.settings.db_port):
             raise BusymateError(
-                f"port {self.settings.db_port} on {self.settings.db_host} is already in use by another program; "
+                f"port {self.settings.db_port} on {self.settings.db_host} is already in use by another "
+                "program; "
                 "stop it or choose another port with BUSYMATE_DB_PORT"
             )
         self._write_conf()

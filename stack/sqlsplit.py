@@ -70,7 +70,9 @@ def split_statements(sql: str) -> list[Statement]:
         elif ch == "/" and sql.startswith("/*", i):
             i = _skip_block_comment(sql, i)
         elif ch == "'":
-            escaped = i > 0 and sql[i - 1] in "eE" and (i < 2 or not (sql[i - 2].isalnum() or sql[i - 2] == "_"))
+            escaped = (
+                i > 0 and sql[i - 1] in "eE" and (i < 2 or not (sql[i - 2].isalnum() or sql[i - 2] == "_"))
+            )
             i = _skip_quoted(sql, i, "'", backslash=escaped)
         elif ch == '"':
             i = _skip_quoted(sql, i, '"', backslash=False)
