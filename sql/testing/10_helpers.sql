@@ -145,12 +145,3 @@ comment on function tests.clear_authentication() is 'Act as an anonymous caller 
 
 grant execute on all functions in schema tests to anon, authenticated, service_role;
 
--- Product roles that exist by the time the helpers are laid (the template applies migrations first).
-do $grants$
-begin
-    if exists (select from pg_catalog.pg_roles where rolname = 'device') then
-        grant usage on schema tests to device;
-        grant execute on all functions in schema tests to device;
-    end if;
-end
-$grants$;

@@ -53,6 +53,23 @@ begin
 end;
 $$;
 
+create or replace function tests.t(topic text)
+returns text
+language plpgsql
+stable
+as $$
+declare
+    result text := topic;
+    token text;
+begin
+    -- {name} becomes the bare uuid remembered under that name, as topics spell it.
+    for token in select distinct m[1] from regexp_matches(topic, '\{([a-z0-9_]+)\}', 'g') as m loop
+        result := replace(result, '{' || token || '}', tests.id(token)::text);
+    end loop;
+    return result;
+end;
+$$;
+
 create or replace function tests.act_as(who text)
 returns void
 language plpgsql
@@ -141,10 +158,10 @@ declare
     seen boolean := false;
 begin
     -- As Realtime authorizes a private join: a probe row, then a select under the caller's claims.
-    insert into realtime.messages (id, topic, extension) values (probe, tests.q(topic), 'broadcast');
+    insert into realtime.messages (id, topic, extension) values (probe, tests.t(topic), 'broadcast');
     begin
         perform tests.act_as(who);
-        perform set_config('realtime.topic', tests.q(topic), true);
+        perform set_config('realtime.topic', tests.t(topic), true);
         seen := exists (select from realtime.messages as m where m.id = probe);
     exception when others then
         seen := false;
@@ -165,8 +182,8 @@ begin
     -- As Realtime authorizes a send: an insert under the caller's claims, rolled back either way.
     begin
         perform tests.act_as(who);
-        perform set_config('realtime.topic', tests.q(topic), true);
-        insert into realtime.messages (topic, extension, event) values (tests.q(topic), 'broadcast', event);
+        perform set_config('realtime.topic', tests.t(topic), true);
+        insert into realtime.messages (topic, extension, event) values (tests.t(topic), 'broadcast', event);
         allowed := true;
         raise exception using errcode = 'P0004', message = 'roll the probe back';
     exception
@@ -179,3 +196,20 @@ end;
 $$;
 
 grant execute on all functions in schema tests to anon, authenticated, service_role;
+
+create or replace function tests.explain(query text)
+returns text
+language plpgsql
+as $$
+declare
+    line text;
+    plan text := '';
+begin
+    -- The plan as the current identity would get it, one text block.
+    for line in execute 'explain (costs off) ' || query loop
+        plan := plan || line || e'\n';
+    end loop;
+    return plan;
+end;
+$$;
+grant execute on function tests.explain(text) to anon, authenticated, service_role;
