@@ -1,5 +1,5 @@
-"""A member listing 100k devices under RLS: the real policy (helpers wrapped in `(select ...)`, run once as
-InitPlans) beside the same policy with bare helper calls (run per row), and beside no RLS at all.
+"""A member listing 100k devices under RLS: the real policy (helpers wrapped in `(select ...)`, run once
+as InitPlans) beside the same policy with bare helper calls (run per row), and beside no RLS at all.
 
 Prints one JSON line per figure. Runs on a throw-away cluster.
 """
@@ -23,7 +23,8 @@ ROUNDS = 5
 QUERY = "select uuid, name from public.devices"
 UNWRAPPED = """
 drop policy "devices: select owned, or viewable in my workspaces" on public.devices;
-create policy "devices: select owned, or viewable in my workspaces" on public.devices for select to authenticated
+create policy "devices: select owned, or viewable in my workspaces" on public.devices
+for select to authenticated
 using (owner_user_id = auth.uid() or private.is_admin()
        or (private.has_capability('devices', 'view') and workspace_id = any(private.my_workspaces())));
 """
@@ -31,7 +32,9 @@ using (owner_user_id = auth.uid() or private.is_admin()
 
 def _fill(conn: psycopg.Connection[tuple[object, ...]]) -> str:
     """A workspace, a member and DEVICES devices owned by someone else; returns the member's claims."""
-    ws = conn.execute("insert into public.workspaces (slug, name) values ('bench', 'Bench') returning id").fetchone()
+    ws = conn.execute(
+        "insert into public.workspaces (slug, name) values ('bench', 'Bench') returning id"
+    ).fetchone()
     member, other = (
         conn.execute(
             "insert into auth.users (id, email, aud, role) values (gen_random_uuid(), %s, 'authenticated', "
@@ -40,7 +43,9 @@ def _fill(conn: psycopg.Connection[tuple[object, ...]]) -> str:
         ).fetchone()
         for email in ("member@bench.local", "other@bench.local")
     )
-    assert ws and member and other
+    assert ws is not None
+    assert member is not None
+    assert other is not None
     conn.execute("update public.profiles set role = 'member'")
     conn.execute("insert into public.workspace_members values (%s, %s)", (ws[0], member[0]))
     conn.execute("alter table public.devices disable trigger user")
@@ -60,8 +65,11 @@ def _time(conn: psycopg.Connection[tuple[object, ...]], claims: str | None) -> t
     for _ in range(ROUNDS):
         with conn.transaction(force_rollback=True):
             if claims is not None:
-                conn.execute("select set_config('role', 'authenticated', true), "
-                             "set_config('request.jwt.claims', %s, true)", (claims,))
+                conn.execute(
+                    "select set_config('role', 'authenticated', true), "
+                    "set_config('request.jwt.claims', %s, true)",
+                    (claims,),
+                )
             started = time.perf_counter()
             rows = len(conn.execute(QUERY).fetchall())
             times.append(time.perf_counter() - started)
@@ -69,8 +77,17 @@ def _time(conn: psycopg.Connection[tuple[object, ...]], claims: str | None) -> t
 
 
 def _line(figure: str, value: float, baseline: str, base: float) -> str:
-    return json.dumps({"bench": "rls_devices", "figure": figure, "value": round(value * 1000, 2), "unit": "ms",
-                       "baseline": baseline, "baseline_value": round(base * 1000, 2), "ratio": round(value / base, 3)})
+    return json.dumps(
+        {
+            "bench": "rls_devices",
+            "figure": figure,
+            "value": round(value * 1000, 2),
+            "unit": "ms",
+            "baseline": baseline,
+            "baseline_value": round(base * 1000, 2),
+            "ratio": round(value / base, 3),
+        }
+    )
 
 
 def run(settings: Settings) -> list[str]:
@@ -83,23 +100,37 @@ def run(settings: Settings) -> list[str]:
         with conn.transaction(force_rollback=True):
             conn.execute(UNWRAPPED)
             with conn.transaction(force_rollback=True):
-                conn.execute("select set_config('role', 'authenticated', true), "
-                             "set_config('request.jwt.claims', %s, true)", (claims,))
+                conn.execute(
+                    "select set_config('role', 'authenticated', true), "
+                    "set_config('request.jwt.claims', %s, true)",
+                    (claims,),
+                )
                 started = time.perf_counter()
                 bare_rows = len(conn.execute(QUERY).fetchall())
                 bare = time.perf_counter() - started
     assert rows == bare_rows == all_rows == DEVICES, (rows, bare_rows, all_rows)
     return [
-        _line(f"member lists {DEVICES} devices, helpers wrapped (InitPlan)", wrapped,
-              "same policy with bare helper calls (per row)", bare),
-        _line(f"member lists {DEVICES} devices, helpers wrapped (InitPlan)", wrapped,
-              "the table owner, no RLS", owner),
+        _line(
+            f"member lists {DEVICES} devices, helpers wrapped (InitPlan)",
+            wrapped,
+            "same policy with bare helper calls (per row)",
+            bare,
+        ),
+        _line(
+            f"member lists {DEVICES} devices, helpers wrapped (InitPlan)",
+            wrapped,
+            "the table owner, no RLS",
+            owner,
+        ),
     ]
 
 
 def main() -> None:
     """Run on a throw-away cluster and print the figures."""
-    with tempfile.TemporaryDirectory() as tmp, ephemeral.ephemeral_cluster(PROJECT_DIR, Path(tmp)) as settings:
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        ephemeral.ephemeral_cluster(PROJECT_DIR, Path(tmp)) as settings,
+    ):
         for line in run(settings):
             print(line)
 

@@ -130,7 +130,11 @@ def test_reset_rebuilds_from_nothing_and_runs_the_seed(pg: Settings) -> None:
     with connect(pg, user="postgres") as conn:
         assert conn.execute("select to_regclass('public.leftover')").fetchone() == (None,)
         seeded = conn.execute("select path from supabase_migrations.seed_files").fetchall()
+        roles = conn.execute("select name, grants_all from public.roles order by name").fetchall()
+        workspaces = conn.execute("select slug from public.workspaces").fetchall()
     assert seeded == [("supabase/seed.sql",)]
+    assert roles == [("admin", True), ("member", False), ("viewer", False)]
+    assert workspaces == [("local",)]
     assert migrate.ensure_ready(pg) == "up to date"
 
 

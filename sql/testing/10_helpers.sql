@@ -144,4 +144,3 @@ $$;
 comment on function tests.clear_authentication() is 'Act as an anonymous caller with the anon key.';
 
 grant execute on all functions in schema tests to anon, authenticated, service_role;
-

@@ -81,7 +81,7 @@ comment on function private.current_device() is
 'The calling device''s uuid while its JWT cred equals devices.credential_id; null otherwise (unpaired, forged).';
 
 create or replace function private.my_workspaces()
-returns uuid []
+returns uuid[]
 language plpgsql
 stable
 security definer

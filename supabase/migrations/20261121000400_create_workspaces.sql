@@ -47,22 +47,22 @@ alter table public.workspace_tabs enable row level security;
 
 create policy "workspaces: select members and admins" on public.workspaces
 for select to authenticated
-using (id = any((select private.my_workspaces())::uuid []) or (select private.is_admin()));
+using (id = any((select private.my_workspaces())::uuid[]) or (select private.is_admin()));
 
 create policy "workspace_members: select fellow members and admins" on public.workspace_members
 for select to authenticated
-using (workspace_id = any((select private.my_workspaces())::uuid []) or (select private.is_admin()));
+using (workspace_id = any((select private.my_workspaces())::uuid[]) or (select private.is_admin()));
 
 create policy "workspace_tabs: select shared and own tabs of my workspaces" on public.workspace_tabs
 for select to authenticated
 using (
-    (workspace_id = any((select private.my_workspaces())::uuid []) and (user_id is null or user_id = (select auth.uid())))
+    (workspace_id = any((select private.my_workspaces())::uuid[]) and (user_id is null or user_id = (select auth.uid())))
     or (select private.is_admin())
 );
 
 create policy "workspace_tabs: insert own tabs in my workspaces" on public.workspace_tabs
 for insert to authenticated
-with check (user_id = (select auth.uid()) and workspace_id = any((select private.my_workspaces())::uuid []));
+with check (user_id = (select auth.uid()) and workspace_id = any((select private.my_workspaces())::uuid[]));
 
 create policy "workspace_tabs: update own tabs" on public.workspace_tabs
 for update to authenticated

@@ -17,7 +17,7 @@ create table public.devices (
     app_source text,
     country text check (country ~ '^[A-Z]{2}$'),
     proxy_port integer unique check (proxy_port between 1 and 65535),
-    allowed_sources cidr [] not null default '{127.0.0.1/32,::1/128}',
+    allowed_sources cidr[] not null default '{127.0.0.1/32,::1/128}',
     credential_id uuid,
     last_seen_at timestamptz,
     created_at timestamptz not null default now()
@@ -54,7 +54,7 @@ for select to authenticated
 using (
     owner_user_id = (select auth.uid())
     or (select private.is_admin())
-    or ((select private.has_capability('devices', 'view')) and workspace_id = any((select private.my_workspaces())::uuid []))
+    or ((select private.has_capability('devices', 'view')) and workspace_id = any((select private.my_workspaces())::uuid[]))
 );
 
 create policy "devices: select itself" on public.devices
@@ -63,7 +63,7 @@ using (uuid = (select private.current_device()));
 
 create policy "device_status: select where the device is visible" on public.device_status
 for select to authenticated
-using (exists (select from public.devices as d where d.uuid = device_uuid));
+using (exists (select from public.devices as d where d.uuid = device_status.device_uuid));
 
 create policy "device_status: select its own" on public.device_status
 for select to device

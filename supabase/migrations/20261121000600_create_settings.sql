@@ -34,7 +34,7 @@ using ((select private.current_device()) is not null);
 
 create policy "settings_device: select where the device is visible" on public.settings_device
 for select to authenticated
-using (exists (select from public.devices as d where d.uuid = device_uuid));
+using (exists (select from public.devices as d where d.uuid = settings_device.device_uuid));
 
 create policy "settings_device: select its own" on public.settings_device
 for select to device

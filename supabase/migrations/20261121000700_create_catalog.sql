@@ -7,7 +7,7 @@ create table public.tags (
     id uuid primary key default gen_random_uuid(),
     name text not null unique check (length(name) between 1 and 60),
     color text not null default '#888888' check (color ~ '^#[0-9a-fA-F]{6}$'),
-    match_patterns text [] not null default '{}',
+    match_patterns text[] not null default '{}',
     created_at timestamptz not null default now()
 );
 comment on table public.tags is 'Labels applied to entries whose host or path matches one of match_patterns.';
@@ -16,7 +16,7 @@ create table public.service_groups (
     id uuid primary key default gen_random_uuid(),
     name text not null unique check (length(name) between 1 and 100),
     icon text,
-    domains text [] not null default '{}',
+    domains text[] not null default '{}',
     created_at timestamptz not null default now()
 );
 comment on table public.service_groups is 'A Proxyman-style App: the domains one service talks to.';

@@ -4,7 +4,7 @@
 -- and publishes `unpair` on device:<uuid>. Deleting publishes `unpair` first, so the device hears it.
 
 create or replace function private.create_device(
-    workspace uuid, device_name text, device_source text, owner uuid, sources cidr [], port integer
+    workspace uuid, device_name text, device_source text, owner uuid, sources cidr[], port integer
 )
 returns public.devices
 language plpgsql
@@ -65,14 +65,14 @@ begin
 end;
 $$;
 
-revoke execute on function private.create_device(uuid, text, text, uuid, cidr [], integer),
+revoke execute on function private.create_device(uuid, text, text, uuid, cidr[], integer),
 private.unpair_device(uuid), private.delete_device(uuid) from public, anon;
-grant execute on function private.create_device(uuid, text, text, uuid, cidr [], integer),
+grant execute on function private.create_device(uuid, text, text, uuid, cidr[], integer),
 private.unpair_device(uuid), private.delete_device(uuid) to authenticated, service_role;
 
 create function public.create_device(
     workspace_id uuid, name text, source text,
-    owner_user_id uuid default null, allowed_sources cidr [] default null, proxy_port integer default null
+    owner_user_id uuid default null, allowed_sources cidr[] default null, proxy_port integer default null
 ) returns public.devices
 language sql as $$
     select * from private.create_device(workspace_id, name, source, owner_user_id, allowed_sources, proxy_port)
@@ -82,12 +82,12 @@ language sql as $$ select * from private.unpair_device(device_uuid) $$;
 create function public.delete_device(device_uuid uuid) returns void
 language sql as $$ select private.delete_device(device_uuid) $$;
 
-comment on function public.create_device(uuid, text, text, uuid, cidr [], integer) is
+comment on function public.create_device(uuid, text, text, uuid, cidr[], integer) is
 'Add a device with a fresh credential (admin). The owner defaults to the caller.';
 comment on function public.unpair_device(uuid) is 'Void a device''s credential at once and tell it (admin).';
 comment on function public.delete_device(uuid) is 'Remove a device and everything that hangs off it (admin).';
 
-revoke execute on function public.create_device(uuid, text, text, uuid, cidr [], integer),
+revoke execute on function public.create_device(uuid, text, text, uuid, cidr[], integer),
 public.unpair_device(uuid), public.delete_device(uuid) from public, anon;
-grant execute on function public.create_device(uuid, text, text, uuid, cidr [], integer),
+grant execute on function public.create_device(uuid, text, text, uuid, cidr[], integer),
 public.unpair_device(uuid), public.delete_device(uuid) to authenticated, service_role;

@@ -4,7 +4,7 @@
 -- Caveats: set_service_group_agents replaces the whole list: the first agent becomes primary, positions follow
 -- the array, an empty array clears it.
 
-create or replace function private.upsert_service_group(group_id uuid, group_name text, group_domains text [], group_icon text)
+create or replace function private.upsert_service_group(group_id uuid, group_name text, group_domains text[], group_icon text)
 returns public.service_groups
 language plpgsql
 security definer
@@ -53,7 +53,7 @@ begin
 end;
 $$;
 
-create or replace function private.set_service_group_agents(group_id uuid, agent_ids uuid [])
+create or replace function private.set_service_group_agents(group_id uuid, agent_ids uuid[])
 returns setof public.service_group_agents
 language plpgsql
 security definer
@@ -78,7 +78,7 @@ begin
 end;
 $$;
 
-create or replace function private.upsert_tag(tag_id uuid, tag_name text, tag_color text, patterns text [])
+create or replace function private.upsert_tag(tag_id uuid, tag_name text, tag_color text, patterns text[])
 returns public.tags
 language plpgsql
 security definer
@@ -106,40 +106,40 @@ begin
 end;
 $$;
 
-revoke execute on function private.upsert_service_group(uuid, text, text [], text),
-private.delete_catalog_row(text, uuid), private.set_service_group_agents(uuid, uuid []),
-private.upsert_tag(uuid, text, text, text []) from public, anon;
-grant execute on function private.upsert_service_group(uuid, text, text [], text),
-private.delete_catalog_row(text, uuid), private.set_service_group_agents(uuid, uuid []),
-private.upsert_tag(uuid, text, text, text []) to authenticated, service_role;
+revoke execute on function private.upsert_service_group(uuid, text, text[], text),
+private.delete_catalog_row(text, uuid), private.set_service_group_agents(uuid, uuid[]),
+private.upsert_tag(uuid, text, text, text[]) from public, anon;
+grant execute on function private.upsert_service_group(uuid, text, text[], text),
+private.delete_catalog_row(text, uuid), private.set_service_group_agents(uuid, uuid[]),
+private.upsert_tag(uuid, text, text, text[]) to authenticated, service_role;
 
 create function public.upsert_service_group(
-    name text, domains text [] default null, icon text default null, id uuid default null
+    name text, domains text[] default null, icon text default null, id uuid default null
 ) returns public.service_groups
 language sql as $$ select * from private.upsert_service_group(id, name, domains, icon) $$;
 create function public.delete_service_group(id uuid) returns void
 language sql as $$ select private.delete_catalog_row('service_group', id) $$;
-create function public.set_service_group_agents(service_group_id uuid, agent_ids uuid [])
+create function public.set_service_group_agents(service_group_id uuid, agent_ids uuid[])
 returns setof public.service_group_agents
 language sql as $$ select * from private.set_service_group_agents(service_group_id, agent_ids) $$;
 create function public.upsert_tag(
-    name text, color text default null, match_patterns text [] default null, id uuid default null
+    name text, color text default null, match_patterns text[] default null, id uuid default null
 ) returns public.tags
 language sql as $$ select * from private.upsert_tag(id, name, color, match_patterns) $$;
 create function public.delete_tag(id uuid) returns void
 language sql as $$ select private.delete_catalog_row('tag', id) $$;
 
-comment on function public.upsert_service_group(text, text [], text, uuid) is
+comment on function public.upsert_service_group(text, text[], text, uuid) is
 'Create a service group, or update the one with this id (services:edit).';
 comment on function public.delete_service_group(uuid) is 'Delete a service group (services:edit).';
-comment on function public.set_service_group_agents(uuid, uuid []) is
+comment on function public.set_service_group_agents(uuid, uuid[]) is
 'Replace a group''s agents; the first is primary, [] clears (services:edit).';
-comment on function public.upsert_tag(text, text, text [], uuid) is 'Create a tag, or update the one with this id (tags:edit).';
+comment on function public.upsert_tag(text, text, text[], uuid) is 'Create a tag, or update the one with this id (tags:edit).';
 comment on function public.delete_tag(uuid) is 'Delete a tag (tags:edit).';
 
-revoke execute on function public.upsert_service_group(text, text [], text, uuid), public.delete_service_group(uuid),
-public.set_service_group_agents(uuid, uuid []), public.upsert_tag(text, text, text [], uuid), public.delete_tag(uuid)
+revoke execute on function public.upsert_service_group(text, text[], text, uuid), public.delete_service_group(uuid),
+public.set_service_group_agents(uuid, uuid[]), public.upsert_tag(text, text, text[], uuid), public.delete_tag(uuid)
 from public, anon;
-grant execute on function public.upsert_service_group(text, text [], text, uuid), public.delete_service_group(uuid),
-public.set_service_group_agents(uuid, uuid []), public.upsert_tag(text, text, text [], uuid), public.delete_tag(uuid)
+grant execute on function public.upsert_service_group(text, text[], text, uuid), public.delete_service_group(uuid),
+public.set_service_group_agents(uuid, uuid[]), public.upsert_tag(text, text, text[], uuid), public.delete_tag(uuid)
 to authenticated, service_role;

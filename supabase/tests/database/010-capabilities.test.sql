@@ -5,59 +5,89 @@ select tests.make_world();
 
 -- shape
 select is_definer('private', 'has_capability', array['text', 'text'], 'private.has_capability is a definer');
-select is_definer('private', 'is_admin', '{}'::name [], 'private.is_admin is a definer');
-select is_definer('private', 'current_device', '{}'::name [], 'private.current_device is a definer');
-select is_definer('private', 'my_workspaces', '{}'::name [], 'private.my_workspaces is a definer');
+select is_definer('private', 'is_admin', '{}'::name[], 'private.is_admin is a definer');
+select is_definer('private', 'current_device', '{}'::name[], 'private.current_device is a definer');
+select is_definer('private', 'my_workspaces', '{}'::name[], 'private.my_workspaces is a definer');
 select isnt_definer('public', 'has_capability', array['text', 'text'], 'public.has_capability is an invoker');
 select volatility_is('private', 'has_capability', array['text', 'text'], 'stable', 'has_capability is stable');
-select volatility_is('private', 'is_admin', '{}'::name [], 'stable', 'is_admin is stable');
-select volatility_is('private', 'current_device', '{}'::name [], 'stable', 'current_device is stable');
-select volatility_is('private', 'my_workspaces', '{}'::name [], 'stable', 'my_workspaces is stable');
+select volatility_is('private', 'is_admin', '{}'::name[], 'stable', 'is_admin is stable');
+select volatility_is('private', 'current_device', '{}'::name[], 'stable', 'current_device is stable');
+select volatility_is('private', 'my_workspaces', '{}'::name[], 'stable', 'my_workspaces is stable');
 select function_privs_are(
-    'private', 'has_capability', array['text', 'text'], 'anon', '{}'::text [], 'anon cannot execute private.has_capability'
+    'private', 'has_capability', array['text', 'text'], 'anon', '{}'::text[], 'anon cannot execute private.has_capability'
 );
 select function_privs_are(
     'private', 'has_capability', array['text', 'text'], 'authenticated', array['EXECUTE'],
     'authenticated may execute private.has_capability (policies call it)'
 );
 select function_privs_are(
-    'public', 'has_capability', array['text', 'text'], 'anon', '{}'::text [], 'anon cannot execute public.has_capability'
+    'public', 'has_capability', array['text', 'text'], 'anon', '{}'::text[], 'anon cannot execute public.has_capability'
 );
 
 -- the rules, through the public RPC
-select tests.attempt('admin', $$ select 1 where public.has_capability('devices', 'edit') $$, 'rows=1',
-    'grants_all passes every capability');
-select tests.attempt('admin', $$ select 1 where public.has_capability('anything', 'at_all') $$, 'rows=1',
-    'grants_all passes even a section that does not exist');
-select tests.attempt('member', $$ select 1 where public.has_capability('devices', 'edit') $$, 'rows=1',
-    'a member holds devices:edit');
-select tests.attempt('member', $$ select 1 where public.has_capability('global', 'edit') $$, 'rows=0',
-    'a member lacks global:edit');
-select tests.attempt('editor', $$ select 1 where public.has_capability('global', 'edit') $$, 'rows=1',
-    'a role granting global:edit passes without grants_all');
-select tests.attempt('viewer', $$ select 1 where public.has_capability('devices', 'view') $$, 'rows=1',
-    'a viewer holds devices:view');
-select tests.attempt('viewer', $$ select 1 where public.has_capability('devices', 'edit') $$, 'rows=0',
-    'a viewer lacks devices:edit');
-select tests.attempt('nocaps', $$ select 1 where public.has_capability('devices', 'view') $$, 'rows=0',
-    'a role with no capabilities passes nothing');
-select tests.attempt('stringy', $$ select 1 where public.has_capability('devices', 'view') $$, 'rows=0',
-    'the string "true" is not a grant: only JSON true is');
-select tests.attempt('stringy', $$ select 1 where public.has_capability('devices', 'edit') $$, 'rows=0',
-    'the number 1 is not a grant');
-select tests.attempt('member', $$ select 1 where public.has_capability('devices', 'delete') $$, 'rows=0',
-    'an unknown action passes nothing');
-select tests.attempt('service_role', $$ select 1 where public.has_capability('users', 'edit') $$, 'rows=1',
-    'the service role passes every capability');
-select tests.attempt('device:d1', $$ select 1 where public.has_capability('devices', 'view') $$, 'rows=0',
-    'a device holds no user capability');
-select tests.attempt('anon', $$ select public.has_capability('devices', 'view') $$, 'error=42501',
-    'anon cannot call has_capability');
+select tests.attempt(
+    'admin', $$ select 1 where public.has_capability('devices', 'edit') $$, 'rows=1',
+    'grants_all passes every capability'
+);
+select tests.attempt(
+    'admin', $$ select 1 where public.has_capability('anything', 'at_all') $$, 'rows=1',
+    'grants_all passes even a section that does not exist'
+);
+select tests.attempt(
+    'member', $$ select 1 where public.has_capability('devices', 'edit') $$, 'rows=1',
+    'a member holds devices:edit'
+);
+select tests.attempt(
+    'member', $$ select 1 where public.has_capability('global', 'edit') $$, 'rows=0',
+    'a member lacks global:edit'
+);
+select tests.attempt(
+    'editor', $$ select 1 where public.has_capability('global', 'edit') $$, 'rows=1',
+    'a role granting global:edit passes without grants_all'
+);
+select tests.attempt(
+    'viewer', $$ select 1 where public.has_capability('devices', 'view') $$, 'rows=1',
+    'a viewer holds devices:view'
+);
+select tests.attempt(
+    'viewer', $$ select 1 where public.has_capability('devices', 'edit') $$, 'rows=0',
+    'a viewer lacks devices:edit'
+);
+select tests.attempt(
+    'nocaps', $$ select 1 where public.has_capability('devices', 'view') $$, 'rows=0',
+    'a role with no capabilities passes nothing'
+);
+select tests.attempt(
+    'stringy', $$ select 1 where public.has_capability('devices', 'view') $$, 'rows=0',
+    'the string "true" is not a grant: only JSON true is'
+);
+select tests.attempt(
+    'stringy', $$ select 1 where public.has_capability('devices', 'edit') $$, 'rows=0',
+    'the number 1 is not a grant'
+);
+select tests.attempt(
+    'member', $$ select 1 where public.has_capability('devices', 'delete') $$, 'rows=0',
+    'an unknown action passes nothing'
+);
+select tests.attempt(
+    'service_role', $$ select 1 where public.has_capability('users', 'edit') $$, 'rows=1',
+    'the service role passes every capability'
+);
+select tests.attempt(
+    'device:d1', $$ select 1 where public.has_capability('devices', 'view') $$, 'rows=0',
+    'a device holds no user capability'
+);
+select tests.attempt(
+    'anon', $$ select public.has_capability('devices', 'view') $$, 'error=42501',
+    'anon cannot call has_capability'
+);
 
 -- a role change takes effect on the next statement
 update public.profiles set role = 'viewer' where id = tests.id('member');
-select tests.attempt('member', $$ select 1 where public.has_capability('devices', 'edit') $$, 'rows=0',
-    'demoted to viewer, the member loses devices:edit at once');
+select tests.attempt(
+    'member', $$ select 1 where public.has_capability('devices', 'edit') $$, 'rows=0',
+    'demoted to viewer, the member loses devices:edit at once'
+);
 update public.profiles set role = 'member' where id = tests.id('member');
 
 -- my_capabilities
@@ -67,8 +97,12 @@ select is(
     'my_capabilities resolves each section to view and edit flags'
 );
 select is(
-    (select jsonb_object_keys_count from (select count(*) as jsonb_object_keys_count
-     from jsonb_object_keys(public.my_capabilities() -> 'capabilities')) as k),
+    (
+        select jsonb_object_keys_count from (
+            select count(*) as jsonb_object_keys_count
+            from jsonb_object_keys(public.my_capabilities() -> 'capabilities')
+        ) as k
+    ),
     9::bigint, 'my_capabilities lists all nine sections'
 );
 select is(public.my_capabilities() ->> 'role', 'member', 'my_capabilities names the role');
@@ -101,18 +135,24 @@ reset role;
 
 -- a forged credential
 select tests.set_claims(
-    'device', jsonb_build_object('role', 'device', 'sub', tests.id('d1'), 'workspace_id', tests.id('w1'),
-                                 'cred', gen_random_uuid())
+    'device', jsonb_build_object(
+        'role', 'device', 'sub', tests.id('d1'), 'workspace_id', tests.id('w1'),
+        'cred', gen_random_uuid()
+    )
 );
 select is(private.current_device(), null, 'a device JWT with another cred is not the device');
 select tests.set_claims(
-    'device', jsonb_build_object('role', 'device', 'sub', tests.id('d1'), 'workspace_id', tests.id('w2'),
-                                 'cred', (select credential_id from public.devices where uuid = tests.id('d1')))
+    'device', jsonb_build_object(
+        'role', 'device', 'sub', tests.id('d1'), 'workspace_id', tests.id('w2'),
+        'cred', (select credential_id from public.devices where uuid = tests.id('d1'))
+    )
 );
 select is(private.current_device(), null, 'a device JWT naming another workspace is not the device');
 select tests.set_claims(
-    'device', jsonb_build_object('role', 'device', 'sub', tests.id('d1'), 'workspace_id', tests.id('w1'),
-                                 'cred', 'not-a-uuid')
+    'device', jsonb_build_object(
+        'role', 'device', 'sub', tests.id('d1'), 'workspace_id', tests.id('w1'),
+        'cred', 'not-a-uuid'
+    )
 );
 select is(private.current_device(), null, 'a malformed cred is no match, not an error');
 reset role;

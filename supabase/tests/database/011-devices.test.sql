@@ -4,9 +4,13 @@ select plan(85);
 select tests.make_world();
 
 -- who sees which device (d1 owner's in w1, d2 outsider's in w2, d3 member's in w1, d_unpaired owner's in w1)
-select tests.attempt(who, format('select 1 from public.devices where uuid = {%s}', dev), expected,
-    format('%s %s device %s', who, case expected when 'rows=1' then 'sees' else 'does not see' end, dev))
-from (values
+select
+    tests.attempt(
+        who, format('select 1 from public.devices where uuid = {%s}', dev), expected,
+        format('%s %s device %s', who, case expected when 'rows=1' then 'sees' else 'does not see' end, dev)
+    )
+from (
+    values
     ('anon', 'd1', 'error=42501'),
     ('nocaps', 'd1', 'rows=0'), ('nocaps', 'd3', 'rows=0'),
     ('viewer', 'd1', 'rows=1'), ('viewer', 'd2', 'rows=0'),
@@ -22,7 +26,8 @@ from (values
 
 -- a device reads nothing of people
 select tests.attempt(who, format('select 1 from %s', tbl), expected, format('%s reading %s: %s', who, tbl, expected))
-from (values
+from (
+    values
     ('device:d1', 'public.profiles', 'error=42501'), ('device:d1', 'public.workspaces', 'error=42501'),
     ('device:d1', 'public.workspace_members', 'error=42501'), ('device:d1', 'public.roles', 'error=42501'),
     ('device:d1', 'public.tags', 'error=42501'), ('device:d1', 'public.telegram_links', 'error=42501'),
@@ -31,48 +36,79 @@ from (values
 
 -- nobody writes devices directly; only the service role
 select tests.attempt(who, stmt, expected, format('%s: %s', who, label), 'public.devices')
-from (values
-    ('admin', $$ insert into public.devices (workspace_id, name, source) values ({w1}, 'x', 'proxy') returning 1 $$,
-     'error=42501', 'an admin cannot insert a device directly'),
-    ('owner', $$ update public.devices set name = 'x' where uuid = {d1} returning 1 $$,
-     'error=42501', 'the owner cannot update a device directly'),
-    ('owner', $$ delete from public.devices where uuid = {d1} returning 1 $$,
-     'error=42501', 'the owner cannot delete a device directly'),
-    ('device:d1', $$ update public.devices set credential_id = gen_random_uuid() where uuid = {d1} returning 1 $$,
-     'error=42501', 'a device cannot change its own credential'),
-    ('device:d1', $$ delete from public.devices where uuid = {d1} returning 1 $$,
-     'error=42501', 'a device cannot delete itself'),
-    ('anon', $$ insert into public.devices (workspace_id, name, source) values ({w1}, 'x', 'proxy') returning 1 $$,
-     'error=42501', 'anon cannot insert a device'),
-    ('service_role', $$ update public.devices set model = 'iPhone' where uuid = {d2} returning 1 $$,
-     'rows=1', 'the service role writes devices')
+from (
+    values
+    (
+        'admin', $$ insert into public.devices (workspace_id, name, source) values ({w1}, 'x', 'proxy') returning 1 $$,
+        'error=42501', 'an admin cannot insert a device directly'
+    ),
+    (
+        'owner', $$ update public.devices set name = 'x' where uuid = {d1} returning 1 $$,
+        'error=42501', 'the owner cannot update a device directly'
+    ),
+    (
+        'owner', $$ delete from public.devices where uuid = {d1} returning 1 $$,
+        'error=42501', 'the owner cannot delete a device directly'
+    ),
+    (
+        'device:d1', $$ update public.devices set credential_id = gen_random_uuid() where uuid = {d1} returning 1 $$,
+        'error=42501', 'a device cannot change its own credential'
+    ),
+    (
+        'device:d1', $$ delete from public.devices where uuid = {d1} returning 1 $$,
+        'error=42501', 'a device cannot delete itself'
+    ),
+    (
+        'anon', $$ insert into public.devices (workspace_id, name, source) values ({w1}, 'x', 'proxy') returning 1 $$,
+        'error=42501', 'anon cannot insert a device'
+    ),
+    (
+        'service_role', $$ update public.devices set model = 'iPhone' where uuid = {d2} returning 1 $$,
+        'rows=1', 'the service role writes devices'
+    )
 ) as v (who, stmt, expected, label);
 
 -- device_status: users read what they may see; a device writes only its own
 select tests.attempt(who, stmt, expected, format('%s: %s', who, label), 'public.device_status')
-from (values
+from (
+    values
     ('member', $$ select 1 from public.device_status where device_uuid = {d1} $$, 'rows=1', 'a member reads d1''s status'),
     ('outsider', $$ select 1 from public.device_status where device_uuid = {d1} $$, 'rows=0', 'an outsider does not'),
-    ('owner', $$ update public.device_status set online = false where device_uuid = {d1} returning 1 $$,
-     'error=42501', 'a user cannot write a device''s status'),
-    ('device:d1', $$ update public.device_status set online = false, heartbeat_at = now() where device_uuid = {d1} returning 1 $$,
-     'rows=1', 'a device reports its own status'),
-    ('device:d1', $$ update public.device_status set online = false where device_uuid = {d3} returning 1 $$,
-     'rows=0', 'a device cannot report another''s status'),
-    ('device:d1', $$ insert into public.device_status (device_uuid) values ({d_unpaired}) returning 1 $$,
-     'error=42501', 'a device cannot create another''s status row'),
-    ('device:d1', $$ update public.device_status set live_activity_message = 'hi' where device_uuid = {d1} returning 1 $$,
-     'error=42501', 'a device cannot set its own live activity message'),
-    ('device:d2', $$ select 1 from public.device_status where device_uuid = {d1} $$, 'rows=0',
-     'another device cannot read d1''s status'),
-    ('device:d_unpaired', $$ insert into public.device_status (device_uuid) values ({d_unpaired}) returning 1 $$,
-     'error=42501', 'a device without a credential writes nothing'),
+    (
+        'owner', $$ update public.device_status set online = false where device_uuid = {d1} returning 1 $$,
+        'error=42501', 'a user cannot write a device''s status'
+    ),
+    (
+        'device:d1', $$ update public.device_status set online = false, heartbeat_at = now() where device_uuid = {d1} returning 1 $$,
+        'rows=1', 'a device reports its own status'
+    ),
+    (
+        'device:d1', $$ update public.device_status set online = false where device_uuid = {d3} returning 1 $$,
+        'rows=0', 'a device cannot report another''s status'
+    ),
+    (
+        'device:d1', $$ insert into public.device_status (device_uuid) values ({d_unpaired}) returning 1 $$,
+        'error=42501', 'a device cannot create another''s status row'
+    ),
+    (
+        'device:d1', $$ update public.device_status set live_activity_message = 'hi' where device_uuid = {d1} returning 1 $$,
+        'error=42501', 'a device cannot set its own live activity message'
+    ),
+    (
+        'device:d2', $$ select 1 from public.device_status where device_uuid = {d1} $$, 'rows=0',
+        'another device cannot read d1''s status'
+    ),
+    (
+        'device:d_unpaired', $$ insert into public.device_status (device_uuid) values ({d_unpaired}) returning 1 $$,
+        'error=42501', 'a device without a credential writes nothing'
+    ),
     ('anon', $$ select 1 from public.device_status $$, 'error=42501', 'anon reads no status')
 ) as v (who, stmt, expected, label);
 
 -- the device RPCs: (who, rpc call, expected)
 select tests.attempt(who, stmt, expected, format('%s: %s', who, label), 'public.devices')
-from (values
+from (
+    values
     ('anon', $$ select public.rename_device({d1}, 'x') $$, 'error=42501', 'anon cannot rename'),
     ('nocaps', $$ select public.rename_device({d1}, 'x') $$, 'error=PT404', 'without devices:view the device is not found'),
     ('viewer', $$ select public.rename_device({d1}, 'x') $$, 'error=42501', 'devices:view without edit cannot rename'),
@@ -99,7 +135,7 @@ select ok(
     'an added device has a credential and the admin as owner'
 );
 select is(
-    (select count(*)::integer from public.device_status where device_uuid = (select uuid from public.devices where name = 'added')),
+    (select count(*)::integer from public.device_status as s where s.device_uuid = (select d.uuid from public.devices as d where d.name = 'added')),
     1, 'and a status row'
 );
 
@@ -117,8 +153,10 @@ select is(
 );
 select tests.attempt('owner', $$ select public.vpn_off_device({d1}) $$, 'rows=1', 'the owner turns the VPN off');
 select tests.attempt('owner', $$ select public.open_device_sheet({d1}, 'settings') $$, 'rows=1', 'the owner opens a sheet');
-select tests.attempt('owner', $$ select public.open_device_sheet({d1}, 'Robert''); drop table x;--') $$, 'error=22023',
-    'a sheet name that is not a name is refused');
+select tests.attempt(
+    'owner', $$ select public.open_device_sheet({d1}, 'Robert''); drop table x;--') $$, 'error=22023',
+    'a sheet name that is not a name is refused'
+);
 select tests.attempt('member', $$ select public.vpn_on_device({d1}) $$, 'error=42501', 'a member cannot command another''s device');
 select results_eq(
     format($$ select array_agg(event order by event) from realtime.messages where topic = 'device:%s' $$, tests.id('d1')),
@@ -126,8 +164,10 @@ select results_eq(
     'each command published exactly one event, and the refused ones none'
 );
 select is(
-    (select payload ->> 'message' from realtime.messages
-     where topic = 'device:' || tests.id('d1') and event = 'live-activity-message'),
+    (
+        select payload ->> 'message' from realtime.messages
+        where topic = 'device:' || tests.id('d1') and event = 'live-activity-message'
+    ),
     'Capturing', 'the live activity event carries the message'
 );
 
@@ -137,10 +177,14 @@ select tests.authenticate_as('admin');
 select isnt(public.unpair_device(tests.id('d1')), null, 'an admin unpairs d1');
 reset role;
 select is((select credential_id from public.devices where uuid = tests.id('d1')), null, 'the credential is gone');
-select tests.attempt('device:d1', $$ select 1 from public.devices where uuid = {d1} $$, 'rows=0',
-    'the old JWT reads nothing on its next request');
-select tests.attempt('device:d1', $$ update public.device_status set online = true where device_uuid = {d1} returning 1 $$,
-    'rows=0', 'and writes nothing');
+select tests.attempt(
+    'device:d1', $$ select 1 from public.devices where uuid = {d1} $$, 'rows=0',
+    'the old JWT reads nothing on its next request'
+);
+select tests.attempt(
+    'device:d1', $$ update public.device_status set online = true where device_uuid = {d1} returning 1 $$,
+    'rows=0', 'and writes nothing'
+);
 select ok(
     exists (select from realtime.messages where topic = 'device:' || tests.id('d1') and event = 'unpair'),
     'unpair is published on device:<uuid>'

@@ -5,7 +5,8 @@ select tests.make_world();
 
 -- reading
 select tests.attempt(who, stmt, expected, format('%s: %s', who, label))
-from (values
+from (
+    values
     ('anon', 'select 1 from public.workspaces', 'error=42501', 'anon reads no workspace'),
     ('member', 'select 1 from public.workspaces', 'rows=1', 'a member reads only their workspace'),
     ('outsider', $$ select 1 from public.workspaces where id = {w1} $$, 'rows=0', 'an outsider does not see w1'),
@@ -28,48 +29,84 @@ from (values
 
 -- direct writes
 select tests.attempt(who, stmt, expected, format('%s: %s', who, label), watched::regclass)
-from (values
-    ('admin', $$ insert into public.workspaces (slug, name) values ('x', 'X') returning 1 $$, 'error=42501',
-     'even an admin creates workspaces only through the RPC', 'public.workspaces'),
+from (
+    values
+    (
+        'admin', $$ insert into public.workspaces (slug, name) values ('x', 'X') returning 1 $$, 'error=42501',
+        'even an admin creates workspaces only through the RPC', 'public.workspaces'
+    ),
     ('member', $$ update public.workspaces set name = 'x' returning 1 $$, 'error=42501', 'a member cannot rename a workspace', 'public.workspaces'),
     ('member', $$ delete from public.workspaces returning 1 $$, 'error=42501', 'a member cannot delete a workspace', 'public.workspaces'),
-    ('member', $$ insert into public.workspace_members values ({w2}, {member}) returning 1 $$, 'error=42501',
-     'a member cannot join another workspace', 'public.workspace_members'),
-    ('owner', $$ insert into public.workspace_tabs (workspace_id, user_id, name) values ({w1}, {owner}, 'mine') returning 1 $$,
-     'rows=1', 'a user adds their own tab', 'public.workspace_tabs'),
-    ('owner', $$ insert into public.workspace_tabs (workspace_id, user_id, name) values ({w1}, {member}, 'yours') returning 1 $$,
-     'error=42501', 'but not one for someone else', 'public.workspace_tabs'),
-    ('owner', $$ insert into public.workspace_tabs (workspace_id, user_id, name) values ({w2}, {owner}, 'there') returning 1 $$,
-     'error=42501', 'nor in a workspace they do not belong to', 'public.workspace_tabs'),
-    ('owner', $$ insert into public.workspace_tabs (workspace_id, user_id, name) values ({w1}, null, 'for all') returning 1 $$,
-     'error=42501', 'nor a shared tab', 'public.workspace_tabs'),
-    ('owner', $$ update public.workspace_tabs set name = 'renamed' where id = {owner_tab} returning 1 $$,
-     'rows=1', 'a user renames their tab', 'public.workspace_tabs'),
-    ('owner', $$ update public.workspace_tabs set name = 'renamed' where id = {member_tab} returning 1 $$,
-     'rows=0', 'not another user''s', 'public.workspace_tabs'),
-    ('owner', $$ update public.workspace_tabs set name = 'renamed' where id = {shared} returning 1 $$,
-     'rows=0', 'nor the shared tab', 'public.workspace_tabs'),
-    ('owner', $$ update public.workspace_tabs set user_id = {member} where id = {owner_tab} returning 1 $$,
-     'error=42501', 'nor give their tab away', 'public.workspace_tabs'),
-    ('member', $$ delete from public.workspace_tabs where id = {owner_tab} returning 1 $$,
-     'rows=0', 'a user cannot delete another''s tab', 'public.workspace_tabs'),
-    ('member', $$ delete from public.workspace_tabs where id = {member_tab} returning 1 $$,
-     'rows=1', 'a user deletes their own tab', 'public.workspace_tabs'),
-    ('viewer', $$ update public.profiles set display_name = 'Vee' where id = {viewer} returning 1 $$,
-     'rows=1', 'a user edits their display name', 'public.profiles'),
-    ('viewer', $$ update public.profiles set role = 'admin' where id = {viewer} returning 1 $$,
-     'error=42501', 'but cannot make themselves admin', 'public.profiles'),
-    ('member', $$ update public.profiles set display_name = 'x' where id = {owner} returning 1 $$,
-     'rows=0', 'nor edit someone else''s profile', 'public.profiles'),
-    ('admin', $$ update public.roles set grants_all = true where name = 'viewer' returning 1 $$,
-     'error=42501', 'roles change only by migration', 'public.roles'),
-    ('anon', $$ insert into public.profiles (id) values (gen_random_uuid()) returning 1 $$,
-     'error=42501', 'anon cannot create a profile', 'public.profiles')
+    (
+        'member', $$ insert into public.workspace_members values ({w2}, {member}) returning 1 $$, 'error=42501',
+        'a member cannot join another workspace', 'public.workspace_members'
+    ),
+    (
+        'owner', $$ insert into public.workspace_tabs (workspace_id, user_id, name) values ({w1}, {owner}, 'mine') returning 1 $$,
+        'rows=1', 'a user adds their own tab', 'public.workspace_tabs'
+    ),
+    (
+        'owner', $$ insert into public.workspace_tabs (workspace_id, user_id, name) values ({w1}, {member}, 'yours') returning 1 $$,
+        'error=42501', 'but not one for someone else', 'public.workspace_tabs'
+    ),
+    (
+        'owner', $$ insert into public.workspace_tabs (workspace_id, user_id, name) values ({w2}, {owner}, 'there') returning 1 $$,
+        'error=42501', 'nor in a workspace they do not belong to', 'public.workspace_tabs'
+    ),
+    (
+        'owner', $$ insert into public.workspace_tabs (workspace_id, user_id, name) values ({w1}, null, 'for all') returning 1 $$,
+        'error=42501', 'nor a shared tab', 'public.workspace_tabs'
+    ),
+    (
+        'owner', $$ update public.workspace_tabs set name = 'renamed' where id = {owner_tab} returning 1 $$,
+        'rows=1', 'a user renames their tab', 'public.workspace_tabs'
+    ),
+    (
+        'owner', $$ update public.workspace_tabs set name = 'renamed' where id = {member_tab} returning 1 $$,
+        'rows=0', 'not another user''s', 'public.workspace_tabs'
+    ),
+    (
+        'owner', $$ update public.workspace_tabs set name = 'renamed' where id = {shared} returning 1 $$,
+        'rows=0', 'nor the shared tab', 'public.workspace_tabs'
+    ),
+    (
+        'owner', $$ update public.workspace_tabs set user_id = {member} where id = {owner_tab} returning 1 $$,
+        'error=42501', 'nor give their tab away', 'public.workspace_tabs'
+    ),
+    (
+        'member', $$ delete from public.workspace_tabs where id = {owner_tab} returning 1 $$,
+        'rows=0', 'a user cannot delete another''s tab', 'public.workspace_tabs'
+    ),
+    (
+        'member', $$ delete from public.workspace_tabs where id = {member_tab} returning 1 $$,
+        'rows=1', 'a user deletes their own tab', 'public.workspace_tabs'
+    ),
+    (
+        'viewer', $$ update public.profiles set display_name = 'Vee' where id = {viewer} returning 1 $$,
+        'rows=1', 'a user edits their display name', 'public.profiles'
+    ),
+    (
+        'viewer', $$ update public.profiles set role = 'admin' where id = {viewer} returning 1 $$,
+        'error=42501', 'but cannot make themselves admin', 'public.profiles'
+    ),
+    (
+        'member', $$ update public.profiles set display_name = 'x' where id = {owner} returning 1 $$,
+        'rows=0', 'nor edit someone else''s profile', 'public.profiles'
+    ),
+    (
+        'admin', $$ update public.roles set grants_all = true where name = 'viewer' returning 1 $$,
+        'error=42501', 'roles change only by migration', 'public.roles'
+    ),
+    (
+        'anon', $$ insert into public.profiles (id) values (gen_random_uuid()) returning 1 $$,
+        'error=42501', 'anon cannot create a profile', 'public.profiles'
+    )
 ) as v (who, stmt, expected, label, watched);
 
 -- admin RPCs: (who, call, expected)
 select tests.attempt(who, stmt, expected, format('%s: %s', who, label))
-from (values
+from (
+    values
     ('editor', $$ select public.create_workspace('gamma', 'Gamma') $$, 'error=42501', 'workspaces:edit is not enough: admins only'),
     ('member', $$ select public.update_workspace({w1}, 'X') $$, 'error=42501', 'a member cannot update a workspace'),
     ('member', $$ select public.delete_workspace({w1}) $$, 'error=42501', 'a member cannot delete a workspace'),
@@ -90,8 +127,10 @@ from (values
     ('admin', $$ select public.add_workspace_member({w2}, {viewer}) $$, 'rows=1', 'adding twice is harmless'),
     ('admin', $$ select public.remove_workspace_member({w1}, {nocaps}) $$, 'rows=1', 'an admin removes a member'),
     ('admin', $$ select public.remove_workspace_member({w1}, {nocaps}) $$, 'error=PT404', 'removing twice is not found'),
-    ('admin', $$ select public.create_workspace_tab({w1}, 'team view', '{"host": "api.example.com"}') $$, 'rows=1',
-     'an admin creates a shared tab'),
+    (
+        'admin', $$ select public.create_workspace_tab({w1}, 'team view', '{"host": "api.example.com"}') $$, 'rows=1',
+        'an admin creates a shared tab'
+    ),
     ('admin', $$ select public.update_workspace_tab({owner_tab}, "position" => 3) $$, 'rows=1', 'an admin moves anyone''s tab'),
     ('admin', $$ select public.delete_workspace_tab({outsider_tab}) $$, 'rows=1', 'an admin deletes anyone''s tab'),
     ('admin', $$ select public.set_user_role({viewer}, 'member') $$, 'rows=1', 'an admin changes a role'),

@@ -4,7 +4,8 @@ select plan(69);
 select tests.make_world();
 
 select tests.attempt(who, stmt, expected, format('%s: %s', who, label), watched::regclass)
-from (values
+from (
+    values
     ('anon', 'select 1 from public.settings_global', 'error=42501', 'anon reads no settings', null),
     ('nocaps', 'select 1 from public.settings_global', 'rows=1', 'every signed-in user reads the global settings', null),
     ('device:d1', 'select 1 from public.settings_global', 'rows=1', 'a paired device reads the global settings', null),
@@ -12,26 +13,38 @@ from (values
     ('device:d1', 'select 1 from public.settings_device', 'rows=1', 'a device reads only its own overrides', null),
     ('member', 'select 1 from public.settings_device', 'rows=1', 'a member reads the overrides of devices they see', null),
     ('admin', 'select 1 from public.settings_device', 'rows=2', 'an admin reads every override', null),
-    ('admin', $$ update public.settings_global set settings = '{}' returning 1 $$, 'error=42501',
-     'settings change only through the RPCs', 'public.settings_global'),
-    ('device:d1', $$ update public.settings_device set overrides = '{}' returning 1 $$, 'error=42501',
-     'a device cannot change its overrides', 'public.settings_device'),
+    (
+        'admin', $$ update public.settings_global set settings = '{}' returning 1 $$, 'error=42501',
+        'settings change only through the RPCs', 'public.settings_global'
+    ),
+    (
+        'device:d1', $$ update public.settings_device set overrides = '{}' returning 1 $$, 'error=42501',
+        'a device cannot change its overrides', 'public.settings_device'
+    ),
     ('device:d1', $$ select public.effective_settings({d1}) ->> 'capture_bodies' $$, 'rows=1', 'a device reads its effective settings', null),
     ('device:d1', $$ select 1 where public.effective_settings({d2}) is not null $$, 'rows=0', 'but not another device''s', null),
     ('outsider', $$ select 1 where public.effective_settings({d1}) is not null $$, 'rows=0', 'nor does an outsider', null),
     ('anon', $$ select public.effective_settings({d1}) $$, 'error=42501', 'anon cannot call effective_settings', null),
-    ('viewer', $$ select public.set_global_connection_type('vpn') $$, 'error=42501', 'global:edit is needed for the connection type',
-     'public.settings_global'),
+    (
+        'viewer', $$ select public.set_global_connection_type('vpn') $$, 'error=42501', 'global:edit is needed for the connection type',
+        'public.settings_global'
+    ),
     ('member', $$ select public.set_global_connection_type('vpn') $$, 'error=42501', 'a member lacks global:edit', 'public.settings_global'),
-    ('editor', $$ select public.set_global_connection_type('teleport') $$, 'error=22023', 'an unknown type is refused',
-     'public.settings_global'),
+    (
+        'editor', $$ select public.set_global_connection_type('teleport') $$, 'error=22023', 'an unknown type is refused',
+        'public.settings_global'
+    ),
     ('editor', $$ select public.set_global_connection_type('pac') $$, 'rows=1', 'global:edit sets the connection type', null),
-    ('editor', $$ select public.set_global_settings('{"a": 1}') $$, 'error=42501', 'replacing the JSON is for admins',
-     'public.settings_global'),
+    (
+        'editor', $$ select public.set_global_settings('{"a": 1}') $$, 'error=42501', 'replacing the JSON is for admins',
+        'public.settings_global'
+    ),
     ('admin', $$ select public.set_global_settings('[1]') $$, 'error=22023', 'settings must be an object', 'public.settings_global'),
     ('admin', $$ select public.set_global_settings(null) $$, 'error=22023', 'null settings are refused', 'public.settings_global'),
-    ('member', $$ select public.set_device_settings({d3}, '{}') $$, 'error=42501', 'a device''s JSON is for admins',
-     'public.settings_device'),
+    (
+        'member', $$ select public.set_device_settings({d3}, '{}') $$, 'error=42501', 'a device''s JSON is for admins',
+        'public.settings_device'
+    ),
     ('admin', $$ select public.set_device_settings({d3}, '{"connection_type": "cdp"}') $$, 'rows=1', 'an admin sets overrides', null),
     ('admin', $$ select public.set_device_settings(gen_random_uuid(), '{}') $$, 'error=PT404', 'an unknown device is not found', null)
 ) as v (who, stmt, expected, label, watched);
@@ -52,7 +65,8 @@ reset role;
 
 -- catalog reads
 select tests.attempt(who, format('select 1 from %s', tbl), expected, format('%s reading %s: %s', who, tbl, expected))
-from (values
+from (
+    values
     ('anon', 'public.tags', 'error=42501'), ('nocaps', 'public.tags', 'rows=0'), ('viewer', 'public.tags', 'rows=1'),
     ('anon', 'public.service_groups', 'error=42501'), ('nocaps', 'public.service_groups', 'rows=0'),
     ('viewer', 'public.service_groups', 'rows=1'), ('nocaps', 'public.service_group_agents', 'rows=0'),
@@ -63,7 +77,8 @@ from (values
 
 -- catalog writes
 select tests.attempt(who, stmt, expected, format('%s: %s', who, label), watched::regclass)
-from (values
+from (
+    values
     ('member', $$ insert into public.tags (name) values ('x') returning 1 $$, 'error=42501', 'tags change only through RPCs', 'public.tags'),
     ('viewer', $$ select public.upsert_tag('x') $$, 'error=42501', 'a viewer cannot add a tag', 'public.tags'),
     ('member', $$ select public.upsert_tag('web', '#00ff00', '{www.example.com}') $$, 'rows=1', 'tags:edit adds a tag', null),
@@ -73,31 +88,55 @@ from (values
     ('viewer', $$ select public.delete_tag({tag1}) $$, 'error=42501', 'a viewer cannot delete a tag', 'public.tags'),
     ('member', $$ select public.delete_tag({tag1}) $$, 'rows=1', 'tags:edit deletes a tag', null),
     ('member', $$ select public.delete_tag({tag1}) $$, 'error=PT404', 'deleting twice is not found', null),
-    ('viewer', $$ select public.upsert_service_group('Payments', '{pay.example.com}') $$, 'error=42501',
-     'a viewer cannot add a group', 'public.service_groups'),
+    (
+        'viewer', $$ select public.upsert_service_group('Payments', '{pay.example.com}') $$, 'error=42501',
+        'a viewer cannot add a group', 'public.service_groups'
+    ),
     ('anon', $$ select public.upsert_service_group('Payments') $$, 'error=42501', 'anon cannot add a group', 'public.service_groups'),
-    ('member', $$ select public.upsert_service_group('Payments', '{pay.example.com}', 'creditcard') $$, 'rows=1',
-     'services:edit adds a group', null),
-    ('member', $$ update public.service_groups set name = 'x' returning 1 $$, 'error=42501', 'groups change only through RPCs',
-     'public.service_groups'),
-    ('member', $$ select public.set_service_group_agents({group1}, array[{agent2}, {agent3}]) $$, 'rows=2',
-     'services:edit replaces a group''s agents', null),
-    ('viewer', $$ select public.set_service_group_agents({group1}, '{}') $$, 'error=42501', 'a viewer cannot',
-     'public.service_group_agents'),
-    ('member', $$ select public.set_service_group_agents({group1}, array[{agent2}, {agent2}]) $$, 'error=22023',
-     'an agent listed twice is refused', 'public.service_group_agents'),
-    ('member', $$ select public.set_service_group_agents(gen_random_uuid(), '{}') $$, 'error=PT404',
-     'an unknown group is not found', 'public.service_group_agents'),
-    ('member', $$ select public.set_service_group_agents({group1}, array[gen_random_uuid()]) $$, 'error=23503',
-     'an unknown agent is refused and nothing changes', 'public.service_group_agents'),
-    ('viewer', $$ insert into public.busybro_agents (name) values ('spy') returning 1 $$, 'error=42501',
-     'agents:edit is needed to add an agent', 'public.busybro_agents'),
-    ('editor', $$ insert into public.busybro_agents (name, emoji) values ('auditor', '🔍') returning 1 $$, 'rows=1',
-     'agents:edit adds an agent', null),
-    ('member', $$ update public.busybro_agents set instructions = 'x' returning 1 $$, 'rows=0',
-     'without agents:edit an update touches no agent', 'public.busybro_agents'),
-    ('editor', $$ update public.busybro_agents set instructions = 'Be brief.' where name = 'auditor' returning 1 $$, 'rows=1',
-     'agents:edit edits an agent', null),
+    (
+        'member', $$ select public.upsert_service_group('Payments', '{pay.example.com}', 'creditcard') $$, 'rows=1',
+        'services:edit adds a group', null
+    ),
+    (
+        'member', $$ update public.service_groups set name = 'x' returning 1 $$, 'error=42501', 'groups change only through RPCs',
+        'public.service_groups'
+    ),
+    (
+        'member', $$ select public.set_service_group_agents({group1}, array[{agent2}, {agent3}]) $$, 'rows=2',
+        'services:edit replaces a group''s agents', null
+    ),
+    (
+        'viewer', $$ select public.set_service_group_agents({group1}, '{}') $$, 'error=42501', 'a viewer cannot',
+        'public.service_group_agents'
+    ),
+    (
+        'member', $$ select public.set_service_group_agents({group1}, array[{agent2}, {agent2}]) $$, 'error=22023',
+        'an agent listed twice is refused', 'public.service_group_agents'
+    ),
+    (
+        'member', $$ select public.set_service_group_agents(gen_random_uuid(), '{}') $$, 'error=PT404',
+        'an unknown group is not found', 'public.service_group_agents'
+    ),
+    (
+        'member', $$ select public.set_service_group_agents({group1}, array[gen_random_uuid()]) $$, 'error=23503',
+        'an unknown agent is refused and nothing changes', 'public.service_group_agents'
+    ),
+    (
+        'viewer', $$ insert into public.busybro_agents (name) values ('spy') returning 1 $$, 'error=42501',
+        'agents:edit is needed to add an agent', 'public.busybro_agents'
+    ),
+    (
+        'editor', $$ insert into public.busybro_agents (name, emoji) values ('auditor', '🔍') returning 1 $$, 'rows=1',
+        'agents:edit adds an agent', null
+    ),
+    (
+        'member', $$ update public.busybro_agents set instructions = 'x' returning 1 $$, 'rows=0',
+        'without agents:edit an update touches no agent', 'public.busybro_agents'
+    ),
+    (
+        'editor', $$ update public.busybro_agents set instructions = 'Be brief.' where name = 'auditor' returning 1 $$, 'rows=1',
+        'agents:edit edits an agent', null
+    ),
     ('editor', $$ delete from public.busybro_agents where name = 'auditor' returning 1 $$, 'rows=1', 'agents:edit deletes one', null),
     ('member', $$ select public.delete_service_group({group1}) $$, 'rows=1', 'services:edit deletes a group', null)
 ) as v (who, stmt, expected, label, watched);

@@ -16,8 +16,10 @@ select results_eq(
     'a rename is one private UPDATE on devices:all carrying the old and the new name'
 );
 select ok(
-    (select not (payload -> 'record' ? 'credential_id') and not (payload -> 'old_record' ? 'credential_id')
-     from realtime.messages where topic = 'devices:all'),
+    (
+        select not (payload -> 'record' ? 'credential_id') and not (payload -> 'old_record' ? 'credential_id')
+        from realtime.messages where topic = 'devices:all'
+    ),
     'the broadcast leaves the device credential out'
 );
 select is(

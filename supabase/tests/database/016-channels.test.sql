@@ -4,11 +4,13 @@ begin;
 select plan(77);
 select tests.make_world();
 
-select is(
-    tests.can_receive(who, topic), expected,
-    format('%s %s receive on %s', who, case when expected then 'may' else 'may not' end, topic)
-)
-from (values
+select
+    is(
+        tests.can_receive(who, topic), expected,
+        format('%s %s receive on %s', who, case when expected then 'may' else 'may not' end, topic)
+    )
+from (
+    values
     -- ws:<workspace>: members with entries:view
     ('member', 'ws:{w1}', true), ('owner', 'ws:{w1}', true), ('viewer', 'ws:{w1}', true), ('admin', 'ws:{w1}', true),
     ('admin', 'ws:{w2}', true), ('nocaps', 'ws:{w1}', false), ('outsider', 'ws:{w1}', false), ('outsider', 'ws:{w2}', true),
@@ -41,11 +43,13 @@ select is(
     'a topic must spell its uuid as the database does (lowercase)'
 );
 
-select is(
-    tests.can_send(who, topic, event), expected,
-    format('%s %s send %s on %s', who, case when expected then 'may' else 'may not' end, event, topic)
-)
-from (values
+select
+    is(
+        tests.can_send(who, topic, event), expected,
+        format('%s %s send %s on %s', who, case when expected then 'may' else 'may not' end, event, topic)
+    )
+from (
+    values
     -- device:<uuid>: commands from the owner and admins; the device only answers with cdp-result
     ('owner', 'device:{d1}', 'cdp-command', true), ('admin', 'device:{d1}', 'cdp-command', true),
     ('member', 'device:{d1}', 'cdp-command', false), ('viewer', 'device:{d1}', 'cdp-command', false),
@@ -66,14 +70,20 @@ from (values
 
 -- the policies see only the row's own topic: without realtime.topic a user reads nothing at all
 insert into realtime.messages (topic, extension, payload, private) values (tests.t('ws:{w1}'), 'broadcast', '{}', true);
-select tests.attempt('member', 'select 1 from realtime.messages', 'rows=0',
-    'without realtime.topic set, even a member reads no message');
+select tests.attempt(
+    'member', 'select 1 from realtime.messages', 'rows=0',
+    'without realtime.topic set, even a member reads no message'
+);
 
 -- presence follows the receive rule
-select tests.attempt('device:d1', $$ insert into realtime.messages (topic, extension) values ('device:' || {d1}::text, 'presence') returning 1 $$,
-    'rows=1', 'a device may track presence on its own channel');
-select tests.attempt('member', $$ insert into realtime.messages (topic, extension) values ('device:' || {d1}::text, 'presence') returning 1 $$,
-    'error=42501', 'a member may not track presence on a device channel they cannot receive');
+select tests.attempt(
+    'device:d1', $$ insert into realtime.messages (topic, extension) values ('device:' || {d1}::text, 'presence') returning 1 $$,
+    'rows=1', 'a device may track presence on its own channel'
+);
+select tests.attempt(
+    'member', $$ insert into realtime.messages (topic, extension) values ('device:' || {d1}::text, 'presence') returning 1 $$,
+    'error=42501', 'a member may not track presence on a device channel they cannot receive'
+);
 
 select * from finish();
 rollback;

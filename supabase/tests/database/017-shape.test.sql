@@ -14,8 +14,10 @@ select policies_are(
 );
 select policies_are(
     'public', 'workspace_tabs',
-    array['workspace_tabs: select shared and own tabs of my workspaces', 'workspace_tabs: insert own tabs in my workspaces',
-          'workspace_tabs: update own tabs', 'workspace_tabs: delete own tabs'],
+    array[
+        'workspace_tabs: select shared and own tabs of my workspaces', 'workspace_tabs: insert own tabs in my workspaces',
+        'workspace_tabs: update own tabs', 'workspace_tabs: delete own tabs'
+    ],
     'workspace_tabs has exactly its policies'
 );
 select policies_are(
@@ -24,8 +26,10 @@ select policies_are(
 );
 select policies_are(
     'public', 'device_status',
-    array['device_status: select where the device is visible', 'device_status: select its own',
-          'device_status: insert its own', 'device_status: update its own'],
+    array[
+        'device_status: select where the device is visible', 'device_status: select its own',
+        'device_status: insert its own', 'device_status: update its own'
+    ],
     'device_status has exactly its policies'
 );
 select policies_are(
@@ -46,46 +50,54 @@ select policies_are(
 );
 select policies_are(
     'public', 'busybro_agents',
-    array['busybro_agents: select with agents:view', 'busybro_agents: insert with agents:edit',
-          'busybro_agents: update with agents:edit', 'busybro_agents: delete with agents:edit'],
+    array[
+        'busybro_agents: select with agents:view', 'busybro_agents: insert with agents:edit',
+        'busybro_agents: update with agents:edit', 'busybro_agents: delete with agents:edit'
+    ],
     'busybro_agents has exactly its policies'
 );
 select policies_are('public', 'telegram_links', array['telegram_links: select own'], 'telegram_links has exactly its policies');
-select policies_are('public', 'busybro_threads', '{}'::name [], 'busybro_threads has no policy: service role only');
+select policies_are('public', 'busybro_threads', '{}'::name[], 'busybro_threads has no policy: service role only');
 select policies_are(
     'realtime', 'messages',
-    array['messages: select topics the caller may receive', 'messages: insert broadcasts the caller may send',
-          'messages: insert presence where the caller may receive'],
+    array[
+        'messages: select topics the caller may receive', 'messages: insert broadcasts the caller may send',
+        'messages: insert presence where the caller may receive'
+    ],
     'realtime.messages has exactly the channel policies'
 );
 
 -- every definer in private: pinned (the lint checks), and closed to anon
 select is_definer('private', f, args, format('private.%s is a security definer', f))
-from (values
-    ('has_capability', array['text', 'text']::name []), ('is_admin', '{}'), ('current_device', '{}'), ('my_workspaces', '{}'),
+from (
+    values
+    ('has_capability', array['text', 'text']::name[]), ('is_admin', '{}'), ('current_device', '{}'), ('my_workspaces', '{}'),
     ('can_receive_topic', array['text']), ('can_send_topic', array['text', 'text']), ('device_for_command', array['uuid', 'text']),
     ('handle_auth_user', '{}'), ('broadcast_change', '{}'), ('whoami', '{}'), ('set_user_role', array['uuid', 'text'])
 ) as v (f, args);
 
 select volatility_is('private', f, args, 'stable', format('private.%s is stable', f))
-from (values
-    ('has_capability', array['text', 'text']::name []), ('is_admin', '{}'), ('current_device', '{}'), ('my_workspaces', '{}'),
+from (
+    values
+    ('has_capability', array['text', 'text']::name[]), ('is_admin', '{}'), ('current_device', '{}'), ('my_workspaces', '{}'),
     ('can_receive_topic', array['text']), ('can_send_topic', array['text', 'text']), ('caller_role', '{}'),
     ('capabilities_of_caller', '{}'), ('whoami', '{}')
 ) as v (f, args);
 select volatility_is('public', 'effective_settings', array['uuid'], 'stable', 'effective_settings is stable');
 select volatility_is('private', 'try_uuid', array['text'], 'immutable', 'try_uuid is immutable');
 
-select function_privs_are('private', f, args, 'anon', '{}'::text [], format('anon cannot execute private.%s', f))
-from (values
-    ('has_capability', array['text', 'text']::name []), ('is_admin', '{}'), ('current_device', '{}'),
+select function_privs_are('private', f, args, 'anon', '{}'::text[], format('anon cannot execute private.%s', f))
+from (
+    values
+    ('has_capability', array['text', 'text']::name[]), ('is_admin', '{}'), ('current_device', '{}'),
     ('my_workspaces', '{}'), ('can_receive_topic', array['text']), ('rename_device', array['uuid', 'text']),
     ('unpair_device', array['uuid']), ('set_user_role', array['uuid', 'text'])
 ) as v (f, args);
 
-select function_privs_are('public', f, args, 'anon', '{}'::text [], format('anon cannot execute public.%s', f))
-from (values
-    ('rename_device', array['uuid', 'text']::name []), ('unpair_device', array['uuid']), ('whoami', '{}'),
+select function_privs_are('public', f, args, 'anon', '{}'::text[], format('anon cannot execute public.%s', f))
+from (
+    values
+    ('rename_device', array['uuid', 'text']::name[]), ('unpair_device', array['uuid']), ('whoami', '{}'),
     ('create_workspace', array['text', 'text', 'integer']), ('set_service_group_agents', array['uuid', 'uuid[]'])
 ) as v (f, args);
 
@@ -94,9 +106,11 @@ select is(
     'devices has REPLICA IDENTITY FULL, so renames carry the old name'
 );
 select is(
-    array(select c.relname::text from pg_catalog.pg_publication_tables as t
-          join pg_catalog.pg_class as c on c.relname = t.tablename
-          where t.pubname = 'supabase_realtime' and t.schemaname = 'public' order by 1),
+    array(
+        select c.relname::text from pg_catalog.pg_publication_tables as t
+        inner join pg_catalog.pg_class as c on c.relname = t.tablename
+        where t.pubname = 'supabase_realtime' and t.schemaname = 'public' order by 1
+    ),
     array['device_status', 'devices', 'service_groups', 'settings_device', 'settings_global', 'tags', 'workspace_tabs'],
     'the supabase_realtime publication carries the identity, device and catalog tables'
 );
