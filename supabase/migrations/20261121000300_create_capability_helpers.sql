@@ -1,6 +1,6 @@
 -- Purpose: who is calling, and may they: the helpers every policy and RPC uses.
--- Affects: private.caller_role(), has_capability(), is_admin(), current_device(), my_workspaces().
--- Caveats: definers so they can read roles, profiles and devices whatever the caller may see; each is stable
+-- Affects: private.caller_role(), caller_grants(), has_capability(), is_admin(), current_device(), my_workspaces().
+-- Caveats: the definers read roles, profiles and devices whatever the caller may see; each helper is stable
 -- and called as (select ...) in policies so the planner runs it once per statement. The two that read tables
 -- made by later migrations are plpgsql, which resolves names when called rather than when created.
 
@@ -14,24 +14,31 @@ as $$
 $$;
 comment on function private.caller_role() is 'The role claim of the caller''s JWT (anon when there is none).';
 
-create or replace function private.has_capability(section text, action text)
-returns boolean
+create or replace function private.caller_grants(out grants_all boolean, out capabilities jsonb)
 language sql
 stable
 security definer
 set search_path = ''
 as $$
     -- A definer: it reads the caller's profile and role, which the caller may not be allowed to list.
-    select case
-        when private.caller_role() = 'service_role' then true
-        when private.caller_role() <> 'authenticated' then false
-        else coalesce((
-            select r.grants_all or coalesce(r.capabilities -> section -> action = 'true'::jsonb, false)
-            from public.profiles as p
-            inner join public.roles as r on r.name = p.role
-            where p.id = auth.uid()
-        ), false)
-    end
+    select
+        coalesce(r.grants_all, false) or private.caller_role() = 'service_role',
+        coalesce(r.capabilities, '{}')
+    from (select) as one
+    left join public.profiles as p on private.caller_role() = 'authenticated' and p.id = auth.uid()
+    left join public.roles as r on r.name = p.role
+$$;
+comment on function private.caller_grants() is
+'The caller''s grants_all and capabilities: the service role grants all; anon and devices hold nothing.';
+
+create or replace function private.has_capability(section text, action text)
+returns boolean
+language sql
+stable
+set search_path = ''
+as $$
+    select g.grants_all or coalesce(g.capabilities -> section -> action = 'true'::jsonb, false)
+    from private.caller_grants() as g
 $$;
 comment on function private.has_capability(text, text) is
 'True when the caller''s role grants_all or its capabilities -> section -> action is exactly JSON true.';
@@ -40,18 +47,9 @@ create or replace function private.is_admin()
 returns boolean
 language sql
 stable
-security definer
 set search_path = ''
 as $$
-    -- A definer for the same reason as has_capability.
-    select case
-        when private.caller_role() = 'service_role' then true
-        when private.caller_role() <> 'authenticated' then false
-        else coalesce((
-            select r.grants_all from public.profiles as p inner join public.roles as r on r.name = p.role
-            where p.id = auth.uid()
-        ), false)
-    end
+    select g.grants_all from private.caller_grants() as g
 $$;
 comment on function private.is_admin() is 'True for the service role and for users whose role grants_all.';
 
@@ -99,7 +97,7 @@ end;
 $$;
 comment on function private.my_workspaces() is 'The workspaces the calling user belongs to.';
 
-revoke execute on function private.caller_role(), private.has_capability(text, text), private.is_admin(),
-private.current_device(), private.my_workspaces() from public, anon;
-grant execute on function private.caller_role(), private.has_capability(text, text), private.is_admin(),
-private.current_device(), private.my_workspaces() to authenticated, device, service_role;
+revoke execute on function private.caller_role(), private.caller_grants(), private.has_capability(text, text),
+private.is_admin(), private.current_device(), private.my_workspaces() from public, anon;
+grant execute on function private.caller_role(), private.caller_grants(), private.has_capability(text, text),
+private.is_admin(), private.current_device(), private.my_workspaces() to authenticated, device, service_role;

@@ -71,7 +71,7 @@ select policies_are(
 select is_definer('private', f, args, format('private.%s is a security definer', f))
 from (
     values
-    ('has_capability', array['text', 'text']::name[]), ('is_admin', '{}'), ('current_device', '{}'), ('my_workspaces', '{}'),
+    ('caller_grants', '{}'::name[]), ('current_device', '{}'), ('my_workspaces', '{}'),
     ('can_receive_topic', array['text']), ('can_send_topic', array['text', 'text']), ('device_for_command', array['uuid', 'text']),
     ('handle_auth_user', '{}'), ('broadcast_change', '{}'), ('whoami', '{}'), ('set_user_role', array['uuid', 'text'])
 ) as v (f, args);
@@ -80,7 +80,7 @@ select volatility_is('private', f, args, 'stable', format('private.%s is stable'
 from (
     values
     ('has_capability', array['text', 'text']::name[]), ('is_admin', '{}'), ('current_device', '{}'), ('my_workspaces', '{}'),
-    ('can_receive_topic', array['text']), ('can_send_topic', array['text', 'text']), ('caller_role', '{}'),
+    ('can_receive_topic', array['text']), ('can_send_topic', array['text', 'text']), ('caller_role', '{}'), ('caller_grants', '{}'),
     ('capabilities_of_caller', '{}'), ('whoami', '{}')
 ) as v (f, args);
 select volatility_is('public', 'effective_settings', array['uuid'], 'stable', 'effective_settings is stable');
