@@ -213,3 +213,20 @@ begin
 end;
 $$;
 grant execute on function tests.explain(text) to anon, authenticated, service_role;
+
+create or replace function tests.result(who text, query text)
+returns jsonb
+language plpgsql
+as $$
+declare
+    answer jsonb;
+begin
+    -- The first column of the first row, as JSON, of a statement run as `who`; errors propagate.
+    perform tests.act_as(who);
+    execute 'select to_jsonb(q) -> (select k from jsonb_object_keys(to_jsonb(q)) as k limit 1) from (' || tests.q(query)
+        || ') as q limit 1' into answer;
+    perform tests.act_as_owner();
+    return answer;
+end;
+$$;
+grant execute on function tests.result(text, text) to anon, authenticated, service_role;

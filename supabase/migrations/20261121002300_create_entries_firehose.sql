@@ -13,16 +13,19 @@ as $$
 begin
     -- A definer: ws:<workspace_id> is written by the database only (no insert policy lets a device send there).
     insert into realtime.messages (id, topic, extension, event, private, payload)
-    select
-        m.id, 'ws:' || n.workspace_id::text, 'broadcast', 'INSERT', true,
-        jsonb_build_object(
-            'old_record', null,
-            'record', to_jsonb(n) - array['request_headers', 'response_headers', 'request_body', 'response_body'],
-            'operation', 'INSERT', 'table', 'entries', 'schema', 'public', 'id', m.id
-        )
-    from new_rows as n
-    cross join lateral (select gen_random_uuid() as id) as m
-    order by n.captured_at, n.id;
+    select m.id, m.topic, 'broadcast', 'INSERT', true, m.envelope || jsonb_build_object('id', m.id)
+    from (
+        -- gen_random_uuid() in the select list runs once per row (a lateral subquery would run once in all).
+        select
+            gen_random_uuid() as id, 'ws:' || n.workspace_id::text as topic, n.captured_at, n.id as entry_id,
+            jsonb_build_object(
+                'old_record', null,
+                'record', to_jsonb(n) - array['request_headers', 'response_headers', 'request_body', 'response_body'],
+                'operation', 'INSERT', 'table', 'entries', 'schema', 'public'
+            ) as envelope
+        from new_rows as n
+    ) as m
+    order by m.captured_at, m.entry_id;
     return null;
 end;
 $$;

@@ -111,8 +111,11 @@ select is(
         inner join pg_catalog.pg_class as c on c.relname = t.tablename
         where t.pubname = 'supabase_realtime' and t.schemaname = 'public' order by 1
     ),
-    array['device_status', 'devices', 'service_groups', 'settings_device', 'settings_global', 'tags', 'workspace_tabs'],
-    'the supabase_realtime publication carries the identity, device and catalog tables'
+    array[
+        'breakpoint_events', 'device_status', 'devices', 'entries', 'service_groups', 'settings_device', 'settings_global',
+        'tags', 'workspace_tabs'
+    ],
+    'the supabase_realtime publication carries the identity, device, catalog and traffic tables'
 );
 
 -- the capability check runs once per statement (an InitPlan), not once per row

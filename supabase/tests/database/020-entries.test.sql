@@ -1,0 +1,159 @@
+-- Entries: who may write and read captured traffic; ingest_entries; the firehose; body caps.
+begin;
+select plan(45);
+select tests.make_world();
+select tests.remember('e1', gen_random_uuid());
+select tests.remember('e2', gen_random_uuid());
+insert into public.entries (id, workspace_id, device_uuid, source, method, host, path, status, request_headers)
+values
+(tests.id('e1'), tests.id('w1'), tests.id('d1'), 'proxy', 'GET', 'api.example.com', '/v1/me', 200, '[["Accept", "*/*"]]'),
+(tests.id('e2'), tests.id('w2'), tests.id('d2'), 'proxy', 'POST', 'pay.example.com', '/charge', 402, '[]');
+delete from realtime.messages;
+
+-- reading: members with entries:view in their workspaces, admins everywhere, devices never
+select tests.attempt(who, stmt, expected, format('%s: %s', who, label))
+from (values
+    ('anon', 'select 1 from public.entries', 'error=42501', 'anon reads no traffic'),
+    ('member', 'select 1 from public.entries', 'rows=1', 'a member reads their workspace''s traffic only'),
+    ('viewer', $$ select 1 from public.entries where id = {e1} $$, 'rows=1', 'a viewer (entries:view) reads it too'),
+    ('nocaps', 'select 1 from public.entries', 'rows=0', 'without entries:view a member reads nothing'),
+    ('stringy', 'select 1 from public.entries', 'rows=0', 'nor with a capability that is not exactly true'),
+    ('outsider', $$ select 1 from public.entries where id = {e1} $$, 'rows=0', 'another workspace''s member does not see w1'),
+    ('outsider', $$ select 1 from public.entries where id = {e2} $$, 'rows=1', 'but sees their own'),
+    ('admin', 'select 1 from public.entries', 'rows=2', 'an admin reads every workspace'),
+    ('service_role', 'select 1 from public.entries', 'rows=2', 'the service role reads everything'),
+    ('device:d1', 'select 1 from public.entries', 'error=42501', 'a device can never read entries, not even its own'),
+    ('device:d1', 'select id from public.entries', 'error=42501', 'not even their ids')
+) as v (who, stmt, expected, label);
+
+-- writing directly (PostgREST's POST /entries): a device for itself only; nobody updates or deletes
+select tests.attempt(who, stmt, expected, format('%s: %s', who, label), 'public.entries')
+from (values
+    ('device:d1', $$ insert into public.entries (workspace_id, device_uuid, source, method, host)
+                    select {w1}, {d1}, 'proxy', 'GET', 'h' || g || '.example.com' from generate_series(1, 500) as g returning 1 $$,
+     'rows=500', 'a device inserts a batch of 500 for itself in one statement'),
+    ('device:d1', $$ insert into public.entries (workspace_id, device_uuid, source, method, host) values ({w1}, {d3}, 'bmc', 'GET', 'x.com') returning 1 $$,
+     'error=42501', 'but never as another device'),
+    ('device:d1', $$ insert into public.entries (workspace_id, device_uuid, source, method, host) values ({w2}, {d1}, 'proxy', 'GET', 'x.com') returning 1 $$,
+     'error=42501', 'nor into another workspace'),
+    ('device:d_unpaired', $$ insert into public.entries (workspace_id, device_uuid, source, method, host) values ({w1}, {d_unpaired}, 'ios', 'GET', 'x.com') returning 1 $$,
+     'error=42501', 'an unpaired device writes nothing'),
+    ('device:d1', $$ update public.entries set status = 500 returning 1 $$, 'error=42501', 'a device cannot update entries'),
+    ('device:d1', $$ delete from public.entries returning 1 $$, 'error=42501', 'a device cannot delete entries'),
+    ('admin', $$ insert into public.entries (workspace_id, device_uuid, source, method, host) values ({w1}, {d1}, 'proxy', 'GET', 'x.com') returning 1 $$,
+     'error=42501', 'a user cannot insert traffic'),
+    ('admin', $$ update public.entries set status = 500 returning 1 $$, 'error=42501', 'even an admin cannot rewrite traffic'),
+    ('member', $$ delete from public.entries returning 1 $$, 'error=42501', 'a member cannot delete traffic'),
+    ('anon', $$ insert into public.entries (workspace_id, device_uuid, source, method, host) values ({w1}, {d1}, 'proxy', 'GET', 'x.com') returning 1 $$,
+     'error=42501', 'anon cannot insert traffic')
+) as v (who, stmt, expected, label);
+
+-- the firehose: one realtime.messages insert per statement, one message per entry, no bodies
+select results_eq(
+    format($$ select count(*)::integer, count(distinct cmin::text)::integer, count(distinct topic)::integer, min(topic)
+              from realtime.messages where event = 'INSERT' and payload ->> 'table' = 'entries'
+              and payload -> 'record' ->> 'host' like 'h%%.example.com' $$),
+    format($$ values (500, 1, 1, 'ws:%s') $$, tests.id('w1')),
+    'the 500-row statement published 500 messages on ws:<workspace> through one insert'
+);
+select is_empty(
+    $$ select 1 from realtime.messages where payload ->> 'table' = 'entries'
+       and (payload -> 'record' ?| array['request_headers', 'response_headers', 'request_body', 'response_body']) $$,
+    'no firehose record carries headers or bodies'
+);
+select ok(
+    (select bool_and(payload ->> 'operation' = 'INSERT' and payload -> 'old_record' = 'null'::jsonb and private
+                     and payload ->> 'schema' = 'public' and payload ->> 'id' = id::text)
+     from realtime.messages where payload ->> 'table' = 'entries'),
+    'each is a private broadcast_changes INSERT envelope carrying its message id'
+);
+select is(
+    (select count(*)::integer from realtime.messages where payload ->> 'table' = 'entries'), 500,
+    'the refused inserts published nothing'
+);
+
+-- ingest_entries: bad rows reported, good rows land, ids make retries idempotent
+delete from realtime.messages;
+select tests.remember('bin', '00000000-0000-4000-8000-0000000000a1');
+create temporary table ingest_result on commit drop as
+select tests.result('device:d1', $$ select public.ingest_entries(jsonb_build_array(
+    jsonb_build_object('id', {e1}, 'method', 'get', 'host', 'API.Example.com', 'status', 200),
+    jsonb_build_object('method', 'POST', 'host', 'upload.example.com', 'status', 'two hundred'),
+    jsonb_build_object('id', {bin}, 'method', 'POST', 'host', 'upload.example.com', 'captured_at', '2026-01-01T10:00:00Z',
+                       'request_headers', jsonb_build_object('Content-Type', 'image/png'),
+                       'request_body_b64', encode('\x89504e470d0a1a0aff00'::bytea, 'base64'), 'status', 201,
+                       'device_uuid', {d3}, 'workspace_id', {w2}),
+    '"not an object"'::jsonb,
+    jsonb_build_object('method', 'GET', 'host', 'feb.example.com', 'captured_at', '2026-02-30T10:00:00Z')
+)) $$) as r;
+
+select is((select r -> 'inserted' from ingest_result), '1'::jsonb, 'one new row landed (e1 already existed)');
+select is((select r -> 'duplicates' from ingest_result), '1'::jsonb, 'the row whose id exists is a duplicate, not an error');
+select is((select r -> 'rejected' from ingest_result), '3'::jsonb, 'three rows were rejected');
+select results_eq(
+    $$ select (x ->> 'index')::integer, (x ->> 'ok')::boolean, x ->> 'error'
+       from ingest_result, jsonb_array_elements(r -> 'results') as x order by 1 $$,
+    $$ values (0, true, null::text), (1, false, 'status must be a whole number from 0 to 999'), (2, true, null),
+              (3, false, 'an entry is a JSON object'), (4, false, 'date/time field value out of range: "2026-02-30T10:00:00Z"') $$,
+    'each row gets its own result, with the reason for each refusal'
+);
+select is((select r -> 'results' -> 2 ->> 'id' from ingest_result), tests.id('bin')::text, 'a given id is kept');
+select results_eq(
+    $$ select device_uuid, workspace_id, source, method, host, request_headers, request_body, request_body_size,
+              request_body_truncated, captured_at
+       from public.entries where id = tests.id('bin') $$,
+    $$ values (tests.id('d1'), tests.id('w1'), 'proxy', 'POST', 'upload.example.com', '[["Content-Type", "image/png"]]'::jsonb,
+               '\x89504e470d0a1a0aff00'::bytea, 10::bigint, false, '2026-01-01T10:00:00Z'::timestamptz) $$,
+    'a binary body is kept byte for byte; device and workspace come from the credential, not the batch'
+);
+select is(
+    (select tableoid::regclass::text from public.entries where id = tests.id('bin')), 'private.entries_default',
+    'a day without a partition lands in the default partition, never lost'
+);
+select is(
+    (select count(*)::integer from realtime.messages where payload ->> 'table' = 'entries'), 1,
+    'the batch published one message, for the one new row'
+);
+select is(
+    (tests.result('device:d1', $$ select public.ingest_entries(jsonb_build_array(
+        jsonb_build_object('id', {bin}, 'method', 'POST', 'host', 'upload.example.com', 'captured_at', '2026-01-01T10:00:00Z')
+    )) $$) -> 'duplicates'), '1'::jsonb,
+    'sending the same row again is a duplicate: a retried batch lands once'
+);
+select is(
+    (select count(*)::integer from public.entries where id = tests.id('bin')), 1, 'and the row exists once'
+);
+
+-- body caps
+update public.settings_global set settings = settings || '{"body_cap_bytes": 4}';
+select tests.result('device:d1', $$ select public.ingest_entries(jsonb_build_array(jsonb_build_object(
+    'method', 'GET', 'host', 'big.example.com', 'response_body_b64', encode('0123456789'::bytea, 'base64')))) $$);
+select results_eq(
+    $$ select response_body, response_body_size, response_body_truncated from public.entries where host = 'big.example.com' $$,
+    $$ values ('0123'::bytea, 10::bigint, true) $$,
+    'a body over the cap is cut to the cap, with its original size and the truncation flag'
+);
+
+-- refusals of the RPC itself
+select tests.attempt(who, stmt, expected, format('%s: %s', who, label), 'public.entries')
+from (values
+    ('anon', $$ select public.ingest_entries('[]') $$, 'error=42501', 'anon cannot ingest'),
+    ('admin', $$ select public.ingest_entries('[]') $$, 'error=42501', 'a user cannot ingest'),
+    ('device:d_unpaired', $$ select public.ingest_entries('[{"method": "GET", "host": "a.com"}]') $$, 'error=42501',
+     'an unpaired device cannot ingest'),
+    ('device:d1', $$ select public.ingest_entries('{"method": "GET"}') $$, 'error=22023', 'the batch must be an array'),
+    ('device:d1', $$ select public.ingest_entries((select jsonb_agg('{}'::jsonb) from generate_series(1, 1001))) $$,
+     'error=22023', 'a batch holds at most 1000 entries'),
+    ('device:d1', $$ select private.store_entries('[{"r": {"method": "GET", "host": "a.com"}, "id": null}]', 10) $$,
+     'error=23502', 'the inner store still needs an id per row'),
+    ('member', $$ select private.store_entries('[]', 10) $$, 'error=42501', 'a user cannot call the inner store'),
+    ('device:d1', $$ select public.ingest_entries('[{"method": "GET", "host": "a.com", "path": "/'' or 1=1; drop table public.entries; --"}]') $$,
+     'rows=1', 'SQL in a value is stored as text, nothing more')
+) as v (who, stmt, expected, label);
+select is(
+    (select path from public.entries where host = 'a.com'), '/'' or 1=1; drop table public.entries; --',
+    'the path was stored verbatim and the table is still there'
+);
+
+select * from finish();
+rollback;
