@@ -71,7 +71,8 @@ to authenticated;
 grant update (device_uuid, phase, method, host_pattern, path_pattern, enabled) on public.breakpoints to authenticated;
 grant select on public.breakpoints to device;
 grant select on public.breakpoint_events to authenticated, device;
-grant insert (breakpoint_id, workspace_id, device_uuid, flow_id, phase, snapshot) on public.breakpoint_events to device;
+grant insert (id, breakpoint_id, workspace_id, device_uuid, flow_id, phase, snapshot, paused_at) on public.breakpoint_events
+to device;
 grant update (active, outcome, resolved_at) on public.breakpoint_events to device;
 
 alter table public.breakpoints enable row level security;

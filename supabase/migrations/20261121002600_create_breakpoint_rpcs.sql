@@ -36,10 +36,10 @@ set search_path = ''
 as $$
 declare
     found public.breakpoint_events;
-    outcome text := case verb when 'continue' then 'continued' when 'edit' then 'edited' when 'abort' then 'aborted' end;
+    verdict text := case verb when 'continue' then 'continued' when 'edit' then 'edited' when 'abort' then 'aborted' end;
 begin
     -- A definer: users hold no update grant on breakpoint_events; the checks below are the gate.
-    if outcome is null then
+    if verdict is null then
         raise exception using errcode = '22023', message = 'action is one of continue, edit, abort';
     end if;
     if verb = 'edit' and jsonb_typeof(changes) is distinct from 'object' then
@@ -57,7 +57,7 @@ begin
         raise exception using errcode = 'PT409', message = format('the flow was already %s', found.outcome);
     end if;
     update public.breakpoint_events as e
-    set active = false, outcome = continue_breakpoint.outcome, edits = case when verb = 'edit' then changes end,
+    set active = false, outcome = verdict, edits = case when verb = 'edit' then changes end,
         resolved_at = now(), resolved_by = auth.uid()
     where e.id = event
     returning * into found;
