@@ -5,7 +5,7 @@
 -- Flows are resolved by continue_breakpoint (next migration), never by a direct update.
 
 create or replace function private.workspaces_with(section text, action text)
-returns uuid []
+returns uuid[]
 language plpgsql
 stable
 security definer

@@ -12,7 +12,8 @@ delete from realtime.messages;
 
 -- reading: members with entries:view in their workspaces, admins everywhere, devices never
 select tests.attempt(who, stmt, expected, format('%s: %s', who, label))
-from (values
+from (
+    values
     ('anon', 'select 1 from public.entries', 'error=42501', 'anon reads no traffic'),
     ('member', 'select 1 from public.entries', 'rows=1', 'a member reads their workspace''s traffic only'),
     ('viewer', $$ select 1 from public.entries where id = {e1} $$, 'rows=1', 'a viewer (entries:view) reads it too'),
@@ -28,24 +29,37 @@ from (values
 
 -- writing directly (PostgREST's POST /entries): a device for itself only; nobody updates or deletes
 select tests.attempt(who, stmt, expected, format('%s: %s', who, label), 'public.entries')
-from (values
-    ('device:d1', $$ insert into public.entries (workspace_id, device_uuid, source, method, host)
+from (
+    values
+    (
+        'device:d1', $$ insert into public.entries (workspace_id, device_uuid, source, method, host)
                     select {w1}, {d1}, 'proxy', 'GET', 'h' || g || '.example.com' from generate_series(1, 500) as g returning 1 $$,
-     'rows=500', 'a device inserts a batch of 500 for itself in one statement'),
-    ('device:d1', $$ insert into public.entries (workspace_id, device_uuid, source, method, host) values ({w1}, {d3}, 'bmc', 'GET', 'x.com') returning 1 $$,
-     'error=42501', 'but never as another device'),
-    ('device:d1', $$ insert into public.entries (workspace_id, device_uuid, source, method, host) values ({w2}, {d1}, 'proxy', 'GET', 'x.com') returning 1 $$,
-     'error=42501', 'nor into another workspace'),
-    ('device:d_unpaired', $$ insert into public.entries (workspace_id, device_uuid, source, method, host) values ({w1}, {d_unpaired}, 'ios', 'GET', 'x.com') returning 1 $$,
-     'error=42501', 'an unpaired device writes nothing'),
+        'rows=500', 'a device inserts a batch of 500 for itself in one statement'
+    ),
+    (
+        'device:d1', $$ insert into public.entries (workspace_id, device_uuid, source, method, host) values ({w1}, {d3}, 'bmc', 'GET', 'x.com') returning 1 $$,
+        'error=42501', 'but never as another device'
+    ),
+    (
+        'device:d1', $$ insert into public.entries (workspace_id, device_uuid, source, method, host) values ({w2}, {d1}, 'proxy', 'GET', 'x.com') returning 1 $$,
+        'error=42501', 'nor into another workspace'
+    ),
+    (
+        'device:d_unpaired', $$ insert into public.entries (workspace_id, device_uuid, source, method, host) values ({w1}, {d_unpaired}, 'ios', 'GET', 'x.com') returning 1 $$,
+        'error=42501', 'an unpaired device writes nothing'
+    ),
     ('device:d1', $$ update public.entries set status = 500 returning 1 $$, 'error=42501', 'a device cannot update entries'),
     ('device:d1', $$ delete from public.entries returning 1 $$, 'error=42501', 'a device cannot delete entries'),
-    ('admin', $$ insert into public.entries (workspace_id, device_uuid, source, method, host) values ({w1}, {d1}, 'proxy', 'GET', 'x.com') returning 1 $$,
-     'error=42501', 'a user cannot insert traffic'),
+    (
+        'admin', $$ insert into public.entries (workspace_id, device_uuid, source, method, host) values ({w1}, {d1}, 'proxy', 'GET', 'x.com') returning 1 $$,
+        'error=42501', 'a user cannot insert traffic'
+    ),
     ('admin', $$ update public.entries set status = 500 returning 1 $$, 'error=42501', 'even an admin cannot rewrite traffic'),
     ('member', $$ delete from public.entries returning 1 $$, 'error=42501', 'a member cannot delete traffic'),
-    ('anon', $$ insert into public.entries (workspace_id, device_uuid, source, method, host) values ({w1}, {d1}, 'proxy', 'GET', 'x.com') returning 1 $$,
-     'error=42501', 'anon cannot insert traffic')
+    (
+        'anon', $$ insert into public.entries (workspace_id, device_uuid, source, method, host) values ({w1}, {d1}, 'proxy', 'GET', 'x.com') returning 1 $$,
+        'error=42501', 'anon cannot insert traffic'
+    )
 ) as v (who, stmt, expected, label);
 
 -- the firehose: one realtime.messages insert per statement, one message per entry, no bodies
@@ -62,9 +76,12 @@ select is_empty(
     'no firehose record carries headers or bodies'
 );
 select ok(
-    (select bool_and(payload ->> 'operation' = 'INSERT' and payload -> 'old_record' = 'null'::jsonb and private
-                     and payload ->> 'schema' = 'public' and payload ->> 'id' = id::text)
-     from realtime.messages where payload ->> 'table' = 'entries'),
+    (select
+        bool_and(
+            payload ->> 'operation' = 'INSERT' and payload -> 'old_record' = 'null'::jsonb and private
+            and payload ->> 'schema' = 'public' and payload ->> 'id' = id::text
+        )
+    from realtime.messages where payload ->> 'table' = 'entries'),
     'each is a private broadcast_changes INSERT envelope carrying its message id'
 );
 select is(
@@ -136,19 +153,28 @@ select results_eq(
 
 -- refusals of the RPC itself
 select tests.attempt(who, stmt, expected, format('%s: %s', who, label), 'public.entries')
-from (values
+from (
+    values
     ('anon', $$ select public.ingest_entries('[]') $$, 'error=42501', 'anon cannot ingest'),
     ('admin', $$ select public.ingest_entries('[]') $$, 'error=42501', 'a user cannot ingest'),
-    ('device:d_unpaired', $$ select public.ingest_entries('[{"method": "GET", "host": "a.com"}]') $$, 'error=42501',
-     'an unpaired device cannot ingest'),
+    (
+        'device:d_unpaired', $$ select public.ingest_entries('[{"method": "GET", "host": "a.com"}]') $$, 'error=42501',
+        'an unpaired device cannot ingest'
+    ),
     ('device:d1', $$ select public.ingest_entries('{"method": "GET"}') $$, 'error=22023', 'the batch must be an array'),
-    ('device:d1', $$ select public.ingest_entries((select jsonb_agg('{}'::jsonb) from generate_series(1, 1001))) $$,
-     'error=22023', 'a batch holds at most 1000 entries'),
-    ('device:d1', $$ select private.store_entries('[{"r": {"method": "GET", "host": "a.com"}, "id": null}]', 10) $$,
-     'error=23502', 'the inner store still needs an id per row'),
+    (
+        'device:d1', $$ select public.ingest_entries((select jsonb_agg('{}'::jsonb) from generate_series(1, 1001))) $$,
+        'error=22023', 'a batch holds at most 1000 entries'
+    ),
+    (
+        'device:d1', $$ select private.store_entries('[{"r": {"method": "GET", "host": "a.com"}, "id": null}]', 10) $$,
+        'error=23502', 'the inner store still needs an id per row'
+    ),
     ('member', $$ select private.store_entries('[]', 10) $$, 'error=42501', 'a user cannot call the inner store'),
-    ('device:d1', $$ select public.ingest_entries('[{"method": "GET", "host": "a.com", "path": "/'' or 1=1; drop table public.entries; --"}]') $$,
-     'rows=1', 'SQL in a value is stored as text, nothing more')
+    (
+        'device:d1', $$ select public.ingest_entries('[{"method": "GET", "host": "a.com", "path": "/'' or 1=1; drop table public.entries; --"}]') $$,
+        'rows=1', 'SQL in a value is stored as text, nothing more'
+    )
 ) as v (who, stmt, expected, label);
 select is(
     (select path from public.entries where host = 'a.com'), '/'' or 1=1; drop table public.entries; --',

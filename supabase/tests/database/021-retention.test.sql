@@ -9,7 +9,13 @@ select count(*) from private.ensure_entry_partitions((now() at time zone 'UTC'):
 
 -- ages in days: w1 keeps 7, w2 keeps 2
 insert into public.entries (workspace_id, device_uuid, source, method, host, captured_at)
-select tests.id(ws), tests.id(dev), 'proxy', 'GET', format('%s-%s.example.com', ws, age), now() - make_interval(days => age)
+select
+    tests.id(ws) as workspace_id,
+    tests.id(dev) as device_uuid,
+    'proxy' as source,
+    'GET' as method,
+    format('%s-%s.example.com', ws, age) as host,
+    now() - make_interval(days => age) as captured_at
 from (values ('w1', 'd1', 10), ('w1', 'd1', 5), ('w1', 'd1', 1), ('w2', 'd2', 10), ('w2', 'd2', 5), ('w2', 'd2', 1))
     as v (ws, dev, age);
 insert into public.entries (workspace_id, device_uuid, source, method, host, captured_at)

@@ -10,7 +10,8 @@ values (tests.id('entry1'), tests.id('w1'), tests.id('d1'), 'proxy', 'GET', 'api
 
 -- rules
 select tests.attempt(who, stmt, expected, format('%s: %s', who, label), watched::regclass)
-from (values
+from (
+    values
     ('viewer', 'select 1 from public.breakpoints', 'rows=1', 'breakpoints:view reads the rules of the workspace', null),
     ('nocaps', 'select 1 from public.breakpoints', 'rows=0', 'without it nothing', null),
     ('outsider', $$ select 1 from public.breakpoints where id = {rule_all} $$, 'rows=0', 'not another workspace''s', null),
@@ -18,12 +19,18 @@ from (values
     ('device:d2', $$ select 1 from public.breakpoints where id = {rule_d2} $$, 'rows=1', 'including its own device rules', null),
     ('device:d1', $$ select 1 from public.breakpoints where id = {rule_d2} $$, 'rows=0', 'not another workspace''s', null),
     ('anon', 'select 1 from public.breakpoints', 'error=42501', 'anon reads no rule', null),
-    ('member', $$ insert into public.breakpoints (workspace_id, phase, method, host_pattern) values ({w1}, 'response', 'POST', 'api.example.com') returning 1 $$,
-     'rows=1', 'breakpoints:edit adds a rule', null),
-    ('viewer', $$ insert into public.breakpoints (workspace_id, host_pattern) values ({w1}, '*') returning 1 $$,
-     'error=42501', 'breakpoints:view alone cannot', 'public.breakpoints'),
-    ('member', $$ insert into public.breakpoints (workspace_id, host_pattern) values ({w2}, '*') returning 1 $$,
-     'error=42501', 'nor in another workspace', 'public.breakpoints'),
+    (
+        'member', $$ insert into public.breakpoints (workspace_id, phase, method, host_pattern) values ({w1}, 'response', 'POST', 'api.example.com') returning 1 $$,
+        'rows=1', 'breakpoints:edit adds a rule', null
+    ),
+    (
+        'viewer', $$ insert into public.breakpoints (workspace_id, host_pattern) values ({w1}, '*') returning 1 $$,
+        'error=42501', 'breakpoints:view alone cannot', 'public.breakpoints'
+    ),
+    (
+        'member', $$ insert into public.breakpoints (workspace_id, host_pattern) values ({w2}, '*') returning 1 $$,
+        'error=42501', 'nor in another workspace', 'public.breakpoints'
+    ),
     ('member', $$ update public.breakpoints set enabled = false where id = {rule_all} returning 1 $$, 'rows=1', 'a rule is disabled', null),
     ('viewer', $$ delete from public.breakpoints where id = {rule_all} returning 1 $$, 'rows=0', 'a viewer deletes nothing', 'public.breakpoints'),
     ('device:d1', $$ update public.breakpoints set enabled = true returning 1 $$, 'error=42501', 'a device cannot change rules', 'public.breakpoints')
@@ -32,22 +39,33 @@ from (values
 -- paused flows
 delete from realtime.messages;
 select tests.attempt(who, stmt, expected, format('%s: %s', who, label), watched::regclass)
-from (values
-    ('device:d1', $$ insert into public.breakpoint_events (id, breakpoint_id, workspace_id, device_uuid, flow_id, phase, snapshot)
+from (
+    values
+    (
+        'device:d1', $$ insert into public.breakpoint_events (id, breakpoint_id, workspace_id, device_uuid, flow_id, phase, snapshot)
                     values ({ev1}, {rule_all}, {w1}, {d1}, 'flow-1', 'request', '{"method": "GET"}'),
                            ({ev2}, {rule_all}, {w1}, {d1}, 'flow-2', 'request', '{}'),
                            ({ev3}, {rule_all}, {w1}, {d1}, 'flow-3', 'request', '{}') returning 1 $$,
-     'rows=3', 'a device records its paused flows', null),
-    ('device:d1', $$ insert into public.breakpoint_events (workspace_id, device_uuid, flow_id, phase) values ({w1}, {d3}, 'f', 'request') returning 1 $$,
-     'error=42501', 'but not for another device', 'public.breakpoint_events'),
-    ('device:d2', $$ insert into public.breakpoint_events (id, workspace_id, device_uuid, flow_id, phase) values ({ev_w2}, {w2}, {d2}, 'f', 'request') returning 1 $$,
-     'rows=1', 'd2 records one in w2', null),
-    ('member', $$ insert into public.breakpoint_events (workspace_id, device_uuid, flow_id, phase) values ({w1}, {d1}, 'f', 'request') returning 1 $$,
-     'error=42501', 'a user cannot fake a paused flow', 'public.breakpoint_events'),
+        'rows=3', 'a device records its paused flows', null
+    ),
+    (
+        'device:d1', $$ insert into public.breakpoint_events (workspace_id, device_uuid, flow_id, phase) values ({w1}, {d3}, 'f', 'request') returning 1 $$,
+        'error=42501', 'but not for another device', 'public.breakpoint_events'
+    ),
+    (
+        'device:d2', $$ insert into public.breakpoint_events (id, workspace_id, device_uuid, flow_id, phase) values ({ev_w2}, {w2}, {d2}, 'f', 'request') returning 1 $$,
+        'rows=1', 'd2 records one in w2', null
+    ),
+    (
+        'member', $$ insert into public.breakpoint_events (workspace_id, device_uuid, flow_id, phase) values ({w1}, {d1}, 'f', 'request') returning 1 $$,
+        'error=42501', 'a user cannot fake a paused flow', 'public.breakpoint_events'
+    ),
     ('viewer', 'select 1 from public.breakpoint_events', 'rows=3', 'breakpoints:view sees the workspace''s paused flows', null),
     ('outsider', $$ select 1 from public.breakpoint_events where id = {ev1} $$, 'rows=0', 'another workspace does not', null),
-    ('member', $$ update public.breakpoint_events set active = false, outcome = 'continued' returning 1 $$, 'error=42501',
-     'flows are resolved only through continue_breakpoint', 'public.breakpoint_events')
+    (
+        'member', $$ update public.breakpoint_events set active = false, outcome = 'continued' returning 1 $$, 'error=42501',
+        'flows are resolved only through continue_breakpoint', 'public.breakpoint_events'
+    )
 ) as v (who, stmt, expected, label, watched);
 select results_eq(
     format($$ select count(*)::integer, min(event), bool_and(payload -> 'record' ->> 'active' = 'true')
@@ -59,7 +77,8 @@ select results_eq(
 -- resolving
 delete from realtime.messages;
 select tests.attempt(who, stmt, expected, format('%s: %s', who, label), 'public.breakpoint_events')
-from (values
+from (
+    values
     ('viewer', $$ select public.continue_breakpoint({ev1}, 'continue') $$, 'error=42501', 'breakpoints:view cannot resolve'),
     ('outsider', $$ select public.continue_breakpoint({ev1}, 'continue') $$, 'error=PT404', 'another workspace''s flow is not found'),
     ('anon', $$ select public.continue_breakpoint({ev1}, 'continue') $$, 'error=42501', 'anon cannot resolve'),
@@ -68,8 +87,10 @@ from (values
     ('member', $$ select public.continue_breakpoint({ev2}, 'edit') $$, 'error=22023', 'an edit needs its edits')
 ) as v (who, stmt, expected, label);
 select tests.attempt('member', $$ select public.continue_breakpoint({ev1}, 'continue') $$, 'rows=1', 'member continues flow 1');
-select tests.attempt('member', $$ select public.continue_breakpoint({ev2}, 'edit', '{"headers": {"x-debug": "1"}}') $$, 'rows=1',
-    'member edits flow 2');
+select tests.attempt(
+    'member', $$ select public.continue_breakpoint({ev2}, 'edit', '{"headers": {"x-debug": "1"}}') $$, 'rows=1',
+    'member edits flow 2'
+);
 select tests.attempt('admin', $$ select public.continue_breakpoint({ev3}, 'abort') $$, 'rows=1', 'an admin aborts flow 3');
 select tests.attempt('member', $$ select public.continue_breakpoint({ev1}, 'abort') $$, 'error=PT409', 'a resolved flow cannot be resolved again');
 select results_eq(
@@ -91,19 +112,28 @@ select is(
 );
 
 -- time-outs are the device's to record
-select tests.attempt('device:d2', $$ update public.breakpoint_events set active = false, outcome = 'continued' where id = {ev_w2} returning 1 $$,
-    'error=42501', 'a device cannot mark its flow continued', 'public.breakpoint_events');
-select tests.attempt('device:d1', $$ update public.breakpoint_events set active = false, outcome = 'timed_out', resolved_at = now() where id = {ev_w2} returning 1 $$,
-    'rows=0', 'nor time out another device''s flow', 'public.breakpoint_events');
-select tests.attempt('device:d2', $$ update public.breakpoint_events set active = false, outcome = 'timed_out', resolved_at = now() where id = {ev_w2} returning 1 $$,
-    'rows=1', 'a device records its flow as timed out');
-select tests.attempt('outsider', $$ select public.continue_breakpoint({ev_w2}, 'continue') $$, 'error=PT409',
-    'a timed-out flow cannot be continued');
+select tests.attempt(
+    'device:d2', $$ update public.breakpoint_events set active = false, outcome = 'continued' where id = {ev_w2} returning 1 $$,
+    'error=42501', 'a device cannot mark its flow continued', 'public.breakpoint_events'
+);
+select tests.attempt(
+    'device:d1', $$ update public.breakpoint_events set active = false, outcome = 'timed_out', resolved_at = now() where id = {ev_w2} returning 1 $$,
+    'rows=0', 'nor time out another device''s flow', 'public.breakpoint_events'
+);
+select tests.attempt(
+    'device:d2', $$ update public.breakpoint_events set active = false, outcome = 'timed_out', resolved_at = now() where id = {ev_w2} returning 1 $$,
+    'rows=1', 'a device records its flow as timed out'
+);
+select tests.attempt(
+    'outsider', $$ select public.continue_breakpoint({ev_w2}, 'continue') $$, 'error=PT409',
+    'a timed-out flow cannot be continued'
+);
 
 -- resend
 delete from realtime.messages;
 select tests.attempt(who, stmt, expected, format('%s: %s', who, label))
-from (values
+from (
+    values
     ('viewer', $$ select public.resend_entry({entry1}) $$, 'error=42501', 'breakpoints:view cannot resend'),
     ('outsider', $$ select public.resend_entry({entry1}) $$, 'error=PT404', 'another workspace''s entry is not found'),
     ('device:d1', $$ select public.resend_entry({entry1}) $$, 'error=42501', 'a device cannot ask for a resend'),

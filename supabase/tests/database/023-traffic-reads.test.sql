@@ -2,15 +2,19 @@
 begin;
 select plan(27);
 select tests.make_world();
-insert into public.entries (workspace_id, device_uuid, source, method, host, path, query, status, captured_at,
-                            request_headers, response_headers, request_body, response_body)
+insert into public.entries (
+    workspace_id, device_uuid, source, method, host, path, query, status, captured_at,
+    request_headers, response_headers, request_body, response_body
+)
 values
-(tests.id('w1'), tests.id('d1'), 'proxy', 'POST', 'api.example.com', '/login', 'next=1', 200, now() - interval '2 minutes',
- '[["Authorization", "Bearer abc.def"], ["COOKIE", "sid=1"], ["X-Api-Key", "k-123"], ["X-Auth-Token", "t0k"],
+(
+    tests.id('w1'), tests.id('d1'), 'proxy', 'POST', 'api.example.com', '/login', 'next=1', 200, now() - interval '2 minutes',
+    '[["Authorization", "Bearer abc.def"], ["COOKIE", "sid=1"], ["X-Api-Key", "k-123"], ["X-Auth-Token", "t0k"],
    ["x-client-secret", "s3cr3t"], ["ApiKey", "ak"], ["X-Session-Id", "sess"], ["Proxy-Authorization", "Basic eA=="],
    ["Accept", "application/json"]]',
- '[["Set-Cookie", "sid=2; HttpOnly"], ["set-cookie", "theme=dark"], ["Content-Type", "application/json"], ["X-CSRF-TOKEN", "csrf"]]',
- convert_to('{"user": "a"}', 'UTF8'), '\x00ff10'::bytea),
+    '[["Set-Cookie", "sid=2; HttpOnly"], ["set-cookie", "theme=dark"], ["Content-Type", "application/json"], ["X-CSRF-TOKEN", "csrf"]]',
+    convert_to('{"user": "a"}', 'UTF8'), '\x00ff10'::bytea
+),
 (tests.id('w1'), tests.id('d1'), 'proxy', 'GET', 'api.example.com', '/me', null, 200, now() - interval '1 minute', '[]', '[]', null, null),
 (tests.id('w1'), tests.id('d3'), 'bmc', 'GET', 'cdn.example.com', '/a.js', null, 304, now() - interval '3 hours', '[]', '[]', null, null),
 (tests.id('w2'), tests.id('d2'), 'proxy', 'GET', 'api.example.com', '/other', null, 200, now(), '[]', '[]', null, null);
@@ -35,8 +39,10 @@ select is(
     'response headers too, every repeat of set-cookie included'
 );
 select ok(
-    (select (to_jsonb(r)::text !~ '(abc\.def|sid=1|k-123|t0k|s3cr3t|sess"|sid=2|theme=dark|csrf)')
-     from public.inspect_requests('api.example.com', 10) as r where r.method = 'POST'),
+    (
+        select (to_jsonb(r)::text !~ '(abc\.def|sid=1|k-123|t0k|s3cr3t|sess"|sid=2|theme=dark|csrf)')
+        from public.inspect_requests('api.example.com', 10) as r where r.method = 'POST'
+    ),
     'no secret value appears anywhere in what inspect_requests returns'
 );
 select results_eq(
@@ -79,8 +85,10 @@ select is(
     (select count(*)::integer from public.recent_entries(10, tests.id('d3'))), 1, 'recent_entries narrows by device'
 );
 select ok(
-    not exists (select from jsonb_object_keys(to_jsonb((select r from public.recent_entries(1) as r))) as k
-                where k in ('request_headers', 'response_headers', 'request_body', 'response_body')),
+    not exists (
+        select from jsonb_object_keys(to_jsonb((select r from public.recent_entries(1) as r))) as k
+        where k in ('request_headers', 'response_headers', 'request_body', 'response_body')
+    ),
     'recent_entries returns metadata only'
 );
 select is((select count(*)::integer from public.recent_entries(100000)), 3, 'an oversized limit is capped, not an error');
@@ -88,7 +96,8 @@ reset role;
 
 -- who may call them
 select tests.attempt(who, stmt, expected, format('%s: %s', who, label))
-from (values
+from (
+    values
     ('anon', $$ select * from public.inspect_requests('api.example.com') $$, 'error=42501', 'anon cannot inspect'),
     ('device:d1', $$ select * from public.inspect_requests('api.example.com') $$, 'error=42501', 'a device cannot inspect'),
     ('nocaps', $$ select * from public.inspect_requests('api.example.com') $$, 'rows=0', 'without entries:view nothing comes back'),
