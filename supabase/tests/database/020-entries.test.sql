@@ -1,6 +1,6 @@
 -- Entries: who may write and read captured traffic; ingest_entries; the firehose; body caps.
 begin;
-select plan(45);
+select plan(46);
 select tests.make_world();
 select tests.remember('e1', gen_random_uuid());
 select tests.remember('e2', gen_random_uuid());
@@ -62,31 +62,35 @@ from (
     )
 ) as v (who, stmt, expected, label);
 
--- the firehose: one realtime.messages insert per statement, one message per entry, no bodies
+-- the firehose: exactly one message per insert statement, with every new entry and no headers or bodies
 select results_eq(
-    format($$ select count(*)::integer, count(distinct cmin::text)::integer, count(distinct topic)::integer, min(topic)
-              from realtime.messages where event = 'INSERT' and payload ->> 'table' = 'entries'
-              and payload -> 'record' ->> 'host' like 'h%%.example.com' $$),
-    format($$ values (500, 1, 1, 'ws:%s') $$, tests.id('w1')),
-    'the 500-row statement published 500 messages on ws:<workspace> through one insert'
+    $$ select count(*)::integer, min(topic), min((payload ->> 'count')::integer), min(jsonb_array_length(payload -> 'records')),
+              bool_and(payload -> 'record' = 'null'::jsonb)
+       from realtime.messages where event = 'INSERT' and payload ->> 'table' = 'entries' $$,
+    format($$ values (1, 'ws:%s', 500, 500, true) $$, tests.id('w1')),
+    'the 500-row statement published one message on ws:<workspace> carrying all 500 records'
 );
 select is_empty(
-    $$ select 1 from realtime.messages where payload ->> 'table' = 'entries'
-       and (payload -> 'record' ?| array['request_headers', 'response_headers', 'request_body', 'response_body']) $$,
+    $$ select 1 from realtime.messages as m, jsonb_array_elements(m.payload -> 'records') as r
+       where m.payload ->> 'table' = 'entries'
+       and (r ?| array['request_headers', 'response_headers', 'request_body', 'response_body']) $$,
     'no firehose record carries headers or bodies'
 );
 select ok(
     (select
-        bool_and(
-            payload ->> 'operation' = 'INSERT' and payload -> 'old_record' = 'null'::jsonb and private
-            and payload ->> 'schema' = 'public' and payload ->> 'id' = id::text
-        )
+        payload ->> 'operation' = 'INSERT' and payload -> 'old_record' = 'null'::jsonb and private
+        and payload ->> 'schema' = 'public' and payload ->> 'id' = id::text
     from realtime.messages where payload ->> 'table' = 'entries'),
-    'each is a private broadcast_changes INSERT envelope carrying its message id'
+    'it is a private broadcast_changes INSERT envelope carrying its message id'
 );
 select is(
-    (select count(*)::integer from realtime.messages where payload ->> 'table' = 'entries'), 500,
+    (select count(*)::integer from realtime.messages where payload ->> 'table' = 'entries'), 1,
     'the refused inserts published nothing'
+);
+insert into public.entries (workspace_id, device_uuid, source, method, host) values (tests.id('w1'), tests.id('d1'), 'proxy', 'GET', 'one.example.com');
+select is(
+    (select payload -> 'record' ->> 'host' from realtime.messages where payload -> 'records' -> 0 ->> 'host' = 'one.example.com'),
+    'one.example.com', 'a one-row statement also fills record, as broadcast_changes would'
 );
 
 -- ingest_entries: bad rows reported, good rows land, ids make retries idempotent
@@ -108,13 +112,16 @@ select is((select r -> 'inserted' from ingest_result), '1'::jsonb, 'one new row 
 select is((select r -> 'duplicates' from ingest_result), '1'::jsonb, 'the row whose id exists is a duplicate, not an error');
 select is((select r -> 'rejected' from ingest_result), '3'::jsonb, 'three rows were rejected');
 select results_eq(
-    $$ select (x ->> 'index')::integer, (x ->> 'ok')::boolean, x ->> 'error'
-       from ingest_result, jsonb_array_elements(r -> 'results') as x order by 1 $$,
-    $$ values (0, true, null::text), (1, false, 'status must be a whole number from 0 to 999'), (2, true, null),
-              (3, false, 'an entry is a JSON object'), (4, false, 'date/time field value out of range: "2026-02-30T10:00:00Z"') $$,
-    'each row gets its own result, with the reason for each refusal'
+    $$ select (x ->> 'index')::integer, x ->> 'error' from ingest_result, jsonb_array_elements(r -> 'errors') as x order by 1 $$,
+    $$ values (1, 'status must be a whole number from 0 to 999'), (3, 'an entry is a JSON object'),
+              (4, 'date/time field value out of range: "2026-02-30T10:00:00Z"') $$,
+    'each refused row is reported with its index and the reason'
 );
-select is((select r -> 'results' -> 2 ->> 'id' from ingest_result), tests.id('bin')::text, 'a given id is kept');
+select is(
+    (select array_agg(jsonb_typeof(x.id) order by x.n) from ingest_result as i, jsonb_array_elements(i.r -> 'ids') with ordinality as x (id, n)),
+    array['string', 'null', 'string', 'null', 'null'], 'ids has one place per row: the id, or null when refused'
+);
+select is((select r -> 'ids' ->> 2 from ingest_result), tests.id('bin')::text, 'a given id is kept');
 select results_eq(
     $$ select device_uuid, workspace_id, source, method, host, request_headers, request_body, request_body_size,
               request_body_truncated, captured_at
@@ -128,7 +135,7 @@ select is(
     'a day without a partition lands in the default partition, never lost'
 );
 select is(
-    (select count(*)::integer from realtime.messages where payload ->> 'table' = 'entries'), 1,
+    (select payload ->> 'count' from realtime.messages where payload ->> 'table' = 'entries' and topic like 'ws:%'), '1',
     'the batch published one message, for the one new row'
 );
 select is(
@@ -166,11 +173,7 @@ from (
         'device:d1', $$ select public.ingest_entries((select jsonb_agg('{}'::jsonb) from generate_series(1, 1001))) $$,
         'error=22023', 'a batch holds at most 1000 entries'
     ),
-    (
-        'device:d1', $$ select private.store_entries('[{"r": {"method": "GET", "host": "a.com"}, "id": null}]', 10) $$,
-        'error=23502', 'the inner store still needs an id per row'
-    ),
-    ('member', $$ select private.store_entries('[]', 10) $$, 'error=42501', 'a user cannot call the inner store'),
+    ('member', $$ select private.ingest_batch('[]', 10, 0) $$, 'error=42501', 'a user cannot call the inner batch store'),
     (
         'device:d1', $$ select public.ingest_entries('[{"method": "GET", "host": "a.com", "path": "/'' or 1=1; drop table public.entries; --"}]') $$,
         'rows=1', 'SQL in a value is stored as text, nothing more'
