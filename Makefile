@@ -74,7 +74,7 @@ pytest: sysdeps venv
 test: sysdeps venv lint pytest
 
 bench: sysdeps venv
-	@for b in bench/*.py; do $(BIN)/python $$b || exit 1; done
+	@for b in bench/*.py; do echo "# $$b"; $(BIN)/python -P $$b || exit 1; done
 
 clean:
 	rm -rf $(VENV) build *.egg-info
