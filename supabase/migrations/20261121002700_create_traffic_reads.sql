@@ -71,14 +71,24 @@ begin
     select e.id, e.captured_at, e.device_uuid, e.method,
         e.scheme || '://' || e.host || coalesce(':' || e.port, '') || e.path || coalesce('?' || e.query, ''),
         e.status, e.duration_ms,
-        private.redact_headers(e.request_headers), private.body_text(e.request_body),
-        case when private.body_text(e.request_body) is null then encode(e.request_body, 'base64') end,
+        private.redact_headers(e.request_headers), t.request_text,
+        case when t.request_text is null then encode(e.request_body, 'base64') end,
         e.request_body_size, e.request_body_truncated,
-        private.redact_headers(e.response_headers), private.body_text(e.response_body),
-        case when private.body_text(e.response_body) is null then encode(e.response_body, 'base64') end,
+        private.redact_headers(e.response_headers), t.response_text,
+        case when t.response_text is null then encode(e.response_body, 'base64') end,
         e.response_body_size, e.response_body_truncated
-    from public.entries as e
-    where e.host = lower(inspect_requests.host)
+    -- One ordered lookup per readable workspace (workspace_id = w, host = h on the host index, stopping after
+    -- `limit`); a single `workspace_id = ANY(...)` would fetch and sort every flow of the host instead.
+    from unnest(private.entry_workspaces()) as w (id)
+    cross join lateral (
+        select x.* from public.entries as x
+        where x.workspace_id = w.id and x.host = lower(inspect_requests.host)
+        order by x.captured_at desc
+        limit "limit"
+    ) as e
+    cross join lateral (
+        select private.body_text(e.request_body) as request_text, private.body_text(e.response_body) as response_text
+    ) as t
     order by e.captured_at desc
     limit "limit";
 end;
@@ -114,9 +124,16 @@ set search_path = ''
 as $$
     select e.id, e.captured_at, e.workspace_id, e.device_uuid, e.source, e.method, e.scheme, e.host, e.port, e.path,
         e.query, e.status, e.duration_ms, e.request_size, e.response_size, e.response_content_type, e.error
-    from public.entries as e
-    where (recent_entries.device is null or e.device_uuid = recent_entries.device)
-        and (recent_entries.host is null or e.host = lower(recent_entries.host))
+    from unnest(private.entry_workspaces()) as w (id)
+    cross join lateral (
+        -- One ordered lookup per readable workspace, as in inspect_requests.
+        select x.* from public.entries as x
+        where x.workspace_id = w.id
+            and (recent_entries.device is null or x.device_uuid = recent_entries.device)
+            and (recent_entries.host is null or x.host = lower(recent_entries.host))
+        order by x.captured_at desc
+        limit least(greatest(coalesce("limit", 50), 1), 500)
+    ) as e
     order by e.captured_at desc
     limit least(greatest(coalesce("limit", 50), 1), 500)
 $$;
