@@ -5,45 +5,42 @@ Prints one JSON line per figure, as every script in bench/ does. Runs on a throw
 
 from __future__ import annotations
 
-import json
 import statistics
-import tempfile
 import time
 from pathlib import Path
 
-from busymate.stack import ephemeral, migrate
+from busymate.bench import figure, run_on_throwaway_cluster
+from busymate.settings import Settings
+from busymate.stack import migrate
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 ROUNDS = 7
 
 
-def main() -> None:
+def run(settings: Settings) -> list[str]:
     """Time both, median of ROUNDS runs each, in the same cluster."""
-    with (
-        tempfile.TemporaryDirectory() as tmp,
-        ephemeral.ephemeral_cluster(PROJECT_DIR, Path(tmp)) as settings,
-    ):
-        migrate.reset(settings)  # warm the cluster once
-        resets, floors = [], []
-        for _ in range(ROUNDS):
-            resets.append(migrate.reset(settings))
-            started = time.perf_counter()
-            migrate.recreate_database(settings, "bench_floor")
-            floors.append(time.perf_counter() - started)
-        value, baseline = statistics.median(resets), statistics.median(floors)
-        print(
-            json.dumps(
-                {
-                    "bench": "db_reset",
-                    "figure": "busymate db reset, median seconds",
-                    "value": round(value, 4),
-                    "unit": "s",
-                    "baseline": "drop and create an empty database",
-                    "baseline_value": round(baseline, 4),
-                    "ratio": round(value / baseline, 2),
-                }
-            )
+    migrate.reset(settings)  # warm the cluster once
+    resets, floors = [], []
+    for _ in range(ROUNDS):
+        resets.append(migrate.reset(settings))
+        started = time.perf_counter()
+        migrate.recreate_database(settings, "bench_floor")
+        floors.append(time.perf_counter() - started)
+    return [
+        figure(
+            bench="db_reset",
+            figure="busymate db reset, median seconds",
+            value=round(statistics.median(resets), 4),
+            unit="s",
+            baseline="drop and create an empty database",
+            baseline_value=round(statistics.median(floors), 4),
         )
+    ]
+
+
+def main() -> None:
+    """Run on a throw-away cluster and print the figure."""
+    run_on_throwaway_cluster(PROJECT_DIR, run)
 
 
 if __name__ == "__main__":

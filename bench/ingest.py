@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import json
-import tempfile
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -18,8 +17,9 @@ from typing import cast
 import psycopg
 from psycopg.types.json import Jsonb
 
+from busymate.bench import figure, run_on_throwaway_cluster
 from busymate.settings import Settings
-from busymate.stack import ephemeral, migrate
+from busymate.stack import migrate
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 ROWS = 50_000
@@ -122,7 +122,7 @@ def _copy(conn: Conn, claims: str, rows: list[dict[str, object]]) -> float:
     return elapsed
 
 
-def run(settings: Settings) -> str:
+def run(settings: Settings) -> list[str]:
     """Both figures in one database; returns the JSON line."""
     migrate.reset(settings)
     rows = _rows()
@@ -139,26 +139,21 @@ def run(settings: Settings) -> str:
         conn.execute("truncate public.entries")
         copy = _copy(conn, claims, rows)
     ingest_rate, copy_rate = ROWS / ingest, ROWS / copy
-    return json.dumps(
-        {
-            "bench": "ingest",
-            "figure": f"ingest_entries, batches of {BATCH}, firehose on",
-            "value": round(ingest_rate),
-            "unit": "rows/s",
-            "baseline": "COPY of the same rows, no triggers",
-            "baseline_value": round(copy_rate),
-            "ratio": round(ingest_rate / copy_rate, 3),
-        }
-    )
+    return [
+        figure(
+            bench="ingest",
+            figure=f"ingest_entries, batches of {BATCH}, firehose on",
+            value=round(ingest_rate),
+            unit="rows/s",
+            baseline="COPY of the same rows, no triggers",
+            baseline_value=round(copy_rate),
+        )
+    ]
 
 
 def main() -> None:
-    """Run on a throw-away cluster and print the figure."""
-    with (
-        tempfile.TemporaryDirectory() as tmp,
-        ephemeral.ephemeral_cluster(PROJECT_DIR, Path(tmp)) as settings,
-    ):
-        print(run(settings))
+    """Run on a throw-away cluster and print the figures."""
+    run_on_throwaway_cluster(PROJECT_DIR, run)
 
 
 if __name__ == "__main__":

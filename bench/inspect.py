@@ -16,14 +16,14 @@ import json  # noqa: E402
 import os  # noqa: E402
 import random  # noqa: E402
 import statistics  # noqa: E402
-import tempfile  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import psycopg  # noqa: E402
 
+from busymate.bench import figure, run_on_throwaway_cluster  # noqa: E402
 from busymate.settings import Settings  # noqa: E402
-from busymate.stack import ephemeral, migrate  # noqa: E402
+from busymate.stack import migrate  # noqa: E402
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 ROWS = int(os.environ.get("BUSYMATE_BENCH_ROWS", "5000000"))
@@ -73,7 +73,7 @@ def _fill(conn: Conn) -> str:
             "'api' || (g %% %s) || '.example.com', '/v1/items/' || g, 200, "
             '\'[["Authorization", "Bearer secret"], ["Accept", "*/*"]]\', '
             '\'[["Content-Type", "text/html"]]\' '
-            "from generate_series(%s, %s) as g",
+            "from generate_series(%s::bigint, %s::bigint) as g",
             (ws[0], dev[0], HOSTS, first, min(first + step, ROWS) - 1),
         )
     conn.execute("alter table public.entries enable trigger user")
@@ -118,18 +118,13 @@ def run(settings: Settings) -> list[str]:
     for q in (50, 95):
         value, base = _p(member, q), _p(owner, q)
         lines.append(
-            json.dumps(
-                {
-                    "bench": "inspect",
-                    "figure": f"inspect_requests p{q}, member under RLS, "
-                    f"{ROWS} entries / {DAYS} days / {HOSTS} hosts",
-                    "value": round(value, 2),
-                    "unit": "ms",
-                    "baseline": f"p{q}, the same newest-20 query for the workspace as the owner "
-                    "(no RLS, no redaction)",
-                    "baseline_value": round(base, 2),
-                    "ratio": round(value / base, 2),
-                }
+            figure(
+                bench="inspect",
+                figure=f"inspect_requests p{q}, member under RLS, {ROWS} entries, {DAYS} days, {HOSTS} hosts",
+                value=round(value, 2),
+                unit="ms",
+                baseline=f"p{q}, same newest-20 query for the workspace as the owner (no RLS, no redaction)",
+                baseline_value=round(base, 2),
             )
         )
     return lines
@@ -137,12 +132,7 @@ def run(settings: Settings) -> list[str]:
 
 def main() -> None:
     """Run on a throw-away cluster and print the figures."""
-    with (
-        tempfile.TemporaryDirectory() as tmp,
-        ephemeral.ephemeral_cluster(PROJECT_DIR, Path(tmp)) as settings,
-    ):
-        for line in run(settings):
-            print(line)
+    run_on_throwaway_cluster(PROJECT_DIR, run)
 
 
 if __name__ == "__main__":

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import json
 import statistics
-import tempfile
 import time
 from pathlib import Path
 
 import psycopg
 
+from busymate.bench import figure, run_on_throwaway_cluster
 from busymate.settings import Settings
-from busymate.stack import ephemeral, migrate
+from busymate.stack import migrate
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 DEVICES = 100_000
@@ -76,17 +76,14 @@ def _time(conn: psycopg.Connection[tuple[object, ...]], claims: str | None) -> t
     return statistics.median(times), rows
 
 
-def _line(figure: str, value: float, baseline: str, base: float) -> str:
-    return json.dumps(
-        {
-            "bench": "rls_devices",
-            "figure": figure,
-            "value": round(value * 1000, 2),
-            "unit": "ms",
-            "baseline": baseline,
-            "baseline_value": round(base * 1000, 2),
-            "ratio": round(value / base, 3),
-        }
+def _line(label: str, value: float, baseline: str, base: float) -> str:
+    return figure(
+        bench="rls_devices",
+        figure=label,
+        value=round(value * 1000, 2),
+        unit="ms",
+        baseline=baseline,
+        baseline_value=round(base * 1000, 2),
     )
 
 
@@ -127,12 +124,7 @@ def run(settings: Settings) -> list[str]:
 
 def main() -> None:
     """Run on a throw-away cluster and print the figures."""
-    with (
-        tempfile.TemporaryDirectory() as tmp,
-        ephemeral.ephemeral_cluster(PROJECT_DIR, Path(tmp)) as settings,
-    ):
-        for line in run(settings):
-            print(line)
+    run_on_throwaway_cluster(PROJECT_DIR, run)
 
 
 if __name__ == "__main__":
