@@ -54,6 +54,24 @@ create table if not exists realtime.messages_default partition of realtime.messa
 alter table realtime.messages owner to supabase_realtime_admin;
 alter table realtime.messages_default owner to supabase_realtime_admin;
 alter table realtime.messages enable row level security;
+-- Busymate's firehose writes payloads of 100+ kB at a high rate: lz4 compresses them several times faster than
+-- pglz (the default), at a similar ratio. Set on the parent and every existing partition (ALTER does not recurse
+-- for this); maintain_partitions creates new ones LIKE the parent INCLUDING COMPRESSION.
+do $lz4$
+declare
+    rel regclass;
+begin
+    for rel in
+        select 'realtime.messages'::regclass
+        union all
+        select i.inhrelid::regclass from pg_catalog.pg_inherits as i where i.inhparent = 'realtime.messages'::regclass
+    loop
+        execute format('alter table %s alter column payload set compression lz4', rel);
+    end loop;
+exception when feature_not_supported then
+    null;  -- a server built without lz4 keeps pglz
+end
+$lz4$;
 grant insert, select, update on realtime.messages to anon, authenticated, service_role;
 grant all on realtime.messages to postgres, dashboard_user;
 

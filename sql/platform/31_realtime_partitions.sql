@@ -18,7 +18,7 @@ begin
         continue when to_regclass(format('realtime.%I', part)) is not null;
         lock table realtime.messages_default in exclusive mode;
         execute format(
-            'create table realtime.%I (like realtime.messages including defaults including constraints)', part
+            'create table realtime.%I (like realtime.messages including defaults including constraints including compression)', part
         );
         execute format(
             'with moved as (delete from realtime.messages_default where inserted_at >= %L and inserted_at < %L '

@@ -1,6 +1,6 @@
 -- Platform layer: realtime.messages, send() and broadcast_changes() (contracts/realtime.md §1.4).
 begin;
-select plan(36);
+select plan(37);
 
 select is_partitioned('realtime', 'messages', 'realtime.messages is partitioned');
 select ok(
@@ -179,6 +179,14 @@ select is_empty(
 select isnt(
     to_regclass('realtime.messages_' || to_char(localtimestamp - interval '1 day', 'YYYY_MM_DD')), null,
     'yesterday''s partition is kept for replay'
+);
+
+select is_empty(
+    $$ select a.attrelid::regclass from pg_catalog.pg_attribute as a
+       where a.attname = 'payload' and a.attcompression <> 'l'
+       and (a.attrelid = 'realtime.messages'::regclass
+            or a.attrelid in (select i.inhrelid from pg_catalog.pg_inherits as i where i.inhparent = 'realtime.messages'::regclass)) $$,
+    'message payloads are compressed with lz4 in the parent and every partition'
 );
 
 select * from finish();

@@ -1,6 +1,6 @@
 -- Entries: who may write and read captured traffic; ingest_entries; the firehose; body caps.
 begin;
-select plan(46);
+select plan(51);
 select tests.make_world();
 select tests.remember('e1', gen_random_uuid());
 select tests.remember('e2', gen_random_uuid());
@@ -64,17 +64,25 @@ from (
 
 -- the firehose: exactly one message per insert statement, with every new entry and no headers or bodies
 select results_eq(
-    $$ select count(*)::integer, min(topic), min((payload ->> 'count')::integer), min(jsonb_array_length(payload -> 'records')),
+    $$ select count(*)::integer, min(topic), min((payload ->> 'count')::integer), min(jsonb_array_length(payload -> 'rows')),
               bool_and(payload -> 'record' = 'null'::jsonb)
        from realtime.messages where event = 'INSERT' and payload ->> 'table' = 'entries' $$,
     format($$ values (1, 'ws:%s', 500, 500, true) $$, tests.id('w1')),
     'the 500-row statement published one message on ws:<workspace> carrying all 500 records'
 );
 select is_empty(
-    $$ select 1 from realtime.messages as m, jsonb_array_elements(m.payload -> 'records') as r
+    $$ select 1 from realtime.messages as m, jsonb_array_elements(m.payload -> 'rows') as r
        where m.payload ->> 'table' = 'entries'
-       and (r ?| array['request_headers', 'response_headers', 'request_body', 'response_body']) $$,
-    'no firehose record carries headers or bodies'
+       and (m.payload -> 'columns' ?| array['request_headers', 'response_headers', 'request_body', 'response_body']
+            or jsonb_array_length(r) <> jsonb_array_length(m.payload -> 'columns')) $$,
+    'no firehose row carries headers or bodies: every row has exactly the listed columns'
+);
+select results_eq(
+    $$ select m.payload -> 'columns' ->> 5, count(*)::integer, count(distinct r ->> 5)::integer
+       from realtime.messages as m, jsonb_array_elements(m.payload -> 'rows') as r
+       where m.payload ->> 'table' = 'entries' and r ->> 5 ~ '^h\d+\.example\.com$' group by 1 $$,
+    $$ values ('host', 500, 500) $$,
+    'each row lines up with the column names: the host column holds the hosts'
 );
 select ok(
     (select
@@ -89,7 +97,7 @@ select is(
 );
 insert into public.entries (workspace_id, device_uuid, source, method, host) values (tests.id('w1'), tests.id('d1'), 'proxy', 'GET', 'one.example.com');
 select is(
-    (select payload -> 'record' ->> 'host' from realtime.messages where payload -> 'records' -> 0 ->> 'host' = 'one.example.com'),
+    (select payload -> 'record' ->> 'host' from realtime.messages where payload -> 'rows' -> 0 ->> 5 = 'one.example.com'),
     'one.example.com', 'a one-row statement also fills record, as broadcast_changes would'
 );
 
@@ -148,6 +156,40 @@ select is(
     (select count(*)::integer from public.entries where id = tests.id('bin')), 1, 'and the row exists once'
 );
 
+-- a refused row among many: the batch is split until each culprit is alone; the rest land, in order
+delete from realtime.messages;
+create temporary table split_result on commit drop as
+select tests.result('device:d1', $$ select public.ingest_entries((
+    select jsonb_agg(
+        case g when 37 then jsonb_build_object('method', 'GET', 'host', 'split.example.com', 'port', 0)
+            when 401 then jsonb_build_object('method', 'GET', 'host', 'split.example.com', 'response_body_size', -1)
+            when 402 then jsonb_build_object('method', 'GET', 'host', 'split.example.com', 'request_body_b64', 'not base64!')
+            else jsonb_build_object('method', 'GET', 'host', 'split.example.com', 'path', '/' || g,
+                                    'captured_at', '2026-11-21 10:00:00')
+        end order by g)
+    from generate_series(0, 499) as g
+)) $$) as r;
+select results_eq(
+    $$ select (r ->> 'inserted')::integer, (r ->> 'rejected')::integer, jsonb_array_length(r -> 'ids'),
+              r -> 'errors' from split_result $$,
+    $$ values (497, 3, 500, '[{"index": 37, "error": "port must be a whole number from 1 to 65535"},
+                           {"index": 401, "error": "sizes must be whole numbers of bytes"},
+                           {"index": 402, "error": "bodies are base64 strings"}]'::jsonb) $$,
+    'three bad rows in 500 are each reported with the reason, in index order, and the other 497 land'
+);
+select is(
+    (select array[r -> 'ids' -> 37, r -> 'ids' -> 401, r -> 'ids' -> 402] from split_result), array['null'::jsonb, 'null', 'null'],
+    'the refused rows have no id'
+);
+select is(
+    (select sum((payload ->> 'count')::integer)::integer from realtime.messages where payload ->> 'table' = 'entries'), 497,
+    'the firehose carried every stored row once, over the few statements the split took'
+);
+select is(
+    (select count(*)::integer from public.entries where host = 'split.example.com' and captured_at = '2026-11-21T10:00:00Z'), 497,
+    'a timestamp without a zone is taken as UTC'
+);
+
 -- body caps
 update public.settings_global set settings = settings || '{"body_cap_bytes": 4}';
 select tests.result('device:d1', $$ select public.ingest_entries(jsonb_build_array(jsonb_build_object(
@@ -173,7 +215,7 @@ from (
         'device:d1', $$ select public.ingest_entries((select jsonb_agg('{}'::jsonb) from generate_series(1, 1001))) $$,
         'error=22023', 'a batch holds at most 1000 entries'
     ),
-    ('member', $$ select private.ingest_batch('[]', 10, 0) $$, 'error=42501', 'a user cannot call the inner batch store'),
+    ('member', $$ select private.store_entries('[]', 10) $$, 'error=42501', 'a user cannot call the inner batch store'),
     (
         'device:d1', $$ select public.ingest_entries('[{"method": "GET", "host": "a.com", "path": "/'' or 1=1; drop table public.entries; --"}]') $$,
         'rows=1', 'SQL in a value is stored as text, nothing more'

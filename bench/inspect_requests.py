@@ -6,24 +6,18 @@ Prints one JSON line per figure. Runs on a throw-away cluster; BUSYMATE_BENCH_RO
 
 from __future__ import annotations
 
-import sys
+import json
+import os
+import random
+import statistics
+import time
+from pathlib import Path
 
-# Run as `python bench/inspect.py`, this folder would come first on sys.path and this file would shadow the
-# standard library's `inspect` for everything imported after it.
-sys.path[:] = [p for p in sys.path if not p.endswith("bench")]
+import psycopg
 
-import json  # noqa: E402
-import os  # noqa: E402
-import random  # noqa: E402
-import statistics  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-import psycopg  # noqa: E402
-
-from busymate.bench import figure, run_on_throwaway_cluster  # noqa: E402
-from busymate.settings import Settings  # noqa: E402
-from busymate.stack import migrate  # noqa: E402
+from busymate.bench import figure, run_on_throwaway_cluster
+from busymate.settings import Settings
+from busymate.stack import migrate
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 ROWS = int(os.environ.get("BUSYMATE_BENCH_ROWS", "5000000"))
