@@ -8,6 +8,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from busymate.errors import BusymateError
+from busymate.tokens import LOCAL_PUBLISHABLE_KEY, LOCAL_SECRET_KEY
 
 DEFAULT_DB_PORT = 54322
 DEFAULT_API_PORT = 54321
@@ -37,6 +38,15 @@ def _port(env: Mapping[str, str], name: str, default: int) -> int:
     return int(raw)
 
 
+def _port_like(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    if not raw.isdigit() or int(raw) == 0:
+        raise BusymateError(f"{name}={raw!r} is not a positive whole number")
+    return int(raw)
+
+
 @dataclass(frozen=True, kw_only=True)
 class Settings:
     """Where the project lives and how to reach its database."""
@@ -47,8 +57,16 @@ class Settings:
     db_port: int = DEFAULT_DB_PORT
     db_name: str = "postgres"
     db_password: str = LOCAL_DB_PASSWORD
+    api_host: str = "127.0.0.1"
     api_port: int = DEFAULT_API_PORT
     jwt_secret: str = LOCAL_JWT_SECRET
+    publishable_key: str = LOCAL_PUBLISHABLE_KEY
+    secret_key: str = LOCAL_SECRET_KEY
+    # The API server: the largest request body it reads, its pool of `authenticator` connections, and PostgREST's
+    # db-max-rows (Supabase's default 1000).
+    max_body_bytes: int = 64 * 1024 * 1024
+    db_pool_size: int = 10
+    max_rows: int | None = 1000
     # Durability trades speed for safety; throw-away test clusters turn it off.
     durable: bool = True
     pg_bindir: Path | None = None
@@ -64,6 +82,11 @@ class Settings:
         return (
             f"postgresql://{user}:{self.db_password}@{self.db_host}:{self.db_port}/{database or self.db_name}"
         )
+
+    @property
+    def api_url(self) -> str:
+        """Where the API server answers (the `API_URL` of `supabase status`)."""
+        return f"http://{self.api_host}:{self.api_port}"
 
     @property
     def migrations_dir(self) -> Path:
@@ -115,5 +138,8 @@ class Settings:
             api_port=_port(env, "BUSYMATE_API_PORT", DEFAULT_API_PORT),
             db_password=env.get("BUSYMATE_DB_PASSWORD") or LOCAL_DB_PASSWORD,
             jwt_secret=env.get("BUSYMATE_JWT_SECRET") or LOCAL_JWT_SECRET,
+            publishable_key=env.get("BUSYMATE_PUBLISHABLE_KEY") or LOCAL_PUBLISHABLE_KEY,
+            secret_key=env.get("BUSYMATE_SECRET_KEY") or LOCAL_SECRET_KEY,
+            max_body_bytes=_port_like(env, "BUSYMATE_MAX_BODY_BYTES", 64 * 1024 * 1024),
             pg_bindir=bindir,
         )

@@ -9,7 +9,9 @@ import pytest
 
 from busymate.settings import Settings
 from busymate.stack import ephemeral, migrate, pgtap
-from busymate.stack.postgres import Cluster
+from busymate.stack.api import ApiServer
+from busymate.stack.postgres import Cluster, free_port
+from tests.world import World, make_world
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 
@@ -39,3 +41,21 @@ def pgtap_db(pg: Settings) -> Iterator[str]:
     """One clone of the migrated test template; every pgTAP file rolls back what it does."""
     with pgtap.throwaway_database(pg) as name:
         yield name
+
+
+@pytest.fixture(scope="session")
+def stack(pg: Settings) -> Iterator[Settings]:
+    """The API server on a free port, in front of the session's cluster."""
+    settings = pg.with_overrides(api_port=free_port())
+    server = ApiServer(settings)
+    server.start()
+    try:
+        yield settings
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def world(stack: Settings) -> World:
+    """Users, workspaces and devices committed in the session's database, with their tokens."""
+    return make_world(stack, "e2e")

@@ -1,0 +1,119 @@
+"""Run the API server in the background: start it, wait until it answers, stop it (`busymate start|stop`)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from busymate import tokens
+from busymate.errors import BusymateError
+from busymate.settings import Settings
+from busymate.stack.postgres import port_is_free
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The BUSYMATE_* variables that rebuild `settings` in a child process."""
+    return {
+        "BUSYMATE_PROJECT_DIR": str(settings.project_dir),
+        "BUSYMATE_STATE_DIR": str(settings.state_dir),
+        "BUSYMATE_DB_PORT": str(settings.db_port),
+        "BUSYMATE_API_PORT": str(settings.api_port),
+        "BUSYMATE_DB_PASSWORD": settings.db_password,
+        "BUSYMATE_JWT_SECRET": settings.jwt_secret,
+        "BUSYMATE_PUBLISHABLE_KEY": settings.publishable_key,
+        "BUSYMATE_SECRET_KEY": settings.secret_key,
+        "BUSYMATE_MAX_BODY_BYTES": str(settings.max_body_bytes),
+    }
+
+
+class ApiServer:
+    """The background API server of one project: a pid file and a log under the state folder."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.pid_file = settings.state_dir / "api.pid"
+        self.log_file = settings.state_dir / "api.log"
+
+    def pid(self) -> int | None:
+        """The server's pid when it is running."""
+        try:
+            pid = int(self.pid_file.read_text().strip())
+        except (OSError, ValueError):
+            return None
+        try:
+            os.kill(pid, 0)
+        except OSError:
+            return None
+        return pid
+
+    def answers(self) -> bool:
+        """Whether GET /rest/v1/ answers with the anon key."""
+        request = urllib.request.Request(
+            f"{self.settings.api_url}/rest/v1/", headers={"apikey": tokens.anon_key(self.settings.jwt_secret)}
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=2) as response:  # noqa: S310 (our own loopback URL)
+                return bool(response.status == 200)
+        except (urllib.error.URLError, OSError):
+            return False
+
+    def start(self, timeout: float = 30.0) -> int:
+        """Start the server unless it runs; returns its pid once it answers."""
+        running = self.pid()
+        if running is not None and self.answers():
+            return running
+        if not port_is_free(self.settings.api_host, self.settings.api_port):
+            raise BusymateError(
+                f"port {self.settings.api_port} on {self.settings.api_host} is already in use by another program; "
+                "stop it or set BUSYMATE_API_PORT"
+            )
+        self.settings.state_dir.mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, **settings_env(self.settings)}
+        with self.log_file.open("ab") as log:
+            process = subprocess.Popen(  # noqa: S603 (our own interpreter and module)
+                [sys.executable, "-m", "busymate.stack.server"],
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, start_new_session=True,
+                cwd=str(self.settings.project_dir),
+            )  # fmt: skip
+        self.pid_file.write_text(f"{process.pid}\n")
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise BusymateError(f"the API server exited with status {process.returncode}:\n{_tail(self.log_file)}")
+            if self.answers():
+                return process.pid
+            time.sleep(0.1)
+        process.terminate()
+        raise BusymateError(f"the API server did not answer within {timeout:.0f} s:\n{_tail(self.log_file)}")
+
+    def stop(self, timeout: float = 10.0) -> bool:
+        """Stop the server; returns whether one was running."""
+        pid = self.pid()
+        if pid is None:
+            self.pid_file.unlink(missing_ok=True)
+            return False
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                os.kill(pid, 0)
+            except OSError:
+                break
+            time.sleep(0.05)
+        else:
+            os.kill(pid, signal.SIGKILL)
+        self.pid_file.unlink(missing_ok=True)
+        return True
+
+
+def _tail(path: Path, lines: int = 20) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"

@@ -1,0 +1,510 @@
+"""Parse PostgREST's query-string grammar: select=, filters, or=/and= trees and order= (contracts/postgrest.md §4).
+
+Nothing here knows the schema: names come out as plain strings and are checked against the schema cache when the
+SQL is built. A parameter that does not parse raises PGRST100 with the column where parsing stopped.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from busymate.stack.rest.errors import ApiError, parse_error
+
+OPERATORS = {
+    "eq", "neq", "gt", "gte", "lt", "lte", "like", "ilike", "match", "imatch", "in", "is", "isdistinct",
+    "fts", "plfts", "phfts", "wfts", "cs", "cd", "ov", "sl", "sr", "nxr", "nxl", "adj",
+}  # fmt: skip
+QUANTIFIABLE = {"eq", "neq", "gt", "gte", "lt", "lte", "like", "ilike", "match", "imatch"}
+FTS = {"fts", "plfts", "phfts", "wfts"}
+IS_VALUES = {"null", "not_null", "true", "false", "unknown"}
+_NAME_CHARS = re.compile(r"[A-Za-z0-9_$ \u0080-\uffff]")
+
+
+@dataclass(frozen=True)
+class JsonStep:
+    """One `->key`, `->>key`, `->0` step."""
+
+    arrow: str  # "->" or "->>"
+    key: str
+    is_index: bool
+
+
+@dataclass
+class Field:
+    """A column in select=, with an optional rename, JSON path and cast."""
+
+    name: str
+    alias: str | None = None
+    path: tuple[JsonStep, ...] = ()
+    cast: str | None = None
+    aggregate: str | None = None
+
+    @property
+    def key(self) -> str:
+        """The output key: the alias, else the last JSON key, else the column name."""
+        if self.alias:
+            return self.alias
+        for step in reversed(self.path):
+            if not step.is_index:
+                return step.key
+        return self.name
+
+
+@dataclass
+class Embed:
+    """A related resource in select=: `alias:rel!hint!inner(...)` or `...rel(...)`."""
+
+    name: str
+    alias: str | None = None
+    hints: list[str] = field(default_factory=list)
+    join: str | None = None  # "inner" or "left"
+    spread: bool = False
+    items: list[Field | Embed] = field(default_factory=list)
+
+    @property
+    def key(self) -> str:
+        """The output key (and the path segment filters use)."""
+        return self.alias or self.name
+
+
+@dataclass
+class Filter:
+    """`col[json path]=[not.]op[(mod)].value` at some embed path."""
+
+    path: tuple[str, ...]
+    column: str
+    json_path: tuple[JsonStep, ...]
+    negate: bool
+    op: str
+    modifier: str | None  # any / all for quantified operators, the language for fts
+    value: str | list[str]
+
+
+@dataclass
+class Logic:
+    """`or=(...)` / `and=(...)`, possibly negated, at some embed path."""
+
+    path: tuple[str, ...]
+    op: str  # "or" / "and"
+    negate: bool
+    items: list[Filter | Logic]
+
+
+@dataclass(frozen=True)
+class OrderTerm:
+    """One term of order=."""
+
+    column: str
+    json_path: tuple[JsonStep, ...] = ()
+    relation: str | None = None  # order=rel(col)
+    direction: str | None = None  # "asc" / "desc"
+    nulls: str | None = None  # "first" / "last"
+
+
+class _Reader:
+    """A cursor over one parameter's text, raising PGRST100 with the position on failure."""
+
+    def __init__(self, what: str, text: str) -> None:
+        self.what = what
+        self.text = text
+        self.pos = 0
+
+    def fail(self, expecting: str) -> ApiError:
+        found = f'unexpected "{self.text[self.pos]}"' if self.pos < len(self.text) else "unexpected end of input"
+        return parse_error(self.what, self.text, self.pos, f"{found} expecting {expecting}")
+
+    def peek(self, s: str) -> bool:
+        return self.text.startswith(s, self.pos)
+
+    def take(self, s: str) -> bool:
+        if self.text.startswith(s, self.pos):
+            self.pos += len(s)
+            return True
+        return False
+
+    def expect(self, s: str) -> None:
+        if not self.take(s):
+            raise self.fail(f'"{s}"')
+
+    def at_end(self) -> bool:
+        return self.pos >= len(self.text)
+
+    def skip_spaces(self) -> None:
+        while self.pos < len(self.text) and self.text[self.pos] in " \t\n":
+            self.pos += 1
+
+    def quoted(self) -> str:
+        """A double-quoted name or value, backslash escapes inside."""
+        self.expect('"')
+        out = []
+        while True:
+            if self.at_end():
+                raise self.fail('closing "')
+            ch = self.text[self.pos]
+            self.pos += 1
+            if ch == "\\" and not self.at_end():
+                out.append(self.text[self.pos])
+                self.pos += 1
+            elif ch == '"':
+                return "".join(out)
+            else:
+                out.append(ch)
+
+    def name(self, expecting: str = "field name") -> str:
+        """A quoted name, or letters, digits, `_`, `$`, spaces and single `-` (never `->`)."""
+        if self.peek('"'):
+            return self.quoted()
+        start = self.pos
+        while self.pos < len(self.text):
+            ch = self.text[self.pos]
+            if _NAME_CHARS.match(ch) or (ch == "-" and not self.peek("->") and self.pos + 1 < len(self.text)
+                                          and self.text[self.pos + 1] not in "-"):
+                self.pos += 1
+            else:
+                break
+        value = self.text[start : self.pos].strip()
+        if not value:
+            self.pos = start
+            raise self.fail(expecting)
+        return value
+
+    def json_path(self) -> tuple[JsonStep, ...]:
+        steps = []
+        while self.peek("->"):
+            arrow = "->>" if self.take("->>") else ("->" if self.take("->") else "")
+            if self.peek('"'):
+                steps.append(JsonStep(arrow, self.quoted(), False))
+                continue
+            start = self.pos
+            if self.peek("-"):
+                self.pos += 1
+            while self.pos < len(self.text) and (_NAME_CHARS.match(self.text[self.pos]) and self.text[self.pos] != " "):
+                self.pos += 1
+            key = self.text[start : self.pos]
+            if not key or key == "-":
+                self.pos = start
+                raise self.fail("a JSON key or array index")
+            steps.append(JsonStep(arrow, key, bool(re.fullmatch(r"-?\d+", key))))
+        return tuple(steps)
+
+
+def _strip_outside_quotes(text: str) -> str:
+    out, quoted = [], False
+    for ch in text:
+        if ch == '"':
+            quoted = not quoted
+        if quoted or ch not in " \t\n":
+            out.append(ch)
+    return "".join(out) if not quoted else text
+
+
+def parse_select(text: str) -> list[Field | Embed]:
+    """select= into fields and embeds."""
+    if text.strip() == "":
+        return [Field("*")]
+    reader = _Reader("select parameter", text)
+    items = _select_items(reader, top=True)
+    if not reader.at_end():
+        raise reader.fail('"," or end of input')
+    return items
+
+
+def _select_items(r: _Reader, top: bool) -> list[Field | Embed]:
+    items: list[Field | Embed] = []
+    r.skip_spaces()
+    if not top and r.peek(")"):
+        return items
+    while True:
+        r.skip_spaces()
+        items.append(_select_item(r))
+        r.skip_spaces()
+        if not r.take(","):
+            return items
+
+
+def _select_item(r: _Reader) -> Field | Embed:
+    if r.take("..."):
+        name = r.name("a relation to spread")
+        embed = Embed(name, spread=True)
+        _embed_rest(r, embed)
+        return embed
+    if r.take("*"):
+        return Field("*")
+    start = r.pos
+    first = r.name()
+    alias = None
+    if r.peek(":") and not r.peek("::"):
+        r.take(":")
+        alias = first
+        r.skip_spaces()
+        if r.take("..."):
+            raise parse_error(r.what, r.text, start, 'unexpected "..." after an alias')
+        first = r.name()
+    if r.peek("!") or r.peek("("):
+        embed = Embed(first, alias=alias)
+        _embed_rest(r, embed)
+        return embed
+    path = r.json_path()
+    cast = None
+    aggregate = None
+    if r.peek(".") and re.match(r"\.(count|sum|avg|max|min)\(\)", r.text[r.pos :]):
+        aggregate = r.text[r.pos + 1 : r.text.index("(", r.pos)]
+        r.pos = r.text.index(")", r.pos) + 1
+    elif first == "count" and r.take("()"):
+        aggregate = "count"
+    if r.take("::"):
+        cast = r.name("a type name")
+    r.skip_spaces()
+    return Field(first, alias=alias, path=path, cast=cast, aggregate=aggregate)
+
+
+def _embed_rest(r: _Reader, embed: Embed) -> None:
+    while r.take("!"):
+        hint = r.name("a hint or inner/left")
+        if hint in ("inner", "left"):
+            embed.join = hint
+        else:
+            embed.hints.append(hint)
+    r.expect("(")
+    embed.items = _select_items(r, top=False)
+    r.skip_spaces()
+    r.expect(")")
+
+
+def split_key(key: str) -> tuple[tuple[str, ...], str, tuple[JsonStep, ...]]:
+    """A filter key into (embed path, column, JSON path): `tags.name`, `data->>a`, `actors.roles.id`."""
+    arrow = key.find("->")
+    head, tail = (key, "") if arrow < 0 else (key[:arrow], key[arrow:])
+    parts = head.split(".")
+    column = parts[-1]
+    if column == "":
+        raise parse_error("filter", key, len(head), 'unexpected "." expecting a column name')
+    path: tuple[JsonStep, ...] = ()
+    if tail:
+        reader = _Reader("filter", key)
+        reader.pos = arrow
+        path = reader.json_path()
+        if not reader.at_end():
+            raise reader.fail("end of the column name")
+    column = column[1:-1] if len(column) > 1 and column.startswith('"') and column.endswith('"') else column
+    return tuple(parts[:-1]), column, path
+
+
+def parse_filter(path: tuple[str, ...], column: str, json_path: tuple[JsonStep, ...], value: str) -> Filter:
+    """The value side of `col=[not.]op[(mod)].value`."""
+    reader = _Reader("filter", value)
+    negate, op, modifier = _operator(reader)
+    rest = value[reader.pos :]
+    return Filter(path, column, json_path, negate, op, modifier, _operand(reader, op, rest))
+
+
+def _operator(r: _Reader) -> tuple[bool, str, str | None]:
+    negate = r.take("not.")
+    start = r.pos
+    while r.pos < len(r.text) and r.text[r.pos].isalpha():
+        r.pos += 1
+    op = r.text[start : r.pos]
+    if op not in OPERATORS:
+        r.pos = start
+        raise r.fail('"not" or operator (eq, gt, ...)' if not negate else "operator (eq, gt, ...)")
+    modifier = None
+    if r.take("("):
+        mstart = r.pos
+        while r.pos < len(r.text) and r.text[r.pos] not in ")":
+            r.pos += 1
+        modifier = r.text[mstart : r.pos]
+        r.expect(")")
+        if op in QUANTIFIABLE:
+            if modifier not in ("any", "all"):
+                r.pos = mstart
+                raise r.fail('"any" or "all"')
+        elif op in FTS:
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", modifier):
+                r.pos = mstart
+                raise r.fail("a text search configuration name")
+        else:
+            r.pos = mstart - 1
+            raise r.fail('"."')
+    r.expect(".")
+    return negate, op, modifier
+
+
+def _operand(r: _Reader, op: str, rest: str) -> str | list[str]:
+    if op == "in":
+        return _in_list(r)
+    if op == "is":
+        if rest.lower() not in IS_VALUES:
+            raise r.fail("null, not_null, true, false or unknown")
+        r.pos = len(r.text)
+        return rest.lower()
+    r.pos = len(r.text)
+    if op in ("like", "ilike"):
+        return rest.replace("*", "%")
+    return rest
+
+
+def _in_list(r: _Reader) -> list[str]:
+    r.expect("(")
+    values: list[str] = []
+    if r.take(")"):
+        if not r.at_end():
+            raise r.fail("end of input")
+        return values
+    while True:
+        if r.peek('"'):
+            values.append(r.quoted())
+        else:
+            start = r.pos
+            while r.pos < len(r.text) and r.text[r.pos] not in ",)":
+                r.pos += 1
+            values.append(r.text[start : r.pos])
+        if r.take(")"):
+            break
+        if not r.take(","):
+            raise r.fail('"," or ")"')
+    if not r.at_end():
+        raise r.fail("end of input")
+    return values
+
+
+def parse_logic(path: tuple[str, ...], op: str, negate: bool, value: str) -> Logic:
+    """The value of `or=(...)` / `and=(...)`, with nested trees."""
+    reader = _Reader("logic tree", value)
+    logic = _logic_body(reader, path, op, negate)
+    if not reader.at_end():
+        raise reader.fail("end of input")
+    return logic
+
+
+def _logic_body(r: _Reader, path: tuple[str, ...], op: str, negate: bool) -> Logic:
+    r.expect("(")
+    items: list[Filter | Logic] = []
+    while True:
+        r.skip_spaces()
+        nested_negate = r.take("not.")
+        if r.peek("or(") or r.peek("and("):
+            kind = "or" if r.take("or") else ("and" if r.take("and") else "")
+            items.append(_logic_body(r, path, kind, nested_negate))
+        else:
+            if nested_negate:
+                r.pos -= 4
+            items.append(_logic_leaf(r, path))
+        if r.take(")"):
+            return Logic(path, op, negate, items)
+        if not r.take(","):
+            raise r.fail('"," or ")"')
+
+
+def _logic_leaf(r: _Reader, path: tuple[str, ...]) -> Filter:
+    start = r.pos
+    name_end = r.pos
+    while name_end < len(r.text) and r.text[name_end] not in ".,()":
+        if r.text.startswith("->", name_end):
+            name_end += 2
+            continue
+        name_end += 1
+    key = r.text[start:name_end]
+    # A leaf may carry an embed path too: `a.b.col.eq.1` — the column is the last segment before an operator.
+    segments = [key]
+    pos = name_end
+    while r.text.startswith(".", pos):
+        nxt = pos + 1
+        end = nxt
+        while end < len(r.text) and r.text[end] not in ".,()":
+            end += 1
+        word = r.text[nxt:end]
+        if word in OPERATORS or word == "not":
+            break
+        segments.append(word)
+        pos = end
+    if not key:
+        raise r.fail("field name")
+    r.pos = pos
+    r.expect(".")
+    negate, op, modifier = _operator(r)
+    if op == "in":
+        vstart = r.pos
+        depth = 0
+        while r.pos < len(r.text):
+            ch = r.text[r.pos]
+            if ch == '"':
+                r.quoted()
+                continue
+            if ch == "(":
+                depth += 1
+            elif ch == ")":
+                depth -= 1
+                if depth == 0:
+                    r.pos += 1
+                    break
+            r.pos += 1
+        sub = _Reader("logic tree", r.text[vstart : r.pos])
+        value: str | list[str] = _in_list(sub)
+    elif r.peek('"'):
+        value = r.quoted()
+    elif r.peek("{"):
+        vstart = r.pos
+        end = r.text.find("}", r.pos)
+        if end < 0:
+            raise r.fail('"}"')
+        r.pos = end + 1
+        value = r.text[vstart : r.pos]
+    else:
+        vstart = r.pos
+        while r.pos < len(r.text) and r.text[r.pos] not in ",)":
+            r.pos += 1
+        value = r.text[vstart : r.pos]
+    if op == "is":
+        if str(value).lower() not in IS_VALUES:
+            raise r.fail("null, not_null, true, false or unknown")
+        value = str(value).lower()
+    elif op in ("like", "ilike") and isinstance(value, str):
+        value = value.replace("*", "%")
+    full = ".".join(segments)
+    embed_path, column, json_path = split_key(full)
+    return Filter(path + embed_path, column, json_path, negate, op, modifier, value)
+
+
+def parse_order(path: tuple[str, ...], text: str) -> list[OrderTerm]:
+    """order=col.desc.nullslast,other,rel(col).asc"""
+    reader = _Reader("order", text)
+    terms = []
+    while True:
+        reader.skip_spaces()
+        name = reader.name("a column to order by")
+        relation = None
+        if reader.take("("):
+            relation = name
+            name = reader.name()
+            reader.expect(")")
+        json_path = reader.json_path()
+        direction = nulls = None
+        while reader.take("."):
+            if reader.take("asc"):
+                direction = "asc"
+            elif reader.take("desc"):
+                direction = "desc"
+            elif reader.take("nullsfirst"):
+                nulls = "first"
+            elif reader.take("nullslast"):
+                nulls = "last"
+            else:
+                raise reader.fail('"asc", "desc", "nullsfirst" or "nullslast"')
+        terms.append(OrderTerm(name, json_path, relation, direction, nulls))
+        if reader.at_end():
+            return terms
+        if not reader.take(","):
+            raise reader.fail('"," or end of input')
+
+
+def parse_columns(text: str) -> list[str]:
+    """columns="a","b" or on_conflict=a,b: a list of names."""
+    reader = _Reader("columns", _strip_outside_quotes(text))
+    names = []
+    while True:
+        names.append(reader.name("a column name"))
+        if reader.at_end():
+            return names
+        if not reader.take(","):
+            raise reader.fail('"," or end of input')

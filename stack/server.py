@@ -1,0 +1,255 @@
+"""The local stack's one HTTP server (127.0.0.1:54321): the gateway, then /rest/v1 (later also /realtime/v1,
+/auth/v1 and /functions/v1).
+
+A bare ASGI app on uvicorn with uvloop and httptools: no framework between the socket and the handler. The
+gateway does what Supabase's Kong does (contracts/postgrest.md §2.1): an `apikey` must be one of the project's
+keys, `sb_publishable_`/`sb_secret_` keys become the anon/service_role roles, and CORS preflights are answered.
+
+Run it with `python -m busymate.stack.server` (what `busymate start` does) or `serve(settings)`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+import orjson
+import psycopg
+from psycopg_pool import AsyncConnectionPool
+
+from busymate import tokens
+from busymate.settings import Settings
+from busymate.stack.jwt import JwtVerifier
+from busymate.stack.rest import schema as schema_cache
+from busymate.stack.rest.errors import ApiError
+from busymate.stack.rest.handler import ANON_ROLE, Call, Response, RestApi, error_response
+
+log = logging.getLogger("busymate.api")
+
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+
+EXPOSED_SCHEMAS = ("public",)
+CORS_EXPOSE = (
+    "Content-Encoding, Content-Location, Content-Range, Content-Type, Date, Location, Server, Transfer-Encoding, "
+    "Range-Unit, Preference-Applied, Proxy-Status"
+)
+
+
+class App:
+    """The ASGI application."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.verifier = JwtVerifier(settings.jwt_secret)
+        self.anon_key = tokens.anon_key(settings.jwt_secret)
+        self.service_key = tokens.service_role_key(settings.jwt_secret)
+        self.keys = {
+            self.anon_key: None,
+            self.service_key: None,
+            settings.publishable_key: {"role": "anon", "iss": "supabase"},
+            settings.secret_key: {"role": "service_role", "iss": "supabase"},
+        }
+        self.max_body = settings.max_body_bytes
+        self.rest: RestApi | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._pool: AsyncConnectionPool | None = None
+
+    # -- lifespan -------------------------------------------------------------------------------------------
+
+    async def startup(self) -> None:
+        """Open the pool, load the schema cache and start listening for reloads."""
+        conninfo = self.settings.db_url(user="authenticator")
+        self._pool = AsyncConnectionPool(
+            conninfo, min_size=2, max_size=self.settings.db_pool_size, kwargs={"autocommit": True}, open=False,
+            name="rest",
+        )  # fmt: skip
+        await self._pool.open(wait=True, timeout=30)
+        cache = await asyncio.to_thread(self._load_cache)
+        self.rest = RestApi(self._pool, cache, max_rows=self.settings.max_rows)
+        self._tasks.append(asyncio.create_task(self._listen()))
+
+    async def shutdown(self) -> None:
+        """Stop listening and close the pool."""
+        for task in self._tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self._pool is not None:
+            await self._pool.close()
+
+    def _load_cache(self) -> schema_cache.SchemaCache:
+        with psycopg.connect(self.settings.db_url(user="authenticator"), autocommit=True) as conn:
+            conn.execute("set search_path = ''")
+            return schema_cache.load(conn, EXPOSED_SCHEMAS)
+
+    async def _listen(self) -> None:
+        """LISTEN pgrst: reload the schema cache on 'reload schema' (and on an empty payload), as PostgREST does."""
+        while True:
+            try:
+                conn = await psycopg.AsyncConnection.connect(self.settings.db_url(user="authenticator"), autocommit=True)
+                async with conn:
+                    await conn.execute("listen pgrst")
+                    async for notify in conn.notifies():
+                        if notify.payload in ("reload schema", ""):
+                            cache = await asyncio.to_thread(self._load_cache)
+                            if self.rest is not None:
+                                self.rest.cache = cache
+                            log.info("schema cache reloaded")
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("schema listener lost its connection; retrying in 1 s")
+                await asyncio.sleep(1)
+
+    # -- requests -------------------------------------------------------------------------------------------
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        headers: dict[str, str] = {}
+        prefer: list[str] = []
+        for raw_name, raw_value in scope["headers"]:
+            name = raw_name.decode("latin-1").lower()
+            value = raw_value.decode("latin-1")
+            if name == "prefer":
+                prefer.append(value)
+            headers[name] = f"{headers[name]}, {value}" if name in headers else value
+        origin = headers.get("origin")
+        try:
+            response = await self._route(scope, receive, headers, prefer)
+        except ApiError as exc:
+            response = error_response(exc)
+        except Exception:
+            log.exception("unexpected error on %s %s", scope["method"], scope["path"])
+            response = error_response(ApiError(500, "PGRST500", "Internal server error"))
+        if origin:
+            response.headers["access-control-allow-origin"] = "*"
+            response.headers["access-control-expose-headers"] = CORS_EXPOSE
+        await _send(send, response)
+
+    async def _route(self, scope: Scope, receive: Receive, headers: dict[str, str], prefer: list[str]) -> Response:
+        path: str = scope["path"]
+        method: str = scope["method"]
+        if method == "OPTIONS" and "access-control-request-method" in headers:
+            return self._preflight(headers)
+        if not (path == "/rest/v1" or path.startswith("/rest/v1/")):
+            return _json(404, {"message": "no Route matched with those values"})
+        query = scope["query_string"].decode("latin-1")
+        claims = self._gateway(headers, query)
+        role = str(claims.get("role") or ANON_ROLE)
+        if self.rest is None:
+            raise ApiError(503, "PGRST002", "Could not query the database for the schema cache. Retrying.")
+        body = await _read_body(receive, self.max_body)
+        sub = path[len("/rest/v1") :] or "/"
+        call = Call(method, sub, query, headers, prefer, body, claims, role)
+        return await self.rest.handle(call)
+
+    def _gateway(self, headers: dict[str, str], query: str) -> dict[str, object]:
+        """Kong's key-auth and Authorization rewrite, then PostgREST's JWT check: the request's claims."""
+        apikey = headers.get("apikey")
+        if apikey is None and "apikey=" in query:
+            from urllib.parse import parse_qsl
+
+            apikey = dict(parse_qsl(query)).get("apikey")
+        if not apikey:
+            raise _gateway_error("No API key found in request")
+        if apikey not in self.keys:
+            raise _gateway_error("Invalid authentication credentials")
+        auth = headers.get("authorization")
+        token = None
+        if auth is not None:
+            scheme, _, value = auth.partition(" ")
+            if scheme.lower() == "bearer":
+                token = value.strip()
+        if token is None or token.startswith("sb_"):
+            token = apikey if token is None or token in self.keys else token
+        fixed = self.keys.get(token)
+        if fixed is not None:
+            return dict(fixed)
+        if token.startswith("sb_"):
+            raise _gateway_error("Invalid authentication credentials")
+        return self.verifier.verify(token)
+
+    def _preflight(self, headers: dict[str, str]) -> Response:
+        requested = headers.get("access-control-request-headers", "")
+        allow = "Authorization" + (f", {requested}" if requested else "")
+        return Response(200, {
+            "access-control-allow-origin": "*",
+            "access-control-allow-methods": "GET, POST, PATCH, PUT, DELETE, OPTIONS, HEAD",
+            "access-control-allow-headers": allow,
+            "access-control-max-age": "86400",
+        })  # fmt: skip
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self.startup()
+                except Exception as exc:
+                    log.exception("startup failed")
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.shutdown()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+
+def _gateway_error(message: str) -> ApiError:
+    exc = ApiError(401, "", message)
+    exc.body = lambda: orjson.dumps({"message": message})  # type: ignore[method-assign]
+    return exc
+
+
+def _json(status: int, payload: object) -> Response:
+    return Response(status, {"content-type": "application/json; charset=utf-8"}, orjson.dumps(payload))
+
+
+async def _read_body(receive: Receive, limit: int) -> bytes:
+    chunks = []
+    size = 0
+    while True:
+        message = await receive()
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            exc = ApiError(413, "", "Request size limit exceeded")
+            exc.body = lambda: orjson.dumps(  # type: ignore[method-assign]
+                {"message": f"Request size limit exceeded: the body is over {limit} bytes"}
+            )
+            raise exc
+        chunks.append(chunk)
+        if not message.get("more_body"):
+            return b"".join(chunks)
+
+
+async def _send(send: Send, response: Response) -> None:
+    headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in response.headers.items()]
+    headers.append((b"content-length", str(len(response.body)).encode()))
+    await send({"type": "http.response.start", "status": response.status, "headers": headers})
+    await send({"type": "http.response.body", "body": response.body})
+
+
+def serve(settings: Settings) -> None:
+    """Run the server in the foreground until interrupted."""
+    import uvicorn
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    uvicorn.run(
+        App(settings), host=settings.api_host, port=settings.api_port, loop="uvloop", http="httptools",
+        ws="none", lifespan="on", access_log=False, log_level="warning", server_header=False,
+    )  # fmt: skip
+
+
+if __name__ == "__main__":
+    serve(Settings.from_env())
