@@ -8,8 +8,11 @@ import typer
 
 from busymate import __version__
 from busymate.cli import db
-from busymate.cli.common import friendly, settings_from
+from busymate.cli.common import err, friendly, out, settings_from
 from busymate.cli.status import Output, print_status
+from busymate.stack import migrate
+from busymate.stack.api import ApiServer
+from busymate.stack.postgres import Cluster
 
 app = typer.Typer(
     name="busymate",
@@ -37,10 +40,33 @@ def root(
 
 @app.command()
 @friendly
+def start(ctx: typer.Context) -> None:
+    """Start Postgres (migrated) and the API server in the background; return once both answer."""
+    settings = settings_from(ctx)
+    Cluster(settings).start()
+    state = migrate.ensure_ready(settings, progress=lambda line: err.print(f"  {line}"))
+    err.print(f"Postgres running on {settings.db_host}:{settings.db_port} (database {state})")
+    pid = ApiServer(settings).start()
+    err.print(f"API server running on {settings.api_url} (pid {pid}, log {ApiServer(settings).log_file})")
+    print_status(settings, Output.pretty)
+
+
+@app.command()
+@friendly
+def stop(ctx: typer.Context) -> None:
+    """Stop the API server and Postgres; stopping what is stopped is fine."""
+    settings = settings_from(ctx)
+    api = ApiServer(settings).stop()
+    db = Cluster(settings).stop()
+    out.print(f"API server {'stopped' if api else 'was not running'}; Postgres {'stopped' if db else 'was not running'}")
+
+
+@app.command()
+@friendly
 def status(
     ctx: typer.Context,
     output: Annotated[Output, typer.Option("--output", "-o", help="pretty, json or env")] = Output.pretty,
 ) -> None:
-    """Print what is running, with the keys `supabase status` uses (DB_URL, ...)."""
-    if not print_status(settings_from(ctx), output):
+    """Print what is running, with the keys `supabase status` uses (API_URL, DB_URL, ANON_KEY, ...)."""
+    if not print_status(settings_from(ctx), output, require_api=True):
         raise typer.Exit(1)

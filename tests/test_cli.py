@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import re
 import os
 import subprocess
 import sys
 from pathlib import Path
+
+import httpx
 
 from busymate.settings import Settings
 from busymate.stack.postgres import free_port
@@ -21,6 +24,7 @@ def run(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
         "BUSYMATE_PROJECT_DIR": str(settings.project_dir),
         "BUSYMATE_STATE_DIR": str(settings.state_dir),
         "BUSYMATE_DB_PORT": str(settings.db_port),
+        "BUSYMATE_API_PORT": str(settings.api_port),
         "COLUMNS": "200",
     }
     return subprocess.run(
@@ -34,16 +38,26 @@ def run(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_status_prints_the_supabase_keys(pg: Settings) -> None:
-    as_json = run(pg, "status", "-o", "json")
+def test_status_prints_the_supabase_keys(stack: Settings) -> None:
+    as_json = run(stack, "status", "-o", "json")
     assert as_json.returncode == 0, as_json.stderr
-    assert json.loads(as_json.stdout) == {
-        "DB_URL": f"postgresql://postgres:postgres@127.0.0.1:{pg.db_port}/postgres"
-    }
-    as_env = run(pg, "status", "-o", "env")
-    assert as_env.stdout.strip() == f'DB_URL="postgresql://postgres:postgres@127.0.0.1:{pg.db_port}/postgres"'
-    pretty = run(pg, "db", "status")
-    assert "running" in pretty.stdout
+    values = json.loads(as_json.stdout)
+    assert values["DB_URL"] == f"postgresql://postgres:postgres@127.0.0.1:{stack.db_port}/postgres"
+    assert values["API_URL"] == f"http://127.0.0.1:{stack.api_port}"
+    assert values["REST_URL"] == f"http://127.0.0.1:{stack.api_port}/rest/v1"
+    assert values["JWT_SECRET"] == stack.jwt_secret
+    # with the Supabase CLI's local secret, the keys are the ones `supabase status` prints
+    assert values["ANON_KEY"] == (
+        "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJpc3MiOiJzdXBhYmFzZS1kZW1vIiwicm9sZSI6ImFub24iLCJleHAiOjE5ODM4MTI5OTZ9"
+        ".CRXP1A7WOeoJeXxjNni43kdQwgnWNReilDMblYTn_I0"
+    )
+    assert values["SERVICE_ROLE_KEY"].count(".") == 2
+    assert values["PUBLISHABLE_KEY"].startswith("sb_publishable_")
+    assert values["SECRET_KEY"].startswith("sb_secret_")
+    as_env = run(stack, "status", "-o", "env")
+    assert f'DB_URL="postgresql://postgres:postgres@127.0.0.1:{stack.db_port}/postgres"' in as_env.stdout.splitlines()
+    pretty = run(stack, "status")
+    assert re.search(r"API server +running", pretty.stdout), pretty.stdout
 
 
 def test_db_test_reports_every_file_and_fails_on_a_broken_one(pg: Settings, tmp_path: Path) -> None:
@@ -77,23 +91,31 @@ def test_commands_on_a_stopped_database_fail_in_one_line(tmp_path: Path) -> None
     assert run(settings, "status", "-o", "json").returncode == 1
 
 
-def test_start_creates_the_database_and_a_second_start_is_harmless(tmp_path: Path) -> None:
+def test_start_runs_the_database_and_the_api_and_stop_stops_both(tmp_path: Path) -> None:
     settings = Settings.from_env({"BUSYMATE_PROJECT_DIR": str(PROJECT_DIR)}).with_overrides(
-        state_dir=tmp_path / ".busymate", db_port=free_port()
+        state_dir=tmp_path / ".busymate", db_port=free_port(), api_port=free_port()
     )
     try:
-        first = run(settings, "db", "start")
+        first = run(settings, "start")
         assert first.returncode == 0, first.stderr
-        assert f"Postgres started on 127.0.0.1:{settings.db_port} (database created)" in first.stdout
-        again = run(settings, "db", "start")
+        assert "(database created)" in first.stderr
+        assert f"API server running on http://127.0.0.1:{settings.api_port}" in first.stderr
+        keys = json.loads(run(settings, "status", "-o", "json").stdout)
+        answer = httpx.get(f"{keys['REST_URL']}/workspaces?select=slug", headers={"apikey": keys["SERVICE_ROLE_KEY"]})
+        assert answer.status_code == 200 and isinstance(answer.json(), list), answer.text
+        again = run(settings, "start")
         assert again.returncode == 0, again.stderr
-        assert "already running" in again.stdout
-        assert "database up to date" in again.stdout
+        assert "(database up to date)" in again.stderr
+        db_again = run(settings, "db", "start")
+        assert "already running" in db_again.stdout
     finally:
-        assert run(settings, "db", "stop").stdout.strip() == "Postgres stopped"
+        stopped = run(settings, "stop")
+        assert stopped.stdout.strip() == "API server stopped; Postgres stopped", stopped.stdout + stopped.stderr
         from busymate.stack.postgres import Cluster
 
         Cluster(settings).destroy()
+    assert run(settings, "status", "-o", "json").returncode == 1
+    assert run(settings, "stop").stdout.strip() == "API server was not running; Postgres was not running"
 
 
 def test_a_bad_port_setting_is_reported(tmp_path: Path) -> None:
