@@ -167,8 +167,10 @@ def pick_media(accept: str | None, allowed: tuple[str, ...]) -> str:
     for item in wanted:
         media = item.split(";")[0].strip().lower()
         params = item[len(media) :].lower()
-        if media in ("*/*", "application/*", JSON):
-            return JSON if JSON in allowed else allowed[0]
+        if media in ("*/*", "application/*"):
+            return allowed[0]
+        if media == JSON and JSON in allowed:
+            return JSON
         if media in (OBJECT, ARRAY) and "nulls=stripped" in params.replace(" ", "") and media in allowed:
             return media + ";nulls=stripped"
         if media in allowed:

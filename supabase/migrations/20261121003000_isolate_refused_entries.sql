@@ -1,7 +1,9 @@
 -- Purpose: ingest_entries(batch): the typed fast path for the whole batch, and bisection when a row is refused.
 -- Affects: private.entry_problem(), public.ingest_entries(jsonb).
 -- Caveats: see 20261121002900. Each half is stored in its own subtransaction, so a refused half leaves nothing
--- behind; halves are tried left first, so errors come out in index order.
+-- behind; halves are tried left first, so errors come out in index order. Only bad values (SQLSTATE classes 22
+-- and 23) send a batch down that path: any other error (a read-only transaction, a revoked credential, a timeout)
+-- fails the whole call.
 
 create or replace function private.entry_problem(r jsonb)
 returns text
@@ -69,6 +71,9 @@ begin
         raise exception using errcode = '22023', message = 'a batch holds at most 1000 entries',
             hint = 'Split it into several calls.';
     end if;
+    if n = 0 then
+        return jsonb_build_object('inserted', 0, 'duplicates', 0, 'rejected', 0, 'ids', '[]'::jsonb, 'errors', '[]'::jsonb);
+    end if;
     cap := coalesce(
         (select (g.settings ->> 'body_cap_bytes')::integer from public.settings_global as g
          where g.settings ->> 'body_cap_bytes' ~ '^\d{1,9}$'),
@@ -82,8 +87,8 @@ begin
             'ids', one -> 'ids', 'errors', '[]'::jsonb
         );
     exception when others then
-        if sqlstate = '42501' then
-            raise;
+        if left(sqlstate, 2) not in ('22', '23') then
+            raise;  -- not a bad value (a read-only transaction, a revoked credential, a timeout): nothing can land
         elsif n = 1 then
             return jsonb_build_object(
                 'inserted', 0, 'duplicates', 0, 'rejected', 1, 'ids', '[null]'::jsonb, 'errors', jsonb_build_array(
@@ -108,8 +113,8 @@ begin
                 ids[lower(span) + i + 1] := one -> 'ids' -> i;
             end loop;
         exception when others then
-            if sqlstate = '42501' then
-                raise;  -- the credential went away mid-batch: no row can land
+            if left(sqlstate, 2) not in ('22', '23') then
+                raise;
             elsif upper(span) - lower(span) = 1 then
                 errors := errors || jsonb_build_object(
                     'index', lower(span), 'error', coalesce(private.entry_problem(batch -> lower(span)), sqlerrm)

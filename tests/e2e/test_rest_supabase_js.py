@@ -1,7 +1,7 @@
 """/rest/v1 driven by the unchanged npm client @supabase/supabase-js on Node, on the project's real schema.
 
-The checks live in tests/e2e/js/rest.mjs; node runs once per module and prints one JSON object with a result per
-check, and each check becomes one test here so a failure is reported by name with the HTTP exchanges behind it.
+The checks live in tests/e2e/js/rest.mjs. Node runs once per module and prints one JSON object with a result
+per check; each check is one test here, so a failure is reported by name with the HTTP exchanges behind it.
 """
 
 from __future__ import annotations
@@ -45,6 +45,21 @@ CHECKS = (
     "expired_user_token_is_PGRST303_401",
     "whoami_as_member",
     "bad_select_is_PGRST100_400",
+    "in_quotes_values_with_reserved_chars",
+    "more_filter_operators",
+    "insert_with_count_and_select",
+    "embedded_order_and_limit",
+    "strip_nulls",
+    "maybe_single_on_many_rows_is_PGRST116",
+    "range_past_the_end_is_PGRST103_416",
+    "update_single_on_many_rows_rolls_back",
+    "rpc_get_whoami",
+    "device_whoami",
+    "unknown_function_is_PGRST202_404",
+    "unknown_table_is_PGRST205_404",
+    "rollback_preference",
+    "max_affected_is_PGRST124",
+    "explain_is_PGRST107_406",
 )
 
 
@@ -79,12 +94,16 @@ def js_results(stack: Settings, world: World) -> dict[str, Any]:
         "WORLD": json.dumps({"ids": world.ids, "tokens": world.tokens}),
     }
     env.pop("ONLY", None)
-    done = subprocess.run([node, "rest.mjs"], cwd=JS_DIR, env=env, capture_output=True, text=True, timeout=180)
+    done = subprocess.run(
+        [node, "rest.mjs"], cwd=JS_DIR, env=env, capture_output=True, text=True, timeout=180
+    )
     lines = done.stdout.strip().splitlines()
     if done.returncode != 0 or not lines:
-        pytest.fail(f"node rest.mjs failed ({done.returncode}):\nstdout:\n{done.stdout}\nstderr:\n{done.stderr}")
-    Path("/tmp/js_out.json").write_text(lines[-1])
-    return json.loads(lines[-1])
+        pytest.fail(
+            f"node rest.mjs failed ({done.returncode}):\nstdout:\n{done.stdout}\nstderr:\n{done.stderr}"
+        )
+    output: dict[str, Any] = json.loads(lines[-1])
+    return output
 
 
 def test_the_script_ran_every_check(js_results: dict[str, Any]) -> None:
@@ -97,7 +116,9 @@ def test_supabase_js(js_results: dict[str, Any], name: str) -> None:
     if result is None:
         pytest.fail(f"rest.mjs reported no result for {name}")
     if not result["ok"]:
-        report = json.dumps({"failure": result["details"], "exchanges": result.get("exchanges", [])}, indent=2)
+        report = json.dumps(
+            {"failure": result["details"], "exchanges": result.get("exchanges", [])}, indent=2
+        )
         pytest.fail(
             f"supabase-js {js_results['supabase_js']} on node {js_results['node']}: {name} failed\n{report}",
             pytrace=False,

@@ -118,3 +118,182 @@ def test_bad_tokens_are_refused(stack: Settings, world: World) -> None:
         assert response.headers["www-authenticate"].startswith('Bearer error="invalid_token"')
     no_key = httpx.get(f"{stack.api_url}/rest/v1/devices")
     assert no_key.status_code == 401 and no_key.json() == {"message": "No API key found in request"}
+
+
+def test_horizontal_filters_logic_trees_and_negation(member: Client, world: World) -> None:
+    def names(query: object) -> list[str]:
+        return sorted(r["name"] for r in query.execute().data)  # type: ignore[attr-defined]
+
+    base = lambda: member.table("devices").select("name")  # noqa: E731
+    assert names(base().like("name", "d1-*")) == ["d1-e2e"]
+    assert names(base().ilike("name", "D_UNPAIRED%")) == ["d_unpaired-e2e"]
+    assert names(base().is_("credential_id", "null")) == ["d_unpaired-e2e"]
+    assert names(base().not_.is_("credential_id", "null")) == ["d1-e2e"]
+    assert names(base().or_("name.eq.d1-e2e,name.eq.nothing")) == ["d1-e2e"]
+    assert names(base().or_("and(name.like.d*,source.eq.proxy),name.eq.zzz").neq("name", "d1-e2e")) == ["d_unpaired-e2e"]
+    assert names(base().in_("name", ["d1-e2e", 'a,"b"'])) == ["d1-e2e"]
+    assert names(base().not_.in_("name", ["d1-e2e"])) == ["d_unpaired-e2e"]
+    assert names(base().gte("created_at", "2000-01-01").lt("created_at", "2999-01-01")) == ["d1-e2e", "d_unpaired-e2e"]
+    assert names(base().filter("name", "match", "^d[0-9]")) == ["d1-e2e"]
+    assert names(base().eq("name", "'; drop table public.devices; --")) == []
+
+
+def test_order_limit_offset_range_and_counts(stack: Settings, member: Client, world: World) -> None:
+    ordered = member.table("devices").select("name").order("name", desc=True, nullsfirst=True).execute().data
+    assert [r["name"] for r in ordered] == ["d_unpaired-e2e", "d1-e2e"]
+    page = member.table("devices").select("name", count="exact").order("name").range(1, 1).execute()
+    assert [r["name"] for r in page.data] == ["d_unpaired-e2e"] and page.count == 2
+    head = member.table("devices").select("*", count="exact", head=True).execute()
+    assert head.count == 2
+    raw = httpx.get(
+        f"{stack.api_url}/rest/v1/devices?select=name&order=name",
+        headers={"apikey": world.anon_key, "Authorization": f"Bearer {world.tokens['member']}",
+                 "Range": "0-0", "Prefer": "count=exact"},
+    )  # fmt: skip
+    assert raw.status_code == 206
+    assert raw.headers["content-range"] == "0-0/2"
+    assert raw.headers["preference-applied"] == "count=exact"
+    beyond = httpx.get(
+        f"{stack.api_url}/rest/v1/devices?select=name&offset=10",
+        headers={"apikey": world.anon_key, "Authorization": f"Bearer {world.tokens['member']}", "Prefer": "count=exact"},
+    )
+    assert beyond.status_code == 416 and beyond.json()["code"] == "PGRST103"
+
+
+def test_csv_and_json_paths(member: Client, stack: Settings, world: World) -> None:
+    csv = member.table("devices").select("name,source").eq("name", "d1-e2e").csv().execute()
+    assert csv.data == "name,source\nd1-e2e,proxy"
+    rows = httpx.get(
+        f"{stack.api_url}/rest/v1/settings_global?select=cap:settings->>body_cap_bytes,settings->missing",
+        headers={"apikey": world.service_key},
+    )
+    assert rows.status_code == 200, rows.text
+    assert set(rows.json()[0]) == {"cap", "missing"}
+
+
+def test_writes_with_prefer_variants(stack: Settings, service: Client) -> None:
+    headers = {"apikey": service.supabase_key, "Content-Type": "application/json"}  # type: ignore[attr-defined]
+    url = f"{stack.api_url}/rest/v1/tags"
+    name = f"p-{uuid.uuid4().hex[:8]}"
+    minimal = httpx.post(url, headers=headers, content=f'{{"name": "{name}"}}')
+    assert (minimal.status_code, minimal.text, minimal.headers["content-range"]) == (201, "", "*/*")
+    located = httpx.post(url, headers={**headers, "Prefer": "return=headers-only"}, content=f'{{"name": "{name}-2"}}')
+    assert located.status_code == 201 and located.headers["location"].startswith("/tags?id=eq.")
+    bulk = httpx.post(
+        f'{url}?columns="name","match_patterns"', headers={**headers, "Prefer": "return=representation,missing=default"},
+        content=f'[{{"name": "{name}-3"}}, {{"name": "{name}-4", "match_patterns": ["x"]}}]',
+    )  # fmt: skip
+    assert bulk.status_code == 201, bulk.text
+    assert [r["match_patterns"] for r in bulk.json()] == [[], ["x"]]  # the default applied where the key was missing
+    assert bulk.headers["preference-applied"] == "missing=default, return=representation"
+    ignored = httpx.post(
+        f"{url}?on_conflict=name", headers={**headers, "Prefer": "return=representation,resolution=ignore-duplicates"},
+        content=f'[{{"name": "{name}"}}, {{"name": "{name}-5"}}]',
+    )  # fmt: skip
+    assert [r["name"] for r in ignored.json()] == [f"{name}-5"]
+    merged = httpx.post(
+        f"{url}?on_conflict=name", headers={**headers, "Prefer": "return=representation,resolution=merge-duplicates"},
+        content=f'{{"name": "{name}", "match_patterns": ["m"]}}',
+    )  # fmt: skip
+    assert merged.status_code == 200 and merged.json()[0]["match_patterns"] == ["m"]  # every row updated: 200
+    rolled = httpx.post(url, headers={**headers, "Prefer": "tx=rollback,return=representation"}, content=f'{{"name": "{name}-6"}}')
+    assert rolled.status_code == 201
+    assert httpx.get(f"{url}?name=eq.{name}-6", headers=headers).json() == []
+    conflict = httpx.post(url, headers=headers, content=f'{{"name": "{name}"}}')
+    assert conflict.status_code == 409 and conflict.json()["code"] == "23505"
+    mismatch = httpx.post(url, headers=headers, content='[{"name": "a"}, {"other": 1}]')
+    assert mismatch.status_code == 400 and mismatch.json()["code"] == "PGRST102"
+    unknown = httpx.post(url, headers=headers, content='{"nope": 1}')
+    assert unknown.status_code == 400 and unknown.json()["code"] == "PGRST204"
+    patched = httpx.patch(f"{url}?name=like.{name}*", headers=headers, content='{"match_patterns": ["z"]}')
+    assert patched.status_code == 204 and patched.headers["content-range"].startswith("0-")
+    gone = httpx.delete(f"{url}?name=like.{name}*", headers={**headers, "Prefer": "count=exact"})
+    assert gone.status_code == 204 and gone.headers["content-range"] == "*/5"
+
+
+def test_rpc_by_get_and_post_respects_volatility(stack: Settings, member: Client, world: World) -> None:
+    me = member.rpc("whoami", {}).execute().data
+    assert me["user_id"] == world.ids["member"] if isinstance(me, dict) and "user_id" in me else me
+    headers = {"apikey": world.anon_key, "Authorization": f"Bearer {world.tokens['member']}"}
+    by_get = httpx.get(f"{stack.api_url}/rest/v1/rpc/has_capability?section=devices&action=view", headers=headers)
+    assert by_get.status_code == 200 and by_get.json() is True, by_get.text
+    writer = httpx.get(
+        f"{stack.api_url}/rest/v1/rpc/ingest_entries",
+        params={"batch": '[{"method": "GET", "host": "get.example.com"}]'},
+        headers={"apikey": world.anon_key, "Authorization": f"Bearer {world.tokens['d1']}"},
+    )
+    assert writer.status_code == 405 and writer.json()["code"] == "25006", writer.text
+    missing = httpx.post(f"{stack.api_url}/rest/v1/rpc/no_such_function", headers=headers, json={})
+    assert missing.status_code == 404 and missing.json()["code"] == "PGRST202"
+
+
+def test_request_settings_and_the_schema_cache_reload(stack: Settings, world: World) -> None:
+    import time
+
+    import psycopg
+
+    with psycopg.connect(stack.db_url(user="supabase_admin"), autocommit=True) as conn:
+        conn.execute(
+            "create or replace function public.e2e_request() returns jsonb language sql stable as $$ "
+            "select jsonb_build_object('method', current_setting('request.method'), 'path', current_setting('request.path'), "
+            "'sub', current_setting('request.jwt.claim.sub', true), 'claims_sub', auth.uid(), "
+            "'role', current_user, 'header', current_setting('request.headers')::jsonb ->> 'x-e2e', "
+            "'cookie', current_setting('request.cookies')::jsonb ->> 'c', "
+            "'read_only', current_setting('transaction_read_only')) $$"
+        )
+        conn.execute("grant execute on function public.e2e_request() to authenticated")
+        conn.execute("notify pgrst, 'reload schema'")
+    headers = {"apikey": world.anon_key, "Authorization": f"Bearer {world.tokens['member']}", "x-e2e": "yes",
+               "Cookie": "c=1"}  # fmt: skip
+    for _ in range(50):
+        answer = httpx.get(f"{stack.api_url}/rest/v1/rpc/e2e_request", headers=headers)
+        if answer.status_code == 200:
+            break
+        time.sleep(0.1)
+    assert answer.status_code == 200, answer.text
+    assert answer.json() == {
+        "method": "GET", "path": "/rpc/e2e_request", "sub": world.ids["member"], "claims_sub": world.ids["member"],
+        "role": "authenticated", "header": "yes", "cookie": "1", "read_only": "on",
+    }  # fmt: skip
+
+
+def test_openapi_root_and_cors(stack: Settings, world: World) -> None:
+    root = httpx.get(f"{stack.api_url}/rest/v1/", headers={"apikey": world.anon_key})
+    assert root.status_code == 200 and root.headers["content-type"].startswith("application/openapi+json")
+    doc = root.json()
+    assert doc["swagger"] == "2.0" and "/devices" in doc["paths"] and "/rpc/ingest_entries" in doc["paths"]
+    preflight = httpx.options(
+        f"{stack.api_url}/rest/v1/devices",
+        headers={"Origin": "http://localhost:3000", "Access-Control-Request-Method": "GET",
+                 "Access-Control-Request-Headers": "apikey, authorization, x-client-info"},
+    )  # fmt: skip
+    assert preflight.status_code == 200
+    assert preflight.headers["access-control-allow-origin"] == "*"
+    assert "x-client-info" in preflight.headers["access-control-allow-headers"]
+
+
+def test_forged_roles_and_unknown_roles_are_refused(stack: Settings, world: World) -> None:
+    from busymate import tokens
+
+    for role, status in (("supabase_admin", 403), ("postgres", 403), ("no_such_role", 401)):
+        token = tokens.sign_hs256({"role": role, "sub": world.ids["member"]}, stack.jwt_secret)
+        answer = httpx.get(f"{stack.api_url}/rest/v1/devices", headers={"apikey": world.anon_key,
+                           "Authorization": f"Bearer {token}"})  # fmt: skip
+        assert answer.status_code == status, (role, answer.text)
+    none_alg = "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.eyJyb2xlIjoic2VydmljZV9yb2xlIn0."
+    answer = httpx.get(f"{stack.api_url}/rest/v1/devices", headers={"apikey": world.anon_key, "Authorization": f"Bearer {none_alg}"})
+    assert answer.status_code == 401 and answer.json()["code"] == "PGRST301"
+    expired = tokens.sign_hs256({"role": "authenticated", "exp": 1000}, stack.jwt_secret)
+    answer = httpx.get(f"{stack.api_url}/rest/v1/devices", headers={"apikey": world.anon_key, "Authorization": f"Bearer {expired}"})
+    assert answer.status_code == 401 and answer.json() == {"code": "PGRST303", "details": None, "hint": None, "message": "JWT expired"}
+
+
+def test_parse_errors_are_pgrst100_with_a_position(stack: Settings, world: World) -> None:
+    headers = {"apikey": world.service_key}
+    for query in ("select=name,,x", "name=noop.1", "order=name.sideways", "or=(name.eq.1", "limit=abc"):
+        answer = httpx.get(f"{stack.api_url}/rest/v1/devices?{query}", headers=headers)
+        assert answer.status_code == 400, (query, answer.text)
+        body = answer.json()
+        assert body["code"] == "PGRST100", (query, body)
+        assert "(line 1, column " in body["message"]
+        assert "pgrst_source" not in answer.text and " from " not in answer.text

@@ -421,6 +421,169 @@ checks.bad_select_is_PGRST100_400 = async () => {
   return { status: result.status, error: result.error };
 };
 
+// Beyond the basics: what postgrest-js puts on the wire differently from the Python client (contract §9).
+
+checks.in_quotes_values_with_reserved_chars = async () => {
+  // postgrest-js sends name=in.(d1-e2e,"a,b","c(d)")
+  const result = await member.from("devices").select("name").in("name", ["d1-e2e", "a,b", "c(d)"]);
+  expectOk(result, "in");
+  expect(same(result.data, [{ name: "d1-e2e" }]), "only d1-e2e matches", result);
+  return result.data;
+};
+
+checks.more_filter_operators = async () => {
+  const devices = await member
+    .from("devices")
+    .select("name")
+    .is("model", null)
+    .like("name", "d1%")
+    .neq("source", "ios")
+    .match({ workspace_id: ids.w1, source: "proxy" })
+    .filter("name", "in", '("d1-e2e","d2-e2e")');
+  expectOk(devices, "is/like/neq/match/filter");
+  expect(same(devices.data, [{ name: "d1-e2e" }]), "only d1-e2e matches", devices);
+  const name = `${tagPrefix}-ops`;
+  const created = await service.from("tags").insert({ name, match_patterns: ["p.example.com", "q example"] });
+  expectOk(created, "insert");
+  const tags = await service
+    .from("tags")
+    .select("name")
+    .ilike("name", `${tagPrefix.toUpperCase()}-OP%`)
+    .contains("match_patterns", ["q example"])
+    .overlaps("match_patterns", ["p.example.com", "zzz"]);
+  expectOk(tags, "ilike/contains/overlaps");
+  expect(same(tags.data, [{ name }]), "the tag matches", tags);
+  return { devices: devices.data, tags: tags.data };
+};
+
+checks.insert_with_count_and_select = async () => {
+  // Prefer: count=exact, return=representation (postgrest-js joins appended preferences with ", ")
+  const name = `${tagPrefix}-count`;
+  const result = await service.from("tags").insert({ name }, { count: "exact" }).select("name");
+  expectOk(result, "insert");
+  expect(same(result.data, [{ name }]), "the row comes back", result);
+  expect(result.count === 1, `count 1, got ${result.count}`, result);
+  expect(result.status === 201, `status 201, got ${result.status}`, result);
+  return { count: result.count };
+};
+
+checks.embedded_order_and_limit = async () => {
+  // workspaces?select=slug,devices(name)&id=eq.W1&devices.order=name.desc&devices.limit=1
+  const result = await member
+    .from("workspaces")
+    .select("slug, devices(name)")
+    .eq("id", ids.w1)
+    .order("name", { referencedTable: "devices", ascending: false })
+    .limit(1, { referencedTable: "devices" });
+  expectOk(result, "embedded order/limit");
+  expect(same(result.data, [{ slug: "w1-e2e", devices: [{ name: "d_unpaired-e2e" }] }]), "one embedded row", result);
+  return result.data;
+};
+
+checks.strip_nulls = async () => {
+  const many = await member.from("devices").select("name, model").eq("uuid", ids.d1).stripNulls();
+  expectOk(many, "stripNulls");
+  expect(same(many.data, [{ name: "d1-e2e" }]), "null model stripped from the array", many);
+  const one = await member.from("devices").select("name, model").eq("uuid", ids.d1).single().stripNulls();
+  expectOk(one, "single().stripNulls()");
+  expect(same(one.data, { name: "d1-e2e" }), "null model stripped from the object", one);
+  return { many: many.data, one: one.data };
+};
+
+checks.maybe_single_on_many_rows_is_PGRST116 = async () => {
+  // Decided by the client from the plain array the server returns.
+  const result = await member.from("devices").select("name").eq("workspace_id", ids.w1).maybeSingle();
+  expectError(result, { code: "PGRST116", status: 406 }, "maybeSingle on two rows");
+  return result.error;
+};
+
+checks.range_past_the_end_is_PGRST103_416 = async () => {
+  const result = await member
+    .from("devices")
+    .select("name", { count: "exact" })
+    .eq("workspace_id", ids.w1)
+    .range(5, 6);
+  expectError(result, { code: "PGRST103", status: 416 }, "offset 5 of 2 rows");
+  return { status: result.status, error: result.error };
+};
+
+checks.update_single_on_many_rows_rolls_back = async () => {
+  const names = [`${tagPrefix}-r1`, `${tagPrefix}-r2`];
+  const created = await service.from("tags").insert(names.map((name) => ({ name })));
+  expectOk(created, "insert");
+  const result = await service
+    .from("tags")
+    .update({ color: "#abcdef" })
+    .in("name", names)
+    .select("name")
+    .single();
+  expectError(result, { code: "PGRST116", status: 406 }, "update two rows with single()");
+  const after = await service.from("tags").select("color").in("name", names);
+  expectOk(after, "read back");
+  expect(same(after.data, [{ color: "#888888" }, { color: "#888888" }]), "the update was rolled back", after);
+  return result.error;
+};
+
+checks.rpc_get_whoami = async () => {
+  const result = await member.rpc("whoami", {}, { get: true });
+  expectOk(result, "rpc whoami (GET)");
+  expect(result.data?.kind === "user" && result.data?.id === ids.member, "the member", result);
+  return { kind: result.data.kind };
+};
+
+checks.device_whoami = async () => {
+  const result = await asToken(tokens.d1).rpc("whoami");
+  expectOk(result, "rpc whoami as a device");
+  const me = result.data;
+  expect(me?.kind === "device" && me?.id === ids.d1 && me?.paired === true, "the device, paired", result);
+  expect(me.workspace_id === ids.w1 && me.name === "d1-e2e", "its workspace and name", result);
+  return me;
+};
+
+checks.unknown_function_is_PGRST202_404 = async () => {
+  const result = await member.rpc("no_such_function", { a: 1 });
+  expectError(result, { code: "PGRST202", status: 404 }, "rpc no_such_function");
+  return { status: result.status, error: result.error };
+};
+
+checks.unknown_table_is_PGRST205_404 = async () => {
+  const result = await member.from("no_such_table").select("*");
+  expectError(result, { code: "PGRST205", status: 404 }, "no_such_table");
+  return { status: result.status, error: result.error };
+};
+
+checks.rollback_preference = async () => {
+  // Prefer: tx=rollback (the stack allows the override, as tests/e2e/test_rest_supabase_py.py expects)
+  const name = `${tagPrefix}-rollback`;
+  const result = await service.from("tags").insert({ name }).select("name").rollback();
+  expectOk(result, "insert with rollback()");
+  expect(same(result.data, [{ name }]), "the would-be row comes back", result);
+  const after = await service.from("tags").select("name").eq("name", name);
+  expectOk(after, "read back");
+  expect(same(after.data, []), "nothing was committed", after);
+  return { status: result.status };
+};
+
+checks.max_affected_is_PGRST124 = async () => {
+  // Prefer: handling=strict, max-affected=1 on a delete that would remove two rows
+  const names = [`${tagPrefix}-m1`, `${tagPrefix}-m2`];
+  const created = await service.from("tags").insert(names.map((name) => ({ name })));
+  expectOk(created, "insert");
+  const result = await service.from("tags").delete().in("name", names).maxAffected(1);
+  expectError(result, { code: "PGRST124", status: 400 }, "delete two rows with maxAffected(1)");
+  const after = await service.from("tags").select("name").in("name", names).order("name");
+  expectOk(after, "read back");
+  expect(same(after.data, names.map((name) => ({ name }))), "the delete was rolled back", after);
+  return result.error;
+};
+
+checks.explain_is_PGRST107_406 = async () => {
+  // Plans are off, as on Supabase (db-plan-enabled false): the plan media type is not available.
+  const result = await member.from("devices").select("name").explain();
+  expectError(result, { code: "PGRST107", status: 406 }, "explain()");
+  return { status: result.status, error: result.error };
+};
+
 // ---------------------------------------------------------------------------------------------------------------
 
 async function run(name, check) {
