@@ -297,3 +297,59 @@ def test_parse_errors_are_pgrst100_with_a_position(stack: Settings, world: World
         assert body["code"] == "PGRST100", (query, body)
         assert "(line 1, column " in body["message"]
         assert "pgrst_source" not in answer.text and " from " not in answer.text
+
+
+def test_embedding_to_many_nested_inner_and_hints(member: Client, admin: Client, world: World) -> None:
+    nested = (
+        member.table("workspaces")
+        .select("slug, devices(name, device_status(online)), members:workspace_members(user_id)")
+        .eq("id", world.ids["w1"])
+        .execute()
+        .data
+    )
+    assert nested[0]["slug"] == "w1-e2e"
+    assert sorted(d["name"] for d in nested[0]["devices"]) == ["d1-e2e", "d_unpaired-e2e"]
+    assert isinstance(nested[0]["members"], list) and nested[0]["members"]
+    inner = (
+        admin.table("workspaces")
+        .select("slug, devices!inner(name)")
+        .eq("devices.name", "d2-e2e")
+        .execute()
+        .data
+    )
+    assert inner == [{"slug": "w2-e2e", "devices": [{"name": "d2-e2e"}]}]  # parents without a match disappear
+    limited = (
+        admin.table("workspaces")
+        .select("slug, devices(name)")
+        .eq("id", world.ids["w1"])
+        .order("name", foreign_table="devices", desc=True)
+        .limit(1, foreign_table="devices")
+        .execute()
+        .data
+    )
+    assert limited == [{"slug": "w1-e2e", "devices": [{"name": "d_unpaired-e2e"}]}]
+    with pytest.raises(APIError) as unknown:
+        member.table("devices").select("name, workspacez(slug)").execute()
+    assert unknown.value.code == "PGRST200"
+
+
+def test_new_style_keys_and_profiles(stack: Settings, world: World) -> None:
+    secret = httpx.get(f"{stack.api_url}/rest/v1/devices?select=name", headers={"apikey": stack.secret_key})
+    assert secret.status_code == 200 and len(secret.json()) >= 3  # sb_secret_ acts as service_role
+    publishable = httpx.get(f"{stack.api_url}/rest/v1/devices", headers={"apikey": stack.publishable_key})
+    assert publishable.status_code == 401 and publishable.json()["code"] == "42501"  # sb_publishable_ acts as anon
+    as_user = httpx.get(
+        f"{stack.api_url}/rest/v1/devices?select=name",
+        headers={"apikey": stack.publishable_key, "Authorization": f"Bearer {world.tokens['member']}"},
+    )
+    assert as_user.status_code == 200 and {r["name"] for r in as_user.json()} == {"d1-e2e", "d_unpaired-e2e"}
+    wrong = httpx.get(f"{stack.api_url}/rest/v1/devices", headers={"apikey": "sb_publishable_nope"})
+    assert wrong.status_code == 401 and wrong.json() == {"message": "Invalid authentication credentials"}
+    schema = httpx.get(f"{stack.api_url}/rest/v1/devices", headers={"apikey": stack.secret_key, "Accept-Profile": "private"})
+    assert schema.status_code == 406 and schema.json()["code"] == "PGRST106"
+    profiled = httpx.get(f"{stack.api_url}/rest/v1/devices?select=name", headers={"apikey": stack.secret_key, "Accept-Profile": "public"})
+    assert profiled.headers["content-profile"] == "public"
+    too_big = httpx.post(
+        f"{stack.api_url}/rest/v1/tags", headers={"apikey": stack.secret_key}, content=b"x" * (stack.max_body_bytes + 1)
+    )
+    assert too_big.status_code == 413
