@@ -50,7 +50,7 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml
 venv: $(VENV)/.installed
 
 up: sysdeps venv
-	$(BIN)/busymate db start
+	$(BIN)/busymate start
 
 # mypy cannot follow setuptools' package-dir mapping (and skips symlinks), so it reads a tree of hard
 # links shaped like the install; its messages name build/typecheck/busymate/<folder>/<file>.
