@@ -62,8 +62,8 @@ class Settings:
     jwt_secret: str = LOCAL_JWT_SECRET
     publishable_key: str = LOCAL_PUBLISHABLE_KEY
     secret_key: str = LOCAL_SECRET_KEY
-    # The API server: the largest request body it reads, its pool of `authenticator` connections, and PostgREST's
-    # db-max-rows (Supabase's default 1000).
+    # The API server: the largest request body it reads, its pool of `authenticator` connections, and
+    # PostgREST's db-max-rows (Supabase's default 1000).
     max_body_bytes: int = 64 * 1024 * 1024
     db_pool_size: int = 10
     max_rows: int | None = 1000

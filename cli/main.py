@@ -58,7 +58,10 @@ def stop(ctx: typer.Context) -> None:
     settings = settings_from(ctx)
     api = ApiServer(settings).stop()
     db = Cluster(settings).stop()
-    out.print(f"API server {'stopped' if api else 'was not running'}; Postgres {'stopped' if db else 'was not running'}")
+    out.print(
+        f"API server {'stopped' if api else 'was not running'}; "
+        f"Postgres {'stopped' if db else 'was not running'}"
+    )
 
 
 @app.command()

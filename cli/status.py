@@ -40,8 +40,9 @@ def status_values(settings: Settings) -> dict[str, str]:
 
 
 _LABELS = {
-    "API_URL": "API URL", "REST_URL": "REST URL", "REALTIME_URL": "Realtime URL", "FUNCTIONS_URL": "Functions URL",
-    "DB_URL": "DB URL", "JWT_SECRET": "JWT secret", "ANON_KEY": "anon key", "SERVICE_ROLE_KEY": "service_role key",
+    "API_URL": "API URL", "REST_URL": "REST URL", "REALTIME_URL": "Realtime URL",
+    "FUNCTIONS_URL": "Functions URL", "DB_URL": "DB URL", "JWT_SECRET": "JWT secret", "ANON_KEY": "anon key",
+    "SERVICE_ROLE_KEY": "service_role key",
     "PUBLISHABLE_KEY": "Publishable key", "SECRET_KEY": "Secret key",
 }  # fmt: skip
 

@@ -54,11 +54,11 @@ class ApiServer:
 
     def answers(self) -> bool:
         """Whether GET /rest/v1/ answers with the anon key."""
-        request = urllib.request.Request(
+        request = urllib.request.Request(  # noqa: S310 (our own loopback URL)
             f"{self.settings.api_url}/rest/v1/", headers={"apikey": tokens.anon_key(self.settings.jwt_secret)}
         )
         try:
-            with urllib.request.urlopen(request, timeout=2) as response:  # noqa: S310 (our own loopback URL)
+            with urllib.request.urlopen(request, timeout=2) as response:  # noqa: S310
                 return bool(response.status == 200)
         except (urllib.error.URLError, OSError):
             return False
@@ -70,22 +70,29 @@ class ApiServer:
             return running
         if not port_is_free(self.settings.api_host, self.settings.api_port):
             raise BusymateError(
-                f"port {self.settings.api_port} on {self.settings.api_host} is already in use by another program; "
+                f"port {self.settings.api_port} on {self.settings.api_host} is already in use by another "
+                "program; "
                 "stop it or set BUSYMATE_API_PORT"
             )
         self.settings.state_dir.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, **settings_env(self.settings)}
         with self.log_file.open("ab") as log:
-            process = subprocess.Popen(  # noqa: S603 (our own interpreter and module)
+            process = subprocess.Popen(
                 [sys.executable, "-m", "busymate.stack.server"],
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, start_new_session=True,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=env,
+                start_new_session=True,
                 cwd=str(self.settings.project_dir),
-            )  # fmt: skip
+            )
         self.pid_file.write_text(f"{process.pid}\n")
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if process.poll() is not None:
-                raise BusymateError(f"the API server exited with status {process.returncode}:\n{_tail(self.log_file)}")
+                raise BusymateError(
+                    f"the API server exited with status {process.returncode}:\n{_tail(self.log_file)}"
+                )
             if self.answers():
                 return process.pid
             time.sleep(0.1)

@@ -1,7 +1,7 @@
-"""Verify the bearer token of a request as PostgREST v14 does (contracts/postgrest.md §2.2), with a small cache.
+"""Verify a request's bearer token as PostgREST v14 does (contracts/postgrest.md §2.2), with a small cache.
 
-A token that passes gives its claims; anything else raises ApiError with PostgREST's code and message, which the
-gateway answers with 401 and `WWW-Authenticate: Bearer error="invalid_token", ...`.
+A token that passes gives its claims; anything else raises ApiError with PostgREST's code and message, which
+the gateway answers with 401 and `WWW-Authenticate: Bearer error="invalid_token", ...`.
 """
 
 from __future__ import annotations
@@ -69,10 +69,14 @@ class JwtVerifier:
                 "JWT is unsecured but expected 'alg' was not 'none'",
             )
         if alg != "HS256":
-            raise _invalid("PGRST301", "Wrong or unsupported encoding algorithm", f"Unsupported algorithm {alg!r}")
+            raise _invalid(
+                "PGRST301", "Wrong or unsupported encoding algorithm", f"Unsupported algorithm {alg!r}"
+            )
         expected = hmac.new(self._key, f"{parts[0]}.{parts[1]}".encode(), hashlib.sha256).digest()
         if not hmac.compare_digest(expected, signature):
-            raise _invalid("PGRST301", "No suitable key or wrong key type", "None of the keys was able to decode the JWT")
+            raise _invalid(
+                "PGRST301", "No suitable key or wrong key type", "None of the keys was able to decode the JWT"
+            )
         return payload
 
 
@@ -91,7 +95,9 @@ def _check_times(claims: dict[str, object]) -> None:
         if name == "iat" and value > now + LEEWAY:
             raise _invalid("PGRST303", "JWT issued at future")
     aud = claims.get("aud")
-    if aud is not None and not isinstance(aud, str) and not (
-        isinstance(aud, list) and all(isinstance(a, str) for a in aud)
+    if (
+        aud is not None
+        and not isinstance(aud, str)
+        and not (isinstance(aud, list) and all(isinstance(a, str) for a in aud))
     ):
         raise _invalid("PGRST303", "The JWT 'aud' claim must be a string or an array of strings")

@@ -2,8 +2,9 @@
 /auth/v1 and /functions/v1).
 
 A bare ASGI app on uvicorn with uvloop and httptools: no framework between the socket and the handler. The
-gateway does what Supabase's Kong does (contracts/postgrest.md §2.1): an `apikey` must be one of the project's
-keys, `sb_publishable_`/`sb_secret_` keys become the anon/service_role roles, and CORS preflights are answered.
+gateway does what Supabase's Kong does (contracts/postgrest.md §2.1): an `apikey` must be one of the
+project's keys, `sb_publishable_`/`sb_secret_` keys become the anon/service_role roles, and CORS preflights
+are answered.
 
 Run it with `python -m busymate.stack.server` (what `busymate start` does) or `serve(settings)`.
 """
@@ -35,8 +36,8 @@ Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 EXPOSED_SCHEMAS = ("public",)
 CORS_EXPOSE = (
-    "Content-Encoding, Content-Location, Content-Range, Content-Type, Date, Location, Server, Transfer-Encoding, "
-    "Range-Unit, Preference-Applied, Proxy-Status"
+    "Content-Encoding, Content-Location, Content-Range, Content-Type, Date, Location, Server, "
+    "Transfer-Encoding, Range-Unit, Preference-Applied, Proxy-Status"
 )
 
 
@@ -59,15 +60,19 @@ class App:
         self._tasks: list[asyncio.Task[None]] = []
         self._pool: AsyncConnectionPool | None = None
 
-    # -- lifespan -------------------------------------------------------------------------------------------
+    # -- lifespan --------------------------------------------------------------------------------------------
 
     async def startup(self) -> None:
         """Open the pool, load the schema cache and start listening for reloads."""
         conninfo = self.settings.db_url(user="authenticator")
         self._pool = AsyncConnectionPool(
-            conninfo, min_size=2, max_size=self.settings.db_pool_size, kwargs={"autocommit": True}, open=False,
+            conninfo,
+            min_size=2,
+            max_size=self.settings.db_pool_size,
+            kwargs={"autocommit": True},
+            open=False,
             name="rest",
-        )  # fmt: skip
+        )
         await self._pool.open(wait=True, timeout=30)
         cache = await asyncio.to_thread(self._load_cache)
         self.rest = RestApi(self._pool, cache, max_rows=self.settings.max_rows)
@@ -88,10 +93,12 @@ class App:
             return schema_cache.load(conn, EXPOSED_SCHEMAS)
 
     async def _listen(self) -> None:
-        """LISTEN pgrst: reload the schema cache on 'reload schema' (and on an empty payload), as PostgREST does."""
+        """LISTEN pgrst: reload the schema cache on 'reload schema' (or an empty payload), like PostgREST."""
         while True:
             try:
-                conn = await psycopg.AsyncConnection.connect(self.settings.db_url(user="authenticator"), autocommit=True)
+                conn = await psycopg.AsyncConnection.connect(
+                    self.settings.db_url(user="authenticator"), autocommit=True
+                )
                 async with conn:
                     await conn.execute("listen pgrst")
                     async for notify in conn.notifies():
@@ -106,7 +113,7 @@ class App:
                 log.exception("schema listener lost its connection; retrying in 1 s")
                 await asyncio.sleep(1)
 
-    # -- requests -------------------------------------------------------------------------------------------
+    # -- requests --------------------------------------------------------------------------------------------
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -135,7 +142,9 @@ class App:
             response.headers["access-control-expose-headers"] = CORS_EXPOSE
         await _send(send, response)
 
-    async def _route(self, scope: Scope, receive: Receive, headers: dict[str, str], prefer: list[str]) -> Response:
+    async def _route(
+        self, scope: Scope, receive: Receive, headers: dict[str, str], prefer: list[str]
+    ) -> Response:
         path: str = scope["path"]
         method: str = scope["method"]
         if method == "OPTIONS" and "access-control-request-method" in headers:
@@ -181,12 +190,15 @@ class App:
     def _preflight(self, headers: dict[str, str]) -> Response:
         requested = headers.get("access-control-request-headers", "")
         allow = "Authorization" + (f", {requested}" if requested else "")
-        return Response(200, {
-            "access-control-allow-origin": "*",
-            "access-control-allow-methods": "GET, POST, PATCH, PUT, DELETE, OPTIONS, HEAD",
-            "access-control-allow-headers": allow,
-            "access-control-max-age": "86400",
-        })  # fmt: skip
+        return Response(
+            200,
+            {
+                "access-control-allow-origin": "*",
+                "access-control-allow-methods": "GET, POST, PATCH, PUT, DELETE, OPTIONS, HEAD",
+                "access-control-allow-headers": allow,
+                "access-control-max-age": "86400",
+            },
+        )
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -246,9 +258,17 @@ def serve(settings: Settings) -> None:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     uvicorn.run(
-        App(settings), host=settings.api_host, port=settings.api_port, loop="uvloop", http="httptools",
-        ws="none", lifespan="on", access_log=False, log_level="warning", server_header=False,
-    )  # fmt: skip
+        App(settings),
+        host=settings.api_host,
+        port=settings.api_port,
+        loop="uvloop",
+        http="httptools",
+        ws="none",
+        lifespan="on",
+        access_log=False,
+        log_level="warning",
+        server_header=False,
+    )
 
 
 if __name__ == "__main__":

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
-import re
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -55,7 +55,10 @@ def test_status_prints_the_supabase_keys(stack: Settings) -> None:
     assert values["PUBLISHABLE_KEY"].startswith("sb_publishable_")
     assert values["SECRET_KEY"].startswith("sb_secret_")
     as_env = run(stack, "status", "-o", "env")
-    assert f'DB_URL="postgresql://postgres:postgres@127.0.0.1:{stack.db_port}/postgres"' in as_env.stdout.splitlines()
+    assert (
+        f'DB_URL="postgresql://postgres:postgres@127.0.0.1:{stack.db_port}/postgres"'
+        in as_env.stdout.splitlines()
+    )
     pretty = run(stack, "status")
     assert re.search(r"API server +running", pretty.stdout), pretty.stdout
 
@@ -101,8 +104,11 @@ def test_start_runs_the_database_and_the_api_and_stop_stops_both(tmp_path: Path)
         assert "(database created)" in first.stderr
         assert f"API server running on http://127.0.0.1:{settings.api_port}" in first.stderr
         keys = json.loads(run(settings, "status", "-o", "json").stdout)
-        answer = httpx.get(f"{keys['REST_URL']}/workspaces?select=slug", headers={"apikey": keys["SERVICE_ROLE_KEY"]})
-        assert answer.status_code == 200 and isinstance(answer.json(), list), answer.text
+        answer = httpx.get(
+            f"{keys['REST_URL']}/workspaces?select=slug", headers={"apikey": keys["SERVICE_ROLE_KEY"]}
+        )
+        assert answer.status_code == 200, answer.text
+        assert isinstance(answer.json(), list)
         again = run(settings, "start")
         assert again.returncode == 0, again.stderr
         assert "(database up to date)" in again.stderr
@@ -110,7 +116,9 @@ def test_start_runs_the_database_and_the_api_and_stop_stops_both(tmp_path: Path)
         assert "already running" in db_again.stdout
     finally:
         stopped = run(settings, "stop")
-        assert stopped.stdout.strip() == "API server stopped; Postgres stopped", stopped.stdout + stopped.stderr
+        assert stopped.stdout.strip() == "API server stopped; Postgres stopped", (
+            stopped.stdout + stopped.stderr
+        )
         from busymate.stack.postgres import Cluster
 
         Cluster(settings).destroy()

@@ -1,7 +1,7 @@
 """A small committed world on a started stack, for end-to-end tests: users, workspaces, devices and tokens.
 
-Mirrors sql/testing/30_world.sql (which lives only inside pgTAP transactions): two workspaces, an admin, members
-with and without capabilities, an outsider, two paired proxy devices and an unpaired one.
+Mirrors sql/testing/30_world.sql (which lives only inside pgTAP transactions): two workspaces, an admin,
+members with and without capabilities, an outsider, two paired proxy devices and an unpaired one.
 """
 
 from __future__ import annotations
@@ -39,10 +39,18 @@ def user_token(settings: Settings, user_id: str, email: str, *, ttl: int = 3600,
     """An access token shaped like the ones Supabase Auth issues."""
     now = int(time.time())
     claims = {
-        "sub": user_id, "role": "authenticated", "aud": "authenticated", "email": email, "iat": now,
-        "exp": now + ttl, "iss": f"{settings.api_url}/auth/v1", "session_id": str(uuid.uuid4()),
-        "app_metadata": {"provider": "email"}, "user_metadata": {}, **extra,
-    }  # fmt: skip
+        "sub": user_id,
+        "role": "authenticated",
+        "aud": "authenticated",
+        "email": email,
+        "iat": now,
+        "exp": now + ttl,
+        "iss": f"{settings.api_url}/auth/v1",
+        "session_id": str(uuid.uuid4()),
+        "app_metadata": {"provider": "email"},
+        "user_metadata": {},
+        **extra,
+    }
     return tokens.sign_hs256(claims, settings.jwt_secret)
 
 
@@ -52,22 +60,32 @@ def make_world(settings: Settings, tag: str) -> World:
     ids = world.ids
     with psycopg.connect(settings.db_url(), autocommit=False) as conn:
         for ws in ("w1", "w2"):
-            ids[ws] = str(conn.execute(
-                "insert into public.workspaces (slug, name) values (%s, %s) returning id", (f"{ws}-{tag}", f"{ws} {tag}")
-            ).fetchone()[0])  # type: ignore[index]
-        for name, role, ws in (("admin", "admin", "w1"), ("member", "member", "w1"), ("nocaps", "viewer", "w1"),
-                               ("outsider", "member", "w2")):  # fmt: skip
+            ids[ws] = str(
+                conn.execute(
+                    "insert into public.workspaces (slug, name) values (%s, %s) returning id",
+                    (f"{ws}-{tag}", f"{ws} {tag}"),
+                ).fetchone()[0]  # type: ignore[index]
+            )
+        for name, role, ws in (
+            ("admin", "admin", "w1"),
+            ("member", "member", "w1"),
+            ("nocaps", "viewer", "w1"),
+            ("outsider", "member", "w2"),
+        ):
             uid = str(uuid.uuid4())
             email = f"{name}-{tag}@test.busymate.local"
             conn.execute(
-                "insert into auth.users (id, instance_id, aud, role, email, encrypted_password, email_confirmed_at, "
+                "insert into auth.users (id, instance_id, aud, role, email, encrypted_password, "
+                "email_confirmed_at, "
                 "raw_app_meta_data, raw_user_meta_data, created_at, updated_at) values (%s, "
                 "'00000000-0000-0000-0000-000000000000', 'authenticated', 'authenticated', %s, '', now(), "
                 "'{\"provider\": \"email\"}', '{}', now(), now())",
                 (uid, email),
             )
             conn.execute("update public.profiles set role = %s where id = %s", (role, uid))
-            conn.execute("insert into public.workspace_members (workspace_id, user_id) values (%s, %s)", (ids[ws], uid))
+            conn.execute(
+                "insert into public.workspace_members (workspace_id, user_id) values (%s, %s)", (ids[ws], uid)
+            )
             ids[name] = uid
             world.tokens[name] = user_token(settings, uid, email)
         conn.execute(
@@ -75,20 +93,31 @@ def make_world(settings: Settings, tag: str) -> World:
             "on conflict (name) do nothing"
         )
         conn.execute("update public.profiles set role = 'nocaps' where id = %s", (ids["nocaps"],))
-        for name, owner, ws, cred in (("d1", "member", "w1", True), ("d2", "outsider", "w2", True),
-                                      ("d_unpaired", "member", "w1", False)):  # fmt: skip
+        for name, owner, ws, cred in (
+            ("d1", "member", "w1", True),
+            ("d2", "outsider", "w2", True),
+            ("d_unpaired", "member", "w1", False),
+        ):
             row = conn.execute(
                 "insert into public.devices (workspace_id, owner_user_id, name, source, credential_id) "
-                "values (%s, %s, %s, 'proxy', case when %s then gen_random_uuid() end) returning uuid, credential_id",
+                "values (%s, %s, %s, 'proxy', case when %s then gen_random_uuid() end) "
+                "returning uuid, credential_id",
                 (ids[ws], ids[owner], f"{name}-{tag}", cred),
             ).fetchone()
             assert row is not None
             ids[name] = str(row[0])
             now = int(time.time())
             world.tokens[name] = tokens.sign_hs256(
-                {"sub": str(row[0]), "role": "device", "workspace_id": ids[ws], "cred": str(row[1] or uuid.uuid4()),
-                 "iat": now, "exp": now + 3600, "iss": "busymate"},
+                {
+                    "sub": str(row[0]),
+                    "role": "device",
+                    "workspace_id": ids[ws],
+                    "cred": str(row[1] or uuid.uuid4()),
+                    "iat": now,
+                    "exp": now + 3600,
+                    "iss": "busymate",
+                },
                 settings.jwt_secret,
-            )  # fmt: skip
+            )
         conn.commit()
     return world

@@ -13,12 +13,39 @@ from busymate.stack.rest.parse import Embed, Field, Filter, JsonStep, Logic, Ord
 from busymate.stack.rest.schema import Column, Relation, Relationship, SchemaCache, quote
 
 _COMPARE = {
-    "eq": "=", "neq": "<>", "gt": ">", "gte": ">=", "lt": "<", "lte": "<=", "like": "like", "ilike": "ilike",
-    "match": "~", "imatch": "~*", "isdistinct": "is distinct from", "cs": "@>", "cd": "<@", "ov": "&&",
-    "sl": "<<", "sr": ">>", "nxr": "&<", "nxl": "&>", "adj": "-|-",
-}  # fmt: skip
-_FTS = {"fts": "to_tsquery", "plfts": "plainto_tsquery", "phfts": "phraseto_tsquery", "wfts": "websearch_to_tsquery"}
-_IS = {"null": "is null", "not_null": "is not null", "true": "is true", "false": "is false", "unknown": "is unknown"}
+    "eq": "=",
+    "neq": "<>",
+    "gt": ">",
+    "gte": ">=",
+    "lt": "<",
+    "lte": "<=",
+    "like": "like",
+    "ilike": "ilike",
+    "match": "~",
+    "imatch": "~*",
+    "isdistinct": "is distinct from",
+    "cs": "@>",
+    "cd": "<@",
+    "ov": "&&",
+    "sl": "<<",
+    "sr": ">>",
+    "nxr": "&<",
+    "nxl": "&>",
+    "adj": "-|-",
+}
+_FTS = {
+    "fts": "to_tsquery",
+    "plfts": "plainto_tsquery",
+    "phfts": "phraseto_tsquery",
+    "wfts": "websearch_to_tsquery",
+}
+_IS = {
+    "null": "is null",
+    "not_null": "is not null",
+    "true": "is true",
+    "false": "is false",
+    "unknown": "is unknown",
+}
 
 
 @dataclass
@@ -67,7 +94,7 @@ class Builder:
         self._aliases += 1
         return quote(f"{name}_{self._aliases}")
 
-    # -- the request tree -------------------------------------------------------------------------------------
+    # -- the request tree ------------------------------------------------------------------------------------
 
     def tree(self, rel: Relation, items: list[Field | Embed], alias: str | None = None) -> Node:
         """Resolve every embed in `items` against the schema cache."""
@@ -87,13 +114,15 @@ class Builder:
             match = next((c for c in node.children if c.key == segment or c.rel.name == segment), None)
             if match is None:
                 raise ApiError(
-                    400, "PGRST108", f"'{segment}' is not an embedded resource in this request",
+                    400,
+                    "PGRST108",
+                    f"'{segment}' is not an embedded resource in this request",
                     hint="Verify that '" + segment + "' is included in the 'select' query parameter.",
-                )  # fmt: skip
+                )
             node = match
         return node
 
-    # -- expressions ------------------------------------------------------------------------------------------
+    # -- expressions -----------------------------------------------------------------------------------------
 
     def column(self, node: Node, name: str) -> Column:
         """A column of the node's relation, or PG's own 42703."""
@@ -109,7 +138,9 @@ class Builder:
         if col.type not in ("json", "jsonb"):
             expr = f"to_jsonb({expr})"
         for step in path:
-            expr = f"{expr}{step.arrow}" + (self.bind(int(step.key), "::integer") if step.is_index else self.bind(step.key, "::text"))
+            expr = f"{expr}{step.arrow}" + (
+                self.bind(int(step.key), "::integer") if step.is_index else self.bind(step.key, "::text")
+            )
         return expr
 
     def cast_type(self, name: str) -> str:
@@ -120,7 +151,7 @@ class Builder:
         return qualified
 
     def select_list(self, node: Node) -> list[tuple[str, str]]:
-        """(expression, output key) for each column and embed, plain columns first as PostgREST orders them."""
+        """(expression, output key) per column and embed, plain columns first as PostgREST orders them."""
         columns: list[tuple[str, str]] = []
         embeds: list[tuple[str, str]] = []
         for item in node.items:
@@ -141,7 +172,8 @@ class Builder:
 
     def embed_columns(self, parent: Node, child: Node) -> list[tuple[str, str]]:
         """The output of one embed: an object, an array, or spread columns."""
-        assert child.embed is not None and child.relationship is not None
+        assert child.embed is not None
+        assert child.relationship is not None
         if not child.embed.items:
             return []
         source, where = self.child_source(parent, child)
@@ -152,7 +184,9 @@ class Builder:
                 if to_one:
                     out.append((f"(select {expr} from {source} where {where} limit 1)", key))
                 else:
-                    out.append((f"coalesce((select json_agg({expr}) from {source} where {where}), '[]')", key))
+                    out.append(
+                        (f"coalesce((select json_agg({expr}) from {source} where {where}), '[]')", key)
+                    )
             return out
         inner = ", ".join(f"{expr} as {quote(key)}" for expr, key in self.select_list(child))
         sub = f"select {inner} from {source} where {where}"
@@ -169,8 +203,14 @@ class Builder:
         if rel.kind == "m2m":
             assert rel.junction is not None
             j = self.alias(rel.junction.name)
-            on = [f"{j}.{quote(a)} = {child.alias}.{quote(b)}" for a, b in zip(rel.junction_target, rel.target_columns, strict=True)]
-            on += [f"{j}.{quote(a)} = {parent.alias}.{quote(b)}" for a, b in zip(rel.junction_origin, rel.origin_columns, strict=True)]
+            on = [
+                f"{j}.{quote(a)} = {child.alias}.{quote(b)}"
+                for a, b in zip(rel.junction_target, rel.target_columns, strict=True)
+            ]
+            on += [
+                f"{j}.{quote(a)} = {parent.alias}.{quote(b)}"
+                for a, b in zip(rel.junction_origin, rel.origin_columns, strict=True)
+            ]
             conds.append(f"exists (select 1 from {rel.junction.qualified} as {j} where {' and '.join(on)})")
         else:
             conds += [
@@ -196,12 +236,16 @@ class Builder:
             expr = "(" + f" {item.op} ".join(parts) + ")"
             return f"not {expr}" if item.negate else expr
         child = next((c for c in node.children if c.key == item.column), None)
-        if child is not None and item.op == "is" and item.value in ("null", "not_null") and not item.json_path:
+        if (
+            child is not None
+            and item.op == "is"
+            and item.value in ("null", "not_null")
+            and not item.json_path
+        ):
             source, where = self.child_source(node, child)
             exists = f"exists (select 1 from {source} where {where})"
             positive = item.value == "not_null"
-            expr = exists if positive != item.negate else f"not {exists}"
-            return expr
+            return exists if positive != item.negate else f"not {exists}"
         col = self.column(node, item.column)
         lhs = self.json_path(f"{node.alias}.{quote(col.name)}", col, item.json_path)
         expr = self.operator(lhs, col, item)
@@ -219,13 +263,20 @@ class Builder:
             return f"{lhs} {_IS[str(value)]}"
         assert isinstance(value, str)
         if f.op in _FTS:
-            vector = lhs if col.type == "tsvector" and not f.json_path else (
-                f"to_tsvector({self.bind(f.modifier, '::regconfig')}, {lhs})" if f.modifier else f"to_tsvector({lhs})"
+            vector = (
+                lhs
+                if col.type == "tsvector" and not f.json_path
+                else (
+                    f"to_tsvector({self.bind(f.modifier, '::regconfig')}, {lhs})"
+                    if f.modifier
+                    else f"to_tsvector({lhs})"
+                )
             )
             query = (
                 f"{_FTS[f.op]}({self.bind(f.modifier, '::regconfig')}, {self.bind(value)})"
-                if f.modifier else f"{_FTS[f.op]}({self.bind(value)})"
-            )  # fmt: skip
+                if f.modifier
+                else f"{_FTS[f.op]}({self.bind(value)})"
+            )
             return f"{vector} @@ {query}"
         op = _COMPARE[f.op]
         if f.modifier in ("any", "all"):
@@ -244,14 +295,17 @@ class Builder:
                 child = next((c for c in node.children if c.key == term.relation), None)
                 if child is None:
                     raise ApiError(
-                        400, "PGRST108", f"'{term.relation}' is not an embedded resource in this request",
+                        400,
+                        "PGRST108",
+                        f"'{term.relation}' is not an embedded resource in this request",
                         hint=f"Verify that '{term.relation}' is included in the 'select' query parameter.",
-                    )  # fmt: skip
+                    )
                 if child.relationship is None or not child.relationship.to_one:
                     raise ApiError(400, "PGRST118", f"A related order on '{term.relation}' is not possible")
                 col = self.column(child, term.column)
                 source, where = self.child_source(node, child)
-                expr = f"(select {self.json_path(child.alias + '.' + quote(col.name), col, term.json_path)} from {source} where {where} limit 1)"
+                value = self.json_path(child.alias + "." + quote(col.name), col, term.json_path)
+                expr = f"(select {value} from {source} where {where} limit 1)"
             else:
                 col = self.column(node, term.column)
                 expr = self.json_path(f"{node.alias}.{quote(col.name)}", col, term.json_path)
@@ -283,45 +337,63 @@ def resolve(origin: Relation, embed: Embed) -> Relationship:
     """Which relationship `embed` means, by table name, constraint name or key column, narrowed by hints."""
     name = embed.name
     found = [
-        r for r in origin.relationships
-        if r.target.name == name or r.constraint == name
+        r
+        for r in origin.relationships
+        if r.target.name == name
+        or r.constraint == name
         or (r.kind == "m2o" and len(r.origin_columns) == 1 and r.origin_columns[0] == name)
-    ]  # fmt: skip
+    ]
     for hint in embed.hints:
         found = [
-            r for r in found
-            if hint == r.constraint or hint in r.origin_columns or hint in r.target_columns
+            r
+            for r in found
+            if hint == r.constraint
+            or hint in r.origin_columns
+            or hint in r.target_columns
             or (r.junction is not None and (hint == r.junction.name or hint in r.junction_constraints))
-        ]  # fmt: skip
+        ]
     if not found:
         names = sorted({r.target.name for r in origin.relationships})
         close = [n for n in names if _similar(n, name)]
         raise ApiError(
-            400, "PGRST200",
+            400,
+            "PGRST200",
             f"Could not find a relationship between '{origin.name}' and '{name}' in the schema cache",
-            details=(f"Searched for a foreign key relationship between '{origin.name}' and '{name}' in the schema "
-                     f"'{origin.schema}', but no matches were found."),
+            details=(
+                f"Searched for a foreign key relationship between '{origin.name}' and '{name}' in the schema "
+                f"'{origin.schema}', but no matches were found."
+            ),
             hint=f"Perhaps you meant '{close[0]}' instead of '{name}'." if close else None,
-        )  # fmt: skip
+        )
     if len(found) > 1:
         raise ApiError(
-            300, "PGRST201",
+            300,
+            "PGRST201",
             f"Could not embed because more than one relationship was found for '{origin.name}' and '{name}'",
             details=[
-                {"cardinality": {"m2o": "many-to-one", "o2m": "one-to-many", "o2o": "one-to-one", "m2m": "many-to-many"}[r.kind],
-                 "embedding": f"{origin.name} with {r.target.name}", "relationship": _describe(r)}
+                {
+                    "cardinality": {
+                        "m2o": "many-to-one",
+                        "o2m": "one-to-many",
+                        "o2o": "one-to-one",
+                        "m2m": "many-to-many",
+                    }[r.kind],
+                    "embedding": f"{origin.name} with {r.target.name}",
+                    "relationship": _describe(r),
+                }
                 for r in found
             ],
             hint=f"Try changing '{name}' to one of the following: "
             + ", ".join(f"'{name}!{r.junction.name if r.junction else r.constraint}'" for r in found)
             + ". Find the desired relationship in the 'details' key.",
-        )  # fmt: skip
+        )
     return found[0]
 
 
 def _describe(r: Relationship) -> str:
     if r.junction is not None:
-        return f"{r.junction.schema}.{r.junction.name} using {r.junction_constraints[0]} and {r.junction_constraints[1]}"
+        first, second = r.junction_constraints
+        return f"{r.junction.schema}.{r.junction.name} using {first} and {second}"
     return f"{r.constraint} using {r.target.schema}.{r.target.name}({', '.join(r.target_columns)})"
 
 

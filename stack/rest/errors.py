@@ -30,7 +30,9 @@ class ApiError(Exception):
 
     def body(self) -> bytes:
         """The JSON body, keys in alphabetical order like PostgREST."""
-        return orjson.dumps({"code": self.code, "details": self.details, "hint": self.hint, "message": self.message})
+        return orjson.dumps(
+            {"code": self.code, "details": self.details, "hint": self.hint, "message": self.message}
+        )
 
 
 def parse_error(what: str, text: str, position: int, details: str) -> ApiError:
@@ -65,8 +67,25 @@ def status_for_sqlstate(code: str, message: str, anonymous: bool) -> int:
         return int(code[2:])
     prefix = code[:2]
     table = {
-        "08": 503, "09": 500, "0L": 403, "0P": 403, "28": 403, "25": 500, "2D": 500, "38": 500, "39": 500,
-        "3B": 500, "40": 500, "53": 503, "54": 500, "55": 500, "57": 500, "58": 500, "F0": 500, "HV": 500,
-        "XX": 500, "P0": 500,
-    }  # fmt: skip
+        "08": 503,
+        "09": 500,
+        "0L": 403,
+        "0P": 403,
+        "28": 403,
+        "25": 500,
+        "2D": 500,
+        "38": 500,
+        "39": 500,
+        "3B": 500,
+        "40": 500,
+        "53": 503,
+        "54": 500,
+        "55": 500,
+        "57": 500,
+        "58": 500,
+        "F0": 500,
+        "HV": 500,
+        "XX": 500,
+        "P0": 500,
+    }
     return table.get(prefix, 400)

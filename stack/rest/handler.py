@@ -14,7 +14,6 @@ from psycopg_pool import AsyncConnectionPool
 from busymate.stack.rest import openapi
 from busymate.stack.rest.build import Builder, Node
 from busymate.stack.rest.errors import ApiError, status_for_sqlstate
-from busymate.stack.rest.parse import Field
 from busymate.stack.rest.request import (
     ARRAY,
     CSV,
@@ -31,12 +30,17 @@ from busymate.stack.rest.request import (
 from busymate.stack.rest.schema import Function, Relation, SchemaCache, quote
 
 ANON_ROLE = "anon"
+_OVERRIDES = (
+    "nullif(current_setting('response.headers', true), ''), "
+    "nullif(current_setting('response.status', true), '')"
+)
 _SETTINGS_SQL = (
     "select set_config('search_path', %s, true), set_config('role', %s, true), "
     "set_config('request.jwt.claims', %s, true), set_config('request.method', %s, true), "
     "set_config('request.path', %s, true), set_config('request.headers', %s, true), "
     "set_config('request.cookies', %s, true), "
-    "(select count(set_config('request.jwt.claim.' || c.key, c.value, true)) from jsonb_each_text(%s::jsonb) as c), "
+    "(select count(set_config('request.jwt.claim.' || c.key, c.value, true)) "
+    "from jsonb_each_text(%s::jsonb) as c), "
     "(select count(set_config(s.key, s.value, true)) from jsonb_each_text(%s::jsonb) as s)"
 )
 
@@ -110,7 +114,9 @@ class RestApi:
                 return Response(200, {"allow": "OPTIONS,GET,HEAD"})
             media = pick_media(call.headers.get("accept"), (OPENAPI, JSON))
             body = openapi.document(self.cache, schema)
-            return Response(200, {"content-type": f"{media}; charset=utf-8"}, b"" if call.method == "HEAD" else body)
+            return Response(
+                200, {"content-type": f"{media}; charset=utf-8"}, b"" if call.method == "HEAD" else body
+            )
         if segments[0] == "rpc" and len(segments) == 2 and segments[1]:
             fn_name = segments[1]
             if call.method not in ("GET", "HEAD", "POST", "OPTIONS"):
@@ -129,16 +135,18 @@ class RestApi:
         response.headers.update(profile)
         return response
 
-    # -- routing helpers ------------------------------------------------------------------------------------
+    # -- routing helpers -------------------------------------------------------------------------------------
 
     def _schema(self, call: Call) -> str:
         header = "accept-profile" if call.method in ("GET", "HEAD", "OPTIONS") else "content-profile"
         schema = call.headers.get(header) or self.cache.schemas[0]
         if schema not in self.cache.schemas:
             raise ApiError(
-                406, "PGRST106", f"Invalid schema: {schema}",
+                406,
+                "PGRST106",
+                f"Invalid schema: {schema}",
                 hint=f"Only the following schemas are exposed: {', '.join(self.cache.schemas)}",
-            )  # fmt: skip
+            )
         return schema
 
     def _relation(self, schema: str, name: str) -> Relation:
@@ -146,12 +154,14 @@ class RestApi:
         if rel is None:
             near = [n for (s, n) in self.cache.relations if s == schema and _close(n, name)]
             raise ApiError(
-                404, "PGRST205", f"Could not find the table '{schema}.{name}' in the schema cache",
+                404,
+                "PGRST205",
+                f"Could not find the table '{schema}.{name}' in the schema cache",
                 hint=f"Perhaps you meant the table '{schema}.{near[0]}'" if near else None,
-            )  # fmt: skip
+            )
         return rel
 
-    # -- tables ---------------------------------------------------------------------------------------------
+    # -- tables ----------------------------------------------------------------------------------------------
 
     def _table(self, call: Call, rel: Relation) -> Plan:
         method = call.method
@@ -173,7 +183,12 @@ class RestApi:
         if method == "PATCH":
             return self._update(builder, rel, query, prefer, media, body)
         if method == "PUT":
-            raise ApiError(400, "PGRST127", "Feature not implemented", details="PUT is not supported; use POST with Prefer: resolution=merge-duplicates")
+            raise ApiError(
+                400,
+                "PGRST127",
+                "Feature not implemented",
+                details="PUT is not supported; use POST with Prefer: resolution=merge-duplicates",
+            )
         return self._insert(builder, rel, query, prefer, media, body)
 
     def _tree(self, builder: Builder, rel: Relation, query: Query, alias: str | None = None) -> Node:
@@ -188,14 +203,23 @@ class RestApi:
             builder.find(node, path).offset = offset
         return node
 
-    def _read(self, b: Builder, node: Node, query: Query, prefer: Prefer, media: str, head: bool,
-              source: str | None = None) -> Plan:  # fmt: skip
+    def _read(
+        self,
+        b: Builder,
+        node: Node,
+        query: Query,
+        prefer: Prefer,
+        media: str,
+        head: bool,
+        source: str | None = None,
+    ) -> Plan:
         listing = b.select_list(node)
-        cols = ", ".join(f"{expr} as {quote(key)}" for expr, key in listing) or "null as \"_\""
+        cols = ", ".join(f"{expr} as {quote(key)}" for expr, key in listing) or 'null as "_"'
         where = b.conditions(node)
         where_sql = (" where " + " and ".join(where)) if where else ""
         from_sql = source or f"{node.rel.qualified} as {node.alias}"
-        page = f"select {cols} from {from_sql}{where_sql}{b.order_by(node)}{b.limit_offset(node.limit, node.offset)}"
+        tail = b.order_by(node) + b.limit_offset(node.limit, node.offset)
+        page = f"select {cols} from {from_sql}{where_sql}{tail}"
         count = prefer.get("count")
         honoured = ["count"] if count else []
         count_sql = None
@@ -206,8 +230,18 @@ class RestApi:
             count_sql = (f"select 1 from {from_sql}{where_sql}", dict(b.params))
         sql = _envelope(page, count_expr, media, head, listing)
         params = dict(b.params)
-        return Plan(sql, params, True, media, "read", count_sql, _csv_header(listing), media.startswith(OBJECT),
-                    honoured=honoured, offset=node.offset or 0)  # fmt: skip
+        return Plan(
+            sql,
+            params,
+            True,
+            media,
+            "read",
+            count_sql,
+            _csv_header(listing),
+            media.startswith(OBJECT),
+            honoured=honoured,
+            offset=node.offset or 0,
+        )
 
     def _payload(self, rel: Relation, query: Query, body: object, prefer: Prefer) -> tuple[list[str], bytes]:
         rows = body if isinstance(body, list) else [body] if isinstance(body, dict) else None
@@ -224,10 +258,14 @@ class RestApi:
             columns = []
         for name in columns:
             if name not in rel.columns:
-                raise ApiError(400, "PGRST204", f"Could not find the '{name}' column of '{rel.name}' in the schema cache")
+                raise ApiError(
+                    400, "PGRST204", f"Could not find the '{name}' column of '{rel.name}' in the schema cache"
+                )
         return columns, orjson.dumps(rows)
 
-    def _insert(self, b: Builder, rel: Relation, query: Query, prefer: Prefer, media: str, body: object) -> Plan:
+    def _insert(
+        self, b: Builder, rel: Relation, query: Query, prefer: Prefer, media: str, body: object
+    ) -> Plan:
         columns, payload = self._payload(rel, query, body, prefer)
         rows = orjson.loads(payload)
         ret = prefer.get("return") or "minimal"
@@ -241,7 +279,9 @@ class RestApi:
         for c in columns:
             if missing_default:
                 default = rel.columns[c].default or "null"
-                exprs.append(f"case when _j.v::jsonb ? {b.bind(c, '::text')} then _r.{quote(c)} else {default} end")
+                exprs.append(
+                    f"case when _j.v::jsonb ? {b.bind(c, '::text')} then _r.{quote(c)} else {default} end"
+                )
             else:
                 exprs.append(f"_r.{quote(c)}")
         alias = quote(rel.name)
@@ -252,9 +292,8 @@ class RestApi:
                 f"cross join lateral json_to_record(_j.v) as _r ({types})"
             )
         elif rows:
-            insert = (
-                f"insert into {rel.qualified} as {alias} select from json_array_elements({b.bind(payload.decode(), '::json')})"
-            )
+            rows_param = b.bind(payload.decode(), "::json")
+            insert = f"insert into {rel.qualified} as {alias} select from json_array_elements({rows_param})"
         else:
             insert = f"insert into {rel.qualified} as {alias} select where false"
         resolution = prefer.get("resolution")
@@ -268,17 +307,32 @@ class RestApi:
             if resolution == "ignore-duplicates" or not columns:
                 insert += f" on conflict ({conflict}) do nothing"
             else:
-                sets = ", ".join(f"{quote(c)} = excluded.{quote(c)}" for c in columns) or ", ".join(f"{quote(k)} = excluded.{quote(k)}" for k in keys)
+                sets = ", ".join(f"{quote(c)} = excluded.{quote(c)}" for c in columns) or ", ".join(
+                    f"{quote(k)} = excluded.{quote(k)}" for k in keys
+                )
                 insert += f" on conflict ({conflict}) do update set {sets}"
-        return self._mutation(b, rel, query, prefer, media, insert, ret, honoured, "insert", bool(resolution == "merge-duplicates"))
+        return self._mutation(
+            b,
+            rel,
+            query,
+            prefer,
+            media,
+            insert,
+            ret,
+            honoured,
+            "insert",
+            bool(resolution == "merge-duplicates"),
+        )
 
-    def _update(self, b: Builder, rel: Relation, query: Query, prefer: Prefer, media: str, body: object) -> Plan:
+    def _update(
+        self, b: Builder, rel: Relation, query: Query, prefer: Prefer, media: str, body: object
+    ) -> Plan:
         if not isinstance(body, dict):
             if isinstance(body, list) and len(body) == 1 and isinstance(body[0], dict):
                 body = body[0]
             else:
                 raise ApiError(400, "PGRST102", "Empty or invalid json")
-        columns, payload = self._payload(rel, query, body, prefer)
+        columns, _payload = self._payload(rel, query, body, prefer)
         ret = prefer.get("return") or "minimal"
         honoured = ["return"] if prefer.get("return") else []
         alias = quote(rel.name)
@@ -286,12 +340,15 @@ class RestApi:
         where = [b.condition(node, f) for f in node.filters]
         if not columns:
             where.append("false")
-            update = f"update {rel.qualified} as {alias} set {quote(next(iter(rel.columns)))} = {alias}.{quote(next(iter(rel.columns)))}"
+            first = quote(next(iter(rel.columns)))
+            update = f"update {rel.qualified} as {alias} set {first} = {alias}.{first}"
         else:
             types = ", ".join(f"{quote(c)} {rel.columns[c].type}" for c in columns)
             sets = ", ".join(f"{quote(c)} = _r.{quote(c)}" for c in columns)
             data = b.bind(orjson.dumps(body).decode(), "::json")
-            update = f"update {rel.qualified} as {alias} set {sets} from json_to_record({data}) as _r ({types})"
+            update = (
+                f"update {rel.qualified} as {alias} set {sets} from json_to_record({data}) as _r ({types})"
+            )
         if where:
             update += " where " + " and ".join(where)
         return self._mutation(b, rel, query, prefer, media, update, ret, honoured, "update", False)
@@ -305,8 +362,19 @@ class RestApi:
         sql = f"delete from {rel.qualified} as {alias}" + (" where " + " and ".join(where) if where else "")
         return self._mutation(b, rel, query, prefer, media, sql, ret, honoured, "delete", False)
 
-    def _mutation(self, b: Builder, rel: Relation, query: Query, prefer: Prefer, media: str, statement: str,
-                  ret: str, honoured: list[str], kind: str, merge: bool) -> Plan:  # fmt: skip
+    def _mutation(
+        self,
+        b: Builder,
+        rel: Relation,
+        query: Query,
+        prefer: Prefer,
+        media: str,
+        statement: str,
+        ret: str,
+        honoured: list[str],
+        kind: str,
+        merge: bool,
+    ) -> Plan:
         if prefer.get("count"):
             honoured.append("count")
         if prefer.get("tx"):
@@ -314,8 +382,17 @@ class RestApi:
         if prefer.get("handling") == "strict" and prefer.get("max-affected"):
             honoured += ["handling", "max-affected"]
         if ret == "representation":
-            node = self._tree(b, rel, Query(select=query.select, filters=[f for f in query.filters if f.path],
-                                            order=query.order, limits={}, offsets={}))  # fmt: skip
+            node = self._tree(
+                b,
+                rel,
+                Query(
+                    select=query.select,
+                    filters=[f for f in query.filters if f.path],
+                    order=query.order,
+                    limits={},
+                    offsets={},
+                ),
+            )
             node.filters = []
             listing = b.select_list(node)
             cols = ", ".join(f"{expr} as {quote(key)}" for expr, key in listing) or 'null as "_"'
@@ -333,22 +410,39 @@ class RestApi:
             pk = rel.primary_key if ret == "headers-only" and kind == "insert" else ()
             returning = "returning " + (", ".join(f"{quote(rel.name)}.{quote(c)}" for c in pk) if pk else "1")
             location = (
-                "(select array_agg(" + " || '&' || ".join(
-                    f"'{c}=' || coalesce('eq.' || {quote(c)}::text, 'is.null')" for c in pk
-                ) + ") from pgrst_source)"
-            ) if pk else "null"  # fmt: skip
+                (
+                    "(select array_agg("
+                    + " || '&' || ".join(
+                        f"'{c}=' || coalesce('eq.' || {quote(c)}::text, 'is.null')" for c in pk
+                    )
+                    + ") from pgrst_source)"
+                )
+                if pk
+                else "null"
+            )
             sql = (
-                f"with pgrst_source as ({statement} {returning}) select null::bigint, (select count(*) from pgrst_source), "
+                f"with pgrst_source as ({statement} {returning}) "
+                "select null::bigint, (select count(*) from pgrst_source), "
                 f"{location}::text, null::bigint, nullif(current_setting('response.headers', true), ''), "
                 "nullif(current_setting('response.status', true), '')"
             )
             csv_header = ""
         if ret == "headers-only":
             honoured = [h for h in honoured if h != "return"] + ["return"]
-        return Plan(sql, dict(b.params), False, media, kind, None, csv_header, media.startswith(OBJECT) and ret == "representation",
-                    honoured=honoured, location_table=rel if ret == "headers-only" else None)  # fmt: skip
+        return Plan(
+            sql,
+            dict(b.params),
+            False,
+            media,
+            kind,
+            None,
+            csv_header,
+            media.startswith(OBJECT) and ret == "representation",
+            honoured=honoured,
+            location_table=rel if ret == "headers-only" else None,
+        )
 
-    # -- rpc ------------------------------------------------------------------------------------------------
+    # -- rpc -------------------------------------------------------------------------------------------------
 
     def _rpc(self, call: Call, schema: str, name: str) -> Plan | Response:
         candidates = self.cache.functions.get((schema, name), [])
@@ -372,19 +466,25 @@ class RestApi:
             allow = "OPTIONS,POST" if fn.volatility == "v" else "OPTIONS,GET,HEAD,POST"
             return Response(200, {"allow": allow})
         b = Builder(self.cache, self.max_rows)
-        if fn.single_unnamed_json and not (get or isinstance(body, dict) and set(body) <= {p.name for p in fn.params}):
+        if fn.single_unnamed_json and not (
+            get or (isinstance(body, dict) and set(body) <= {p.name for p in fn.params})
+        ):
             args = b.bind((raw_json or b"null").decode(), f"::{fn.params[0].type}")
         elif get:
             by_name = {p.name: p for p in fn.params}
             args = ", ".join(
-                f"{quote(k)} := {b.bind(v, '::' + _type_sql(self.cache, by_name[k].type))}" for k, v in query.rpc_args
+                f"{quote(k)} := {b.bind(v, '::' + _type_sql(self.cache, by_name[k].type))}"
+                for k, v in query.rpc_args
             )
         else:
             assert isinstance(body, dict)
             by_name = {p.name: p for p in fn.params}
             given = [k for k in keys if k in by_name]
             args = ", ".join(
-                f"{quote(k)} := {b.bind(orjson.dumps(body.get(k)).decode() if by_name[k].type in ('json', 'jsonb') else _text(body.get(k)), '::' + _type_sql(self.cache, by_name[k].type))}"
+                f"{quote(k)} := "
+                + b.bind(
+                    _argument(body.get(k), by_name[k].type), "::" + _type_sql(self.cache, by_name[k].type)
+                )
                 for k in given
             )
         call_sql = f"{fn.qualified}({args})"
@@ -392,7 +492,9 @@ class RestApi:
         media = pick_media(call.headers.get("accept"), (JSON, OBJECT, ARRAY, CSV))
         head = call.method == "HEAD"
         if fn.return_kind == "void":
-            sql = f"select null::bigint, 1, null::text, null::bigint, nullif(current_setting('response.headers', true), ''), nullif(current_setting('response.status', true), '') from (select {call_sql}) as _v"
+            sql = (
+                f"select null::bigint, 1, null::text, null::bigint, {_OVERRIDES} from (select {call_sql}) _v"
+            )
             return Plan(sql, dict(b.params), read_only, media, "rpc", rpc_shape="void")
         if fn.return_kind == "composite" and fn.result_columns:
             rel = fn.result_relation or Relation(schema, name, "f", {c.name: c for c in fn.result_columns})
@@ -406,7 +508,9 @@ class RestApi:
             plan.kind = "rpc"
             plan.rpc_shape = "rows" if fn.returns_set else "object"
             if not fn.returns_set and not media.startswith(OBJECT):
-                plan.sql = plan.sql.replace("coalesce(json_agg(_t), '[]')::text", "(json_agg(_t) -> 0)::text", 1)
+                plan.sql = plan.sql.replace(
+                    "coalesce(json_agg(_t), '[]')::text", "(json_agg(_t) -> 0)::text", 1
+                )
             return plan
         if fn.returns_set:
             body_sql = "coalesce(json_agg(_r.v), '[]')::text"
@@ -415,27 +519,39 @@ class RestApi:
             body_sql = "to_json(_r.v)::text"
             src = f"(select {call_sql} as v) as _r"
         sql = (
-            f"select null::bigint, {'count(*)' if fn.returns_set else '1'}, {'null::text' if head else body_sql}, null::bigint, "
-            "nullif(current_setting('response.headers', true), ''), nullif(current_setting('response.status', true), '') "
+            f"select null::bigint, {'count(*)' if fn.returns_set else '1'}, "
+            f"{'null::text' if head else body_sql}, "
+            f"null::bigint, {_OVERRIDES} "
             f"from {src}"
         )
         return Plan(sql, dict(b.params), read_only, media, "rpc", rpc_shape="scalar")
 
-    # -- execution ------------------------------------------------------------------------------------------
+    # -- execution -------------------------------------------------------------------------------------------
 
     async def _run(self, call: Call, plan: Plan, schema: str) -> Response:
         prefer = parse_prefer(call.prefer)
         claims = dict(call.claims)
         claims["role"] = call.role
-        legacy = {k: v for k, v in claims.items() if isinstance(v, str | int | float) and not isinstance(v, bool)
-                  and re.fullmatch(r"[A-Za-z0-9_]+", k)}  # fmt: skip
+        legacy = {
+            k: v
+            for k, v in claims.items()
+            if isinstance(v, str | int | float)
+            and not isinstance(v, bool)
+            and re.fullmatch(r"[A-Za-z0-9_]+", k)
+        }
         headers = {k: v for k, v in call.headers.items() if k != "cookie"}
         cookies = {k: m.value for k, m in SimpleCookie(call.headers.get("cookie", "")).items()}
         settings = [
-            f'"{schema}", "public", "extensions"', call.role, orjson.dumps(claims).decode(), call.method, call.path,
-            orjson.dumps(headers).decode(), orjson.dumps(cookies).decode(), orjson.dumps(legacy).decode(),
+            f'"{schema}", "public", "extensions"',
+            call.role,
+            orjson.dumps(claims).decode(),
+            call.method,
+            call.path,
+            orjson.dumps(headers).decode(),
+            orjson.dumps(cookies).decode(),
+            orjson.dumps(legacy).decode(),
             orjson.dumps(self.cache.role_settings.get(call.role, {})).decode(),
-        ]  # fmt: skip
+        ]
         timezone = prefer.get("timezone")
         rollback = prefer.get("tx") == "rollback"
         anonymous = call.role == ANON_ROLE
@@ -450,11 +566,20 @@ class RestApi:
         except pg_errors.Error as exc:
             raise _db_error(exc, anonymous) from exc
         except psycopg.OperationalError as exc:
-            raise ApiError(503, "PGRST000", "Database connection error. Retrying the connection.", details=str(exc)) from exc
+            raise ApiError(
+                503, "PGRST000", "Database connection error. Retrying the connection.", details=str(exc)
+            ) from exc
         return self._respond(call, plan, prefer, row, total)
 
-    async def _execute(self, conn: psycopg.AsyncConnection[tuple[object, ...]], plan: Plan, settings: list[object],
-                       timezone: str | None, rollback: bool, prefer: Prefer) -> tuple[tuple[object, ...], int | None]:  # fmt: skip
+    async def _execute(
+        self,
+        conn: psycopg.AsyncConnection[tuple[object, ...]],
+        plan: Plan,
+        settings: list[str],
+        timezone: str | None,
+        rollback: bool,
+        prefer: Prefer,
+    ) -> tuple[tuple[object, ...], int | None]:
         mode = "read only" if plan.read_only else "read write"
         await conn.execute(f"begin isolation level read committed {mode}")
         await conn.execute(_SETTINGS_SQL, settings)
@@ -471,19 +596,32 @@ class RestApi:
         page_total = int(str(row[1] or 0))
         failed = None
         if plan.singular and page_total != 1:
-            failed = ApiError(406, "PGRST116", "Cannot coerce the result to a single JSON object",
-                              details=f"The result contains {page_total} rows")  # fmt: skip
-        elif prefer.get("handling") == "strict" and prefer.get("max-affected") and plan.kind in ("update", "delete", "rpc"):
-            if page_total > int(prefer.get("max-affected") or 0):
-                failed = ApiError(400, "PGRST124", "Query result exceeds max-affected preference constraint",
-                                  details=f"The query affects {page_total} rows")  # fmt: skip
+            failed = ApiError(
+                406,
+                "PGRST116",
+                "Cannot coerce the result to a single JSON object",
+                details=f"The result contains {page_total} rows",
+            )
+        elif (
+            prefer.get("handling") == "strict"
+            and prefer.get("max-affected")
+            and plan.kind in ("update", "delete", "rpc")
+        ) and page_total > int(prefer.get("max-affected") or 0):
+            failed = ApiError(
+                400,
+                "PGRST124",
+                "Query result exceeds max-affected preference constraint",
+                details=f"The query affects {page_total} rows",
+            )
         if failed is not None:
             await conn.execute("rollback")
             raise failed
         await conn.execute("rollback" if rollback or plan.read_only else "commit")
         return row, total
 
-    def _respond(self, call: Call, plan: Plan, prefer: Prefer, row: tuple[object, ...], total: int | None) -> Response:
+    def _respond(
+        self, call: Call, plan: Plan, prefer: Prefer, row: tuple[object, ...], total: int | None
+    ) -> Response:
         counted = row[0] if row[0] is not None else total
         n = int(str(row[1] or 0))
         body_text = row[2]
@@ -491,24 +629,38 @@ class RestApi:
         count_total = None if counted is None else int(str(counted))
         if plan.kind in ("read", "rpc") and plan.rpc_shape != "void":
             lower = plan.offset
-            if count_total is not None and lower > count_total and not (lower == 0):
-                return Response(416, {"content-type": "application/json; charset=utf-8", "content-range": f"*/{count_total}"},
-                                ApiError(416, "PGRST103", "Requested range not satisfiable",
-                                         details=f"An offset of {lower} was requested, but there are only {count_total} rows.").body())  # fmt: skip
+            if count_total is not None and lower > count_total and lower != 0:
+                return Response(
+                    416,
+                    {"content-type": "application/json; charset=utf-8", "content-range": f"*/{count_total}"},
+                    ApiError(
+                        416,
+                        "PGRST103",
+                        "Requested range not satisfiable",
+                        details=f"An offset of {lower} was requested, but there are only {count_total} rows.",
+                    ).body(),
+                )
             range_part = "*" if n == 0 or count_total == 0 else f"{lower}-{lower + n - 1}"
             headers["content-range"] = f"{range_part}/{'*' if count_total is None else count_total}"
             status = 206 if count_total is not None and n < count_total and plan.kind == "read" else 200
         elif plan.kind == "update":
-            headers["content-range"] = f"{'*' if n == 0 else f'0-{n - 1}'}/{'*' if prefer.get('count') is None else n}"
+            headers["content-range"] = (
+                f"{'*' if n == 0 else f'0-{n - 1}'}/{'*' if prefer.get('count') is None else n}"
+            )
             status = 200 if body_text is not None else 204
         elif plan.kind in ("insert", "delete"):
             headers["content-range"] = f"*/{'*' if prefer.get('count') is None else n}"
             if plan.kind == "insert":
                 status = 201
-                if prefer.get("resolution") == "merge-duplicates" and row[3] is not None and int(str(row[3])) == 0 and body_text is not None:
+                if (
+                    prefer.get("resolution") == "merge-duplicates"
+                    and row[3] is not None
+                    and int(str(row[3])) == 0
+                    and body_text is not None
+                ):
                     status = 200
                 if plan.location_table is not None and body_text and n == 1:
-                    loc = str(body_text).strip("{}\"")
+                    loc = str(body_text).strip('{}"')
                     headers["location"] = f"/{plan.location_table.name}?{loc}"
                     body_text = None
                 elif plan.location_table is not None:
@@ -541,16 +693,25 @@ class RestApi:
             text = (plan.csv_header + "\n" + str(body_text)) if str(body_text) else "\n"
             headers["content-type"] = "text/csv; charset=utf-8"
             return Response(status, headers, text.encode())
-        headers["content-type"] = f"{media if media != ARRAY else JSON}; charset=utf-8" if media != OBJECT else f"{OBJECT}; charset=utf-8"
+        headers["content-type"] = (
+            f"{media if media != ARRAY else JSON}; charset=utf-8"
+            if media != OBJECT
+            else f"{OBJECT}; charset=utf-8"
+        )
         return Response(status, headers, str(body_text).encode())
 
 
 def error_response(exc: ApiError) -> Response:
     """PostgREST's error answer for `exc`."""
-    headers = {"content-type": "application/json; charset=utf-8", "proxy-status": f"PostgREST; error={exc.code}"}
+    headers = {
+        "content-type": "application/json; charset=utf-8",
+        "proxy-status": f"PostgREST; error={exc.code}",
+    }
     if exc.status == 401:
         headers["www-authenticate"] = (
-            f'Bearer error="invalid_token", error_description="{exc.www_authenticate}"' if exc.www_authenticate else "Bearer"
+            f'Bearer error="invalid_token", error_description="{exc.www_authenticate}"'
+            if exc.www_authenticate
+            else "Bearer"
         )
     headers.update(exc.headers)
     return Response(exc.status, headers, exc.body())
@@ -564,9 +725,14 @@ def _db_error(exc: pg_errors.Error, anonymous: bool) -> ApiError:
         try:
             custom = orjson.loads(message)
             extra = orjson.loads(diag.message_detail or "{}")
-            return ApiError(int(extra.get("status", 400)), str(custom.get("code")), str(custom.get("message")),
-                            details=custom.get("details"), hint=custom.get("hint"),
-                            headers={k.lower(): str(v) for k, v in (extra.get("headers") or {}).items()})  # fmt: skip
+            return ApiError(
+                int(extra.get("status", 400)),
+                str(custom.get("code")),
+                str(custom.get("message")),
+                details=custom.get("details"),
+                hint=custom.get("hint"),
+                headers={k.lower(): str(v) for k, v in (extra.get("headers") or {}).items()},
+            )
         except (orjson.JSONDecodeError, AttributeError, ValueError):
             return ApiError(500, "PGRST121", "Could not parse JSON in the \"RAISE SQLSTATE 'PGRST'\" error")
     status = status_for_sqlstate(code, message, anonymous)
@@ -575,17 +741,15 @@ def _db_error(exc: pg_errors.Error, anonymous: bool) -> ApiError:
 
 def _envelope(page: str, count_expr: str, media: str, head: bool, listing: list[tuple[str, str]]) -> str:
     body = "null::text" if head else _body_expr(media, listing)
-    return (
-        f"select {count_expr}, count(_t), {body}, null::bigint, nullif(current_setting('response.headers', true), ''), "
-        f"nullif(current_setting('response.status', true), '') from ({page}) as _t"
-    )
+    return f"select {count_expr}, count(_t), {body}, null::bigint, {_OVERRIDES} from ({page}) as _t"
 
 
 def _body_expr(media: str, listing: list[tuple[str, str]]) -> str:
     base = media.split(";")[0]
     if base == CSV:
         cols = ", ".join(f"_t.{quote(k)}" for _e, k in listing)
-        return f"coalesce(string_agg(substring(row({cols})::text from 2 for length(row({cols})::text) - 2), E'\\n'), '')"
+        record = f"row({cols})::text"
+        return f"coalesce(string_agg(substring({record} from 2 for length({record}) - 2), E'\\n'), '')"
     stripped = "nulls=stripped" in media
     if base == OBJECT:
         expr = "(json_agg(_t) -> 0)"
@@ -604,8 +768,12 @@ def _profile_sent(call: Call) -> bool:
 
 def _strict(prefer: Prefer) -> None:
     if prefer.get("handling") == "strict" and prefer.invalid:
-        raise ApiError(400, "PGRST122", "Invalid preferences given with handling=strict",
-                       details="Invalid preferences: " + ", ".join(prefer.invalid))  # fmt: skip
+        raise ApiError(
+            400,
+            "PGRST122",
+            "Invalid preferences given with handling=strict",
+            details="Invalid preferences: " + ", ".join(prefer.invalid),
+        )
 
 
 def _range(call: Call, node: Node) -> None:
@@ -617,8 +785,13 @@ def _range(call: Call, node: Node) -> None:
         return
     lo, hi = int(m.group(1)), m.group(2)
     if hi and int(hi) < lo:
-        raise ApiError(416, "PGRST103", "Requested range not satisfiable",
-                       details="The lower boundary must be lower than or equal to the upper boundary in the Range header.")  # fmt: skip
+        raise ApiError(
+            416,
+            "PGRST103",
+            "Requested range not satisfiable",
+            details="The lower boundary must be lower than or equal to the upper boundary in the Range "
+            "header.",
+        )
     offset = max(node.offset or 0, lo)
     node.offset = offset
     if hi:
@@ -638,33 +811,58 @@ def _choose(candidates: list[Function], keys: list[str], body: object, schema: s
     if not fits:
         params = ", ".join(sorted(keys))
         message = (
-            f"Could not find the function {schema}.{name}({params}) in the schema cache" if keys
+            f"Could not find the function {schema}.{name}({params}) in the schema cache"
+            if keys
             else f"Could not find the function {schema}.{name} without parameters in the schema cache"
-        )  # fmt: skip
+        )
         raise ApiError(
-            404, "PGRST202", message,
-            details=(f"Searched for the function {schema}.{name} with parameters {params} or with a single unnamed "
-                     "json/jsonb parameter, but no matches were found in the schema cache." if keys else
-                     f"Searched for the function {schema}.{name} without parameters, but no matches were found in the "
-                     "schema cache."),
+            404,
+            "PGRST202",
+            message,
+            details=(
+                f"Searched for the function {schema}.{name} with parameters {params} or with a single "
+                "unnamed json/jsonb parameter, but no matches were found in the schema cache."
+                if keys
+                else f"Searched for the function {schema}.{name} without parameters, but no matches were "
+                "found in the schema cache."
+            ),
             hint=None,
-        )  # fmt: skip
+        )
     if len(fits) > 1:
         exact = [fn for fn in fits if {p.name for p in fn.params} == set(keys)]
         if len(exact) == 1:
             return exact[0]
         raise ApiError(
-            300, "PGRST203",
-            f"Could not choose the best candidate function between: {', '.join(f'{fn.schema}.{fn.name}({', '.join(p.name + ' => ' + p.type for p in fn.params)})' for fn in fits)}",
-            hint="Try renaming the parameters or the function itself in the database so function overloading can be resolved",
-        )  # fmt: skip
+            300,
+            "PGRST203",
+            "Could not choose the best candidate function between: "
+            + ", ".join(_signature(fn) for fn in fits),
+            hint="Try renaming the parameters or the function itself in the database so function overloading "
+            "can be resolved",
+        )
     return fits[0]
 
 
 def _type_sql(cache: SchemaCache, type_name: str) -> str:
-    return cache.types.get(type_name) or cache.types.get(type_name.removesuffix("[]")) and (
-        cache.types[type_name.removesuffix("[]")] + "[]"
-    ) or "text"
+    return (
+        cache.types.get(type_name)
+        or (
+            cache.types.get(type_name.removesuffix("[]"))
+            and (cache.types[type_name.removesuffix("[]")] + "[]")
+        )
+        or "text"
+    )
+
+
+def _signature(fn: Function) -> str:
+    return f"{fn.schema}.{fn.name}(" + ", ".join(f"{p.name} => {p.type}" for p in fn.params) + ")"
+
+
+def _argument(value: object, type_name: str) -> str | None:
+    """A JSON body value as the text Postgres casts to the parameter's type."""
+    if type_name in ("json", "jsonb"):
+        return orjson.dumps(value).decode()
+    return _text(value)
 
 
 def _text(value: object) -> str | None:
@@ -675,7 +873,14 @@ def _text(value: object) -> str | None:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, list):
-        return "{" + ",".join("NULL" if v is None else '"' + _text(v).replace("\\", "\\\\").replace('"', '\\"') + '"' for v in value) + "}"  # type: ignore[union-attr]
+        return (
+            "{"
+            + ",".join(
+                "NULL" if v is None else '"' + str(_text(v)).replace("\\", "\\\\").replace('"', '\\"') + '"'
+                for v in value
+            )
+            + "}"
+        )
     if isinstance(value, dict):
         return orjson.dumps(value).decode()
     return str(value)

@@ -7,10 +7,16 @@ import orjson
 from busymate.stack.rest.schema import Column, SchemaCache
 
 _FORMATS = {
-    "integer": ("integer", "int32"), "bigint": ("integer", "int64"), "smallint": ("integer", "int16"),
-    "boolean": ("boolean", None), "real": ("number", "float"), "double precision": ("number", "double"),
-    "numeric": ("number", None), "jsonb": ("object", None), "json": ("object", None),
-}  # fmt: skip
+    "integer": ("integer", "int32"),
+    "bigint": ("integer", "int64"),
+    "smallint": ("integer", "int16"),
+    "boolean": ("boolean", None),
+    "real": ("number", "float"),
+    "double precision": ("number", "double"),
+    "numeric": ("number", None),
+    "jsonb": ("object", None),
+    "json": ("object", None),
+}
 
 
 def _property(col: Column) -> dict[str, object]:
@@ -27,9 +33,16 @@ def _property(col: Column) -> dict[str, object]:
 
 def document(cache: SchemaCache, schema: str) -> bytes:
     """The OpenAPI (Swagger 2.0) document for `schema`."""
-    paths: dict[str, object] = {"/": {"get": {"produces": ["application/openapi+json", "application/json"],
-                                              "responses": {"200": {"description": "OK"}}, "summary": "OpenAPI description (this document)",
-                                              "tags": ["Introspection"]}}}  # fmt: skip
+    paths: dict[str, object] = {
+        "/": {
+            "get": {
+                "produces": ["application/openapi+json", "application/json"],
+                "responses": {"200": {"description": "OK"}},
+                "summary": "OpenAPI description (this document)",
+                "tags": ["Introspection"],
+            }
+        }
+    }
     definitions: dict[str, object] = {}
     for (nsp, name), rel in sorted(cache.relations.items(), key=lambda kv: kv[0]):
         if nsp != schema:
@@ -52,23 +65,36 @@ def document(cache: SchemaCache, schema: str) -> bytes:
             continue
         fn = fns[0]
         entry: dict[str, object] = {
-            "post": {"tags": ["(rpc) " + name], "responses": {"200": {"description": "OK"}},
-                     **({"summary": fn.comment} if fn.comment else {})},
-        }  # fmt: skip
+            "post": {
+                "tags": ["(rpc) " + name],
+                "responses": {"200": {"description": "OK"}},
+                **({"summary": fn.comment} if fn.comment else {}),
+            },
+        }
         if fn.volatility != "v":
             entry["get"] = {"tags": ["(rpc) " + name], "responses": {"200": {"description": "OK"}}}
         paths[f"/rpc/{name}"] = entry
     doc = {
         "swagger": "2.0",
-        "info": {"title": "Busymate REST API", "description": "PostgREST-compatible API of the Busymate database",
-                 "version": "14"},
+        "info": {
+            "title": "Busymate REST API",
+            "description": "PostgREST-compatible API of the Busymate database",
+            "version": "14",
+        },
         "basePath": "/",
         "schemes": ["http"],
         "consumes": ["application/json", "application/vnd.pgrst.object+json", "text/csv"],
         "produces": ["application/json", "application/vnd.pgrst.object+json", "text/csv"],
         "paths": paths,
         "definitions": definitions,
-        "parameters": {"select": {"name": "select", "in": "query", "required": False, "type": "string",
-                                  "description": "Filtering Columns"}},
-    }  # fmt: skip
+        "parameters": {
+            "select": {
+                "name": "select",
+                "in": "query",
+                "required": False,
+                "type": "string",
+                "description": "Filtering Columns",
+            }
+        },
+    }
     return orjson.dumps(doc)

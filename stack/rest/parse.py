@@ -1,7 +1,7 @@
-"""Parse PostgREST's query-string grammar: select=, filters, or=/and= trees and order= (contracts/postgrest.md §4).
+"""Parse PostgREST's query grammar: select=, filters, or=/and= trees, order= (contracts/postgrest.md §4).
 
-Nothing here knows the schema: names come out as plain strings and are checked against the schema cache when the
-SQL is built. A parameter that does not parse raises PGRST100 with the column where parsing stopped.
+Nothing here knows the schema: names come out as plain strings and are checked against the schema cache when
+the SQL is built. A parameter that does not parse raises PGRST100 with the column where parsing stopped.
 """
 
 from __future__ import annotations
@@ -12,9 +12,32 @@ from dataclasses import dataclass, field
 from busymate.stack.rest.errors import ApiError, parse_error
 
 OPERATORS = {
-    "eq", "neq", "gt", "gte", "lt", "lte", "like", "ilike", "match", "imatch", "in", "is", "isdistinct",
-    "fts", "plfts", "phfts", "wfts", "cs", "cd", "ov", "sl", "sr", "nxr", "nxl", "adj",
-}  # fmt: skip
+    "eq",
+    "neq",
+    "gt",
+    "gte",
+    "lt",
+    "lte",
+    "like",
+    "ilike",
+    "match",
+    "imatch",
+    "in",
+    "is",
+    "isdistinct",
+    "fts",
+    "plfts",
+    "phfts",
+    "wfts",
+    "cs",
+    "cd",
+    "ov",
+    "sl",
+    "sr",
+    "nxr",
+    "nxl",
+    "adj",
+}
 QUANTIFIABLE = {"eq", "neq", "gt", "gte", "lt", "lte", "like", "ilike", "match", "imatch"}
 FTS = {"fts", "plfts", "phfts", "wfts"}
 IS_VALUES = {"null", "not_null", "true", "false", "unknown"}
@@ -111,7 +134,9 @@ class _Reader:
         self.pos = 0
 
     def fail(self, expecting: str) -> ApiError:
-        found = f'unexpected "{self.text[self.pos]}"' if self.pos < len(self.text) else "unexpected end of input"
+        found = (
+            f'unexpected "{self.text[self.pos]}"' if self.pos < len(self.text) else "unexpected end of input"
+        )
         return parse_error(self.what, self.text, self.pos, f"{found} expecting {expecting}")
 
     def peek(self, s: str) -> bool:
@@ -158,8 +183,12 @@ class _Reader:
         start = self.pos
         while self.pos < len(self.text):
             ch = self.text[self.pos]
-            if _NAME_CHARS.match(ch) or (ch == "-" and not self.peek("->") and self.pos + 1 < len(self.text)
-                                          and self.text[self.pos + 1] not in "-"):
+            if _NAME_CHARS.match(ch) or (
+                ch == "-"
+                and not self.peek("->")
+                and self.pos + 1 < len(self.text)
+                and self.text[self.pos + 1] not in "-"
+            ):
                 self.pos += 1
             else:
                 break
@@ -179,7 +208,9 @@ class _Reader:
             start = self.pos
             if self.peek("-"):
                 self.pos += 1
-            while self.pos < len(self.text) and (_NAME_CHARS.match(self.text[self.pos]) and self.text[self.pos] != " "):
+            while self.pos < len(self.text) and (
+                _NAME_CHARS.match(self.text[self.pos]) and self.text[self.pos] != " "
+            ):
                 self.pos += 1
             key = self.text[start : self.pos]
             if not key or key == "-":

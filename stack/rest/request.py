@@ -1,4 +1,4 @@
-"""Read an HTTP request the way PostgREST does: route, query keys, preferences, media types and body (§1, §5.6)."""
+"""Read an HTTP request the way PostgREST does: query keys, preferences, media types, body (§1, §5.6)."""
 
 from __future__ import annotations
 
@@ -104,15 +104,42 @@ def _looks_like_filter(value: str) -> bool:
     return bool(re.match(r"^(not\.)?[a-z]+(\([^)]*\))?\.", value)) and value.split(".", 2)[
         1 if value.startswith("not.") else 0
     ].split("(")[0] in {
-        "eq", "neq", "gt", "gte", "lt", "lte", "like", "ilike", "match", "imatch", "in", "is", "isdistinct",
-        "fts", "plfts", "phfts", "wfts", "cs", "cd", "ov", "sl", "sr", "nxr", "nxl", "adj",
-    }  # fmt: skip
+        "eq",
+        "neq",
+        "gt",
+        "gte",
+        "lt",
+        "lte",
+        "like",
+        "ilike",
+        "match",
+        "imatch",
+        "in",
+        "is",
+        "isdistinct",
+        "fts",
+        "plfts",
+        "phfts",
+        "wfts",
+        "cs",
+        "cd",
+        "ov",
+        "sl",
+        "sr",
+        "nxr",
+        "nxl",
+        "adj",
+    }
 
 
 def _integer(key: str, value: str) -> int:
     if re.fullmatch(r"-\d+", value) and key.endswith("limit"):
-        raise ApiError(416, "PGRST103", "Requested range not satisfiable",
-                       details="Limit should be greater than or equal to zero.")  # fmt: skip
+        raise ApiError(
+            416,
+            "PGRST103",
+            "Requested range not satisfiable",
+            details="Limit should be greater than or equal to zero.",
+        )
     if not re.fullmatch(r"\d+", value):
         raise parse_error(key.rsplit(".", 1)[-1], value, 0, "unexpected input expecting a whole number")
     return int(value)
@@ -148,11 +175,11 @@ def parse_prefer(headers: list[str]) -> Prefer:
             kind, value = kind.strip(), value.strip()
             if kind in values:
                 continue
-            if kind in PREFER_VALUES and value in PREFER_VALUES[kind]:
-                values[kind] = value
-            elif kind == "max-affected" and value.isdigit():
-                values[kind] = value
-            elif kind == "timezone" and value:
+            if (
+                (kind in PREFER_VALUES and value in PREFER_VALUES[kind])
+                or (kind == "max-affected" and value.isdigit())
+                or (kind == "timezone" and value)
+            ):
                 values[kind] = value
             else:
                 invalid.append(part)
@@ -196,7 +223,9 @@ def parse_body(content_type: str | None, body: bytes) -> object:
         if not rows:
             return []
         header = rows[0]
-        return [{k: (None if v == "NULL" else v) for k, v in zip(header, row, strict=False)} for row in rows[1:]]
+        return [
+            {k: (None if v == "NULL" else v) for k, v in zip(header, row, strict=False)} for row in rows[1:]
+        ]
     if media == "application/x-www-form-urlencoded":
         return dict(parse_qsl(body.decode(errors="replace"), keep_blank_values=True))
     raise ApiError(400, "PGRST102", f"Content-Type not acceptable: {content_type}")

@@ -58,7 +58,7 @@ class Relation:
 
     @property
     def qualified(self) -> str:
-        """"schema"."name", quoted."""
+        """ "schema"."name", quoted."""
         return f"{quote(self.schema)}.{quote(self.name)}"
 
 
@@ -90,13 +90,15 @@ class Function:
 
     @property
     def qualified(self) -> str:
-        """"schema"."name", quoted."""
+        """ "schema"."name", quoted."""
         return f"{quote(self.schema)}.{quote(self.name)}"
 
     @property
     def single_unnamed_json(self) -> bool:
         """One unnamed json/jsonb parameter: the whole POST body goes to it."""
-        return len(self.params) == 1 and self.params[0].name == "" and self.params[0].type in ("json", "jsonb")
+        return (
+            len(self.params) == 1 and self.params[0].name == "" and self.params[0].type in ("json", "jsonb")
+        )
 
 
 def quote(name: str) -> str:
@@ -119,7 +121,13 @@ class SchemaCache:
 # What PostgREST replays of a role's ALTER ROLE ... SET, because SET ROLE does not apply it (§2.3); limited to
 # settings any role may change.
 REPLAYED_ROLE_SETTINGS = frozenset(
-    {"statement_timeout", "lock_timeout", "idle_in_transaction_session_timeout", "work_mem", "default_transaction_isolation"}
+    {
+        "statement_timeout",
+        "lock_timeout",
+        "idle_in_transaction_session_timeout",
+        "work_mem",
+        "default_transaction_isolation",
+    }
 )
 _RELATIONS = """
 select c.oid, n.nspname, c.relname, c.relkind, obj_description(c.oid, 'pg_class')
@@ -163,7 +171,10 @@ where n.nspname in ('pg_catalog', 'public', 'extensions') or n.nspname = any(%(s
 _ROLES = """
 select r.rolname, coalesce((
     select array_agg(c.setting) from pg_catalog.pg_db_role_setting as s, unnest(s.setconfig) as c (setting)
-    where s.setrole = r.oid and s.setdatabase in (0, (select oid from pg_catalog.pg_database where datname = current_database()))
+    where s.setrole = r.oid
+    and s.setdatabase in (
+        0, (select d.oid from pg_catalog.pg_database as d where d.datname = current_database())
+    )
 ), '{}')
 from pg_catalog.pg_roles as r
 """
@@ -175,7 +186,9 @@ def load(conn: psycopg.Connection[tuple[object, ...]], schemas: tuple[str, ...])
     by_oid: dict[int, Relation] = {}
     params = {"schemas": list(schemas)}
     for oid, schema, name, kind, comment in conn.execute(_RELATIONS, params).fetchall():
-        rel = Relation(str(schema), str(name), str(kind), {}, comment=comment if isinstance(comment, str) else None)
+        rel = Relation(
+            str(schema), str(name), str(kind), {}, comment=comment if isinstance(comment, str) else None
+        )
         by_oid[int(str(oid))] = rel
         cache.relations[(rel.schema, rel.name)] = rel
     type_rows = conn.execute(_TYPES, params).fetchall()
@@ -185,8 +198,14 @@ def load(conn: psycopg.Connection[tuple[object, ...]], schemas: tuple[str, ...])
         type_names[int(str(oid))] = str(formatted)
         cache.types.setdefault(str(formatted), qualified)
         cache.types.setdefault(str(typname), qualified)
-    for alias, target in (("int", "integer"), ("float", "double precision"), ("decimal", "numeric"),
-                          ("bool", "boolean"), ("varchar", "character varying"), ("char", "character")):
+    for alias, target in (
+        ("int", "integer"),
+        ("float", "double precision"),
+        ("decimal", "numeric"),
+        ("bool", "boolean"),
+        ("varchar", "character varying"),
+        ("char", "character"),
+    ):
         if target in cache.types:
             cache.types.setdefault(alias, cache.types[target])
     composite_oids = set(by_oid)
@@ -199,16 +218,25 @@ def load(conn: psycopg.Connection[tuple[object, ...]], schemas: tuple[str, ...])
     for relid, name, typ, typoid, nullable, default, category in conn.execute(
         _COLUMNS, {"oids": list(composite_oids)}
     ).fetchall():
-        col = Column(str(name), str(typ), int(str(typoid)), bool(nullable), default if isinstance(default, str) else None,
-                     str(category))  # fmt: skip
+        col = Column(
+            str(name),
+            str(typ),
+            int(str(typoid)),
+            bool(nullable),
+            default if isinstance(default, str) else None,
+            str(category),
+        )
         composites.setdefault(int(str(relid)), []).append(col)
         if int(str(relid)) in by_oid:
             by_oid[int(str(relid))].columns[col.name] = col
     foreign = []
-    for conname, contype, relid, frelid, cols, fcols in conn.execute(_KEYS, {"oids": list(by_oid)}).fetchall():
-        rel = by_oid.get(int(str(relid)))
-        if rel is None:
+    for conname, contype, relid, frelid, cols, fcols in conn.execute(
+        _KEYS, {"oids": list(by_oid)}
+    ).fetchall():
+        owner = by_oid.get(int(str(relid)))
+        if owner is None:
             continue
+        rel = owner
         key = tuple(str(c) for c in cols)  # type: ignore[attr-defined]
         if contype == "p":
             rel.primary_key = key
@@ -252,7 +280,9 @@ def _relationships(foreign: list[tuple[str, Relation, Relation, tuple[str, ...],
                 a_name, a_target, a_cols, a_fcols = a
                 b_name, b_target, b_cols, b_fcols = b
                 a_target.relationships.append(
-                    Relationship("m2m", b_target, b_name, a_fcols, b_fcols, junction, a_cols, b_cols, (a_name, b_name))
+                    Relationship(
+                        "m2m", b_target, b_name, a_fcols, b_fcols, junction, a_cols, b_cols, (a_name, b_name)
+                    )
                 )
 
 
@@ -262,7 +292,7 @@ def _function(
     composites: dict[int, list[Column]],
     by_oid: dict[int, Relation],
 ) -> Function:
-    schema, name, volatility, retset, rettype, typtype, typrelid, rettype_name = (str(v) for v in row[:8])
+    schema, name, volatility, retset, _rettype, _typtype, typrelid, rettype_name = (str(v) for v in row[:8])
     nargs, ndefaults = int(str(row[8])), int(str(row[9]))
     types = [int(str(t)) for t in row[10] or []]  # type: ignore[attr-defined]
     modes = [str(m) for m in row[11]] if row[11] else ["i"] * len(types)  # type: ignore[attr-defined]
@@ -287,6 +317,14 @@ def _function(
     columns = composites.get(relid, []) if relid else outs
     comment = row[13] if isinstance(row[13], str) else None
     return Function(
-        schema, name, params, volatility, retset == "True", rettype_name, kind, list(columns),
-        by_oid.get(relid), comment,
-    )  # fmt: skip
+        schema,
+        name,
+        params,
+        volatility,
+        retset == "True",
+        rettype_name,
+        kind,
+        list(columns),
+        by_oid.get(relid),
+        comment,
+    )
