@@ -268,6 +268,7 @@ def serve(settings: Settings) -> None:
         access_log=False,
         log_level="warning",
         server_header=False,
+        timeout_keep_alive=75,  # like a gateway: clients keep their connections between bursts
     )
 
 
