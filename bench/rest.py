@@ -1,22 +1,48 @@
-"""/rest/v1 throughput: a single-row GET by primary key and a 100-row page, as a member under RLS, through the
-API server, beside the same transaction (BEGIN READ ONLY, the settings, the statement, COMMIT) over a psycopg
-pool with the same concurrency, in the same run.
+"""/rest/v1 beside exactly the transaction its handler runs, sent straight over psycopg: what HTTP, the
+gateway, JWT checks, query parsing and SQL building cost, for a member under RLS.
 
-Prints one JSON line per figure (requests/s, then p50/p99 latency). Runs on a throw-away cluster.
+Two requests, each driven for DURATION seconds with CONCURRENCY in flight:
+  (i)  one row by primary key: GET /rest/v1/devices?select=*&uuid=eq.<one of the member's devices>
+  (ii) a page of 100 rows:     GET /rest/v1/devices?select=*&limit=100
+The member sees 250 of 1000 devices in four workspaces, so the devices policy does real work.
+
+The baseline runs, per request, what stack/rest/handler.py `_execute` runs: BEGIN READ ONLY; the
+handler's own `_SETTINGS_SQL` with the same nine values (claims, request headers, legacy claims, the role's
+settings); the main statement `_read` and `_envelope` build for this request (every column, the same limit,
+the same envelope); ROLLBACK, as the handler ends read-only transactions. It uses an AsyncConnectionPool of
+`authenticator` connections as large as the server's, with the same number of requests in flight. Before
+timing, both paths must return the same rows.
+
+The load generator is a minimal keep-alive HTTP/1.1 client on asyncio streams: httpx.AsyncClient costs more
+CPU per request than the server it would measure on this machine. Its figure is printed too, beside the raw
+client's.
+CPU time per request of the load generator, the API server and Postgres goes to stderr.
+
+bench/rest.py measures the same two requests against a lighter hand-written transaction (a few columns, fixed
+settings, no envelope); this one holds the baseline to the handler's exact work.
+
+Prints one JSON line per figure. Runs on a throw-away cluster; BUSYMATE_BENCH_SECONDS changes DURATION.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import random
 import statistics
+import sys
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from itertools import cycle
 from pathlib import Path
 
+import httpx
+import orjson
 import psycopg
+import uvloop
 from psycopg_pool import AsyncConnectionPool
 
 from busymate import tokens
@@ -25,172 +51,325 @@ from busymate.settings import Settings
 from busymate.stack import migrate
 from busymate.stack.api import ApiServer
 from busymate.stack.postgres import free_port
+from busymate.stack.rest import schema as schema_cache
+from busymate.stack.rest.handler import _SETTINGS_SQL  # the very statement the handler runs
+from busymate.stack.rest.schema import quote
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
-CONCURRENCY = 16
-SECONDS = 6.0
-WORKSPACES = 10
-DEVICES_PER_WORKSPACE = 150
+WORKSPACES = 4
+DEVICES_PER_WORKSPACE = 250
+CONCURRENCY = 32
+DURATION = float(os.environ.get("BUSYMATE_BENCH_SECONDS", "8"))
+WARMUP = 1.5
+PAGE = 100
 
-_SETTINGS = (
-    'select set_config(\'search_path\', \'"public", "public", "extensions"\', true), '
-    "set_config('role', 'authenticated', true), set_config('request.jwt.claims', %s, true), "
-    "set_config('request.method', 'GET', true), set_config('request.path', '/devices', true), "
-    "set_config('request.headers', '{}', true), set_config('request.cookies', '{}', true), "
-    "set_config('request.jwt.claim.sub', %s, true), set_config('statement_timeout', '8s', true)"
-)
-_COLUMNS = "uuid, workspace_id, owner_user_id, name, source, proxy_port, credential_id, created_at"
+type Conn = psycopg.Connection[tuple[object, ...]]
+type Send = Callable[[], Awaitable[None]]
 
 
-def _world(settings: Settings) -> tuple[str, list[str], str]:
-    """Workspaces of devices and a member of the first; returns (member token, their device ids, claims)."""
-    with psycopg.connect(settings.db_url()) as conn:
-        member = str(uuid.uuid4())
+@dataclass
+class Member:
+    """The member's token and claims, and the devices they see."""
+
+    token: str
+    claims: dict[str, object]
+    devices: list[str]
+
+
+def _world(conn: Conn, settings: Settings) -> Member:
+    """WORKSPACES workspaces of DEVICES_PER_WORKSPACE devices owned by someone else; a member of the first."""
+    spaces = [
+        str(row[0])
+        for row in conn.execute(
+            "insert into public.workspaces (slug, name) select 'bench-' || g, 'Bench ' || g "
+            "from generate_series(1, %s) as g returning id",
+            (WORKSPACES,),
+        ).fetchall()
+    ]
+    member, other = str(uuid.uuid4()), str(uuid.uuid4())
+    for uid, email in ((member, "member@bench.local"), (other, "other@bench.local")):
         conn.execute(
-            "insert into auth.users (id, instance_id, aud, role, email, encrypted_password, "
-            "raw_app_meta_data, "
-            "raw_user_meta_data, created_at, updated_at) values (%s, '00000000-0000-0000-0000-000000000000', "
-            "'authenticated', 'authenticated', 'bench@example.com', '', '{}', '{}', now(), now())",
-            (member,),
+            "insert into auth.users (id, email, aud, role) values (%s, %s, 'authenticated', 'authenticated')",
+            (uid, email),
         )
-        conn.execute("update public.profiles set role = 'member' where id = %s", (member,))
-        first = None
-        for w in range(WORKSPACES):
-            ws = conn.execute(
-                "insert into public.workspaces (slug, name) values (%s, %s) returning id", (f"b{w}", f"B{w}")
-            ).fetchone()
-            assert ws is not None
-            first = first or ws[0]
-            conn.execute(
-                "insert into public.devices (workspace_id, name, source, credential_id) "
-                "select %s, 'dev-' || %s || '-' || g, 'proxy', gen_random_uuid() "
-                "from generate_series(1, %s) as g",
-                (ws[0], w, DEVICES_PER_WORKSPACE),
-            )
+    conn.execute("update public.profiles set role = 'member' where id = %s", (member,))
+    conn.execute(
+        "insert into public.workspace_members (workspace_id, user_id) values (%s, %s)", (spaces[0], member)
+    )
+    for ws in spaces:
         conn.execute(
-            "insert into public.workspace_members (workspace_id, user_id) values (%s, %s)", (first, member)
+            "insert into public.devices (workspace_id, owner_user_id, name, source, model, os) "
+            "select %s, %s, 'device ' || g, 'proxy', 'Model ' || (g %% 7), 'os ' || (g %% 3) "
+            "from generate_series(1, %s) as g",
+            (ws, other, DEVICES_PER_WORKSPACE),
         )
-        ids = [
-            str(r[0])
-            for r in conn.execute("select uuid from public.devices where workspace_id = %s", (first,))
-        ]
+    conn.execute("analyze public.devices, public.workspaces, public.workspace_members, public.profiles")
+    visible = [
+        str(r[0])
+        for r in conn.execute("select uuid from public.devices where workspace_id = %s", (spaces[0],))
+    ]
     now = int(time.time())
-    claims = {"sub": member, "role": "authenticated", "aud": "authenticated", "iat": now, "exp": now + 3600}
-    return tokens.sign_hs256(claims, settings.jwt_secret), ids, json.dumps(claims)
+    claims: dict[str, object] = {
+        "sub": member, "role": "authenticated", "aud": "authenticated", "email": "member@bench.local",
+        "iat": now, "exp": now + 3600, "iss": f"{settings.api_url}/auth/v1", "session_id": str(uuid.uuid4()),
+        "app_metadata": {"provider": "email"}, "user_metadata": {},
+    }  # fmt: skip
+    return Member(tokens.sign_hs256(claims, settings.jwt_secret), claims, visible)
 
 
-async def _drive(call: Callable[[], Awaitable[None]]) -> tuple[float, list[float]]:
-    """Run `call` from CONCURRENCY workers for SECONDS; requests/s and every latency in ms."""
+# -- the two paths -------------------------------------------------------------------------------------------
+
+
+class RawHttp:
+    """One keep-alive HTTP/1.1 connection: write a GET, read the head, read Content-Length bytes."""
+
+    def __init__(self, host: str, port: int, headers: dict[str, str]) -> None:
+        self.host, self.port = host, port
+        self.head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def get(self, target: str) -> tuple[int, bytes]:
+        """Status and body of GET `target`, on a fresh connection if the server closed the idle one."""
+        for attempt in range(2):
+            if self.reader is None or self.writer is None:
+                self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+            try:
+                self.writer.write(f"GET {target} HTTP/1.1\r\n{self.head}\r\n".encode())
+                head = await self.reader.readuntil(b"\r\n\r\n")
+            except (asyncio.IncompleteReadError, ConnectionError):
+                self.close()
+                if attempt:
+                    raise
+                continue
+            at = head.lower().index(b"\r\ncontent-length:") + 17
+            return int(head[9:12]), await self.reader.readexactly(int(head[at : head.index(b"\r\n", at)]))
+        raise AssertionError("unreachable")
+
+    def close(self) -> None:
+        """Close the socket."""
+        if self.writer is not None:
+            self.writer.close()
+        self.reader = self.writer = None
+
+
+@dataclass
+class Sql:
+    """The handler's transaction for one request shape, over a pool of `authenticator` connections."""
+
+    pool: AsyncConnectionPool
+    settings: list[object]
+    statement: str
+
+    async def body(self, params: dict[str, object]) -> str:
+        """Run the transaction; the response body the main statement built."""
+        async with self.pool.connection() as conn:
+            await conn.execute("begin isolation level read committed read only")
+            await conn.execute(_SETTINGS_SQL, self.settings)
+            cur = await conn.execute(self.statement, params)
+            row = await cur.fetchone()
+            await conn.execute("rollback")
+        assert row is not None
+        return str(row[2])
+
+
+def _statement(columns: list[str], where: str, limit: str) -> str:
+    """The main statement `_read` and `_envelope` build for GET /devices?select=*[&uuid=eq.x][&limit=n]."""
+    cols = ", ".join(f'"devices".{quote(c)} as {quote(c)}' for c in columns)
+    page = f'select {cols} from "public"."devices" as "devices"{where} limit {limit}'
+    return (
+        "select null::bigint, count(_t), coalesce(json_agg(_t), '[]')::text, null::bigint, "
+        "nullif(current_setting('response.headers', true), ''), "
+        f"nullif(current_setting('response.status', true), '') from ({page}) as _t"
+    )
+
+
+def _settings_values(
+    member: Member, headers: dict[str, str], path: str, role: dict[str, str]
+) -> list[object]:
+    """The nine values the handler's `_run` binds to `_SETTINGS_SQL` for this member and these headers."""
+    legacy = {
+        k: v for k, v in member.claims.items() if isinstance(v, str | int | float) and not isinstance(v, bool)
+    }
+    return [
+        '"public", "public", "extensions"', "authenticated", orjson.dumps(member.claims).decode(), "GET",
+        path, orjson.dumps(headers).decode(), "{}", orjson.dumps(legacy).decode(),
+        orjson.dumps(role).decode(),
+    ]  # fmt: skip
+
+
+# -- driving them --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Run:
+    """What one timed run measured."""
+
+    rate: float  # requests per second
+    p50: float  # ms
+    p99: float  # ms
+    cpu: dict[str, float]  # CPU seconds per request, by process group
+
+
+async def _drive(workers: list[Send], duration: float, cpu: Callable[[], dict[str, float]]) -> Run:
+    """Every worker sends back to back for `duration` seconds; the latency of each request."""
     latencies: list[float] = []
-    deadline = time.perf_counter() + SECONDS
+    deadline = time.perf_counter() + duration
 
-    async def worker() -> None:
-        while time.perf_counter() < deadline:
-            started = time.perf_counter()
-            await call()
-            latencies.append((time.perf_counter() - started) * 1000)
+    async def loop(send: Send) -> None:
+        while (started := time.perf_counter()) < deadline:
+            await send()
+            latencies.append(time.perf_counter() - started)
 
+    before = cpu()
     started = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
-    return len(latencies) / (time.perf_counter() - started), latencies
+    await asyncio.gather(*(loop(w) for w in workers))
+    elapsed = time.perf_counter() - started
+    after = cpu()
+    cuts = statistics.quantiles(latencies, n=100)
+    n = len(latencies)
+    return Run(n / elapsed, cuts[49] * 1000, cuts[98] * 1000, {k: (after[k] - before[k]) / n for k in after})
 
 
-async def _measure(settings: Settings, token: str, ids: list[str], claims: str) -> list[str]:
-    headers = {"apikey": tokens.anon_key(settings.jwt_secret), "Authorization": f"Bearer {token}"}
-    sub = json.loads(claims)["sub"]
-    one_sql = (
-        "select coalesce(json_agg(_t), '[]')::text "
-        f"from (select {_COLUMNS} from public.devices where uuid = %s) _t"
+def _cpu_probe(server_pid: int, postmaster_pid: int) -> Callable[[], dict[str, float]]:
+    """CPU seconds used so far by this process, the API server and every Postgres process."""
+    tick = os.sysconf("SC_CLK_TCK")
+
+    def stat(pid: int) -> tuple[int, float]:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return int(fields[1]), (int(fields[11]) + int(fields[12])) / tick  # ppid, utime + stime
+
+    def probe() -> dict[str, float]:
+        postgres = 0.0
+        for entry in os.scandir("/proc"):
+            if entry.name.isdigit():
+                try:
+                    ppid, used = stat(int(entry.name))
+                except (OSError, IndexError, ValueError):
+                    continue
+                if int(entry.name) == postmaster_pid or ppid == postmaster_pid:
+                    postgres += used
+        times = os.times()
+        return {"load": times.user + times.system, "api": stat(server_pid)[1], "postgres": postgres}
+
+    return probe
+
+
+async def _measure(settings: Settings, api: Settings, member: Member, server_pid: int) -> list[str]:
+    host, port = api.api_host, api.api_port
+    headers = {"host": f"{host}:{port}", "apikey": tokens.anon_key(api.jwt_secret),
+               "authorization": f"Bearer {member.token}", "accept": "*/*"}  # fmt: skip
+    with psycopg.connect(settings.db_url(user="authenticator"), autocommit=True) as conn:
+        cache = schema_cache.load(conn, ("public",))
+    columns = list(cache.relations[("public", "devices")].columns)
+    role = cache.role_settings.get("authenticated", {})
+    cpu = _cpu_probe(server_pid, int((settings.data_dir / "postmaster.pid").read_text().split()[0]))
+    # The same requests in the same shuffled order for both paths.
+    shuffled = random.Random(7).sample(member.devices, len(member.devices))  # noqa: S311 (not for security)
+    row_targets, row_ids = (
+        cycle([f"/rest/v1/devices?select=*&uuid=eq.{d}" for d in shuffled]),
+        cycle(shuffled),
     )
-    page_sql = (
-        f"select coalesce(json_agg(_t), '[]')::text from (select {_COLUMNS} from public.devices limit 100) _t"
-    )
-    lines = []
-    host, port = settings.api_host, settings.api_port
-    connections: asyncio.Queue[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = asyncio.Queue()
-    for _ in range(CONCURRENCY):
-        connections.put_nowait(await asyncio.open_connection(host, port))
-    head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
-    async with (
-        AsyncConnectionPool(
-            settings.db_url(user="authenticator"), min_size=10, max_size=10, kwargs={"autocommit": True}
-        ) as pool,
-    ):
-
-        async def via_api(query: str) -> None:
-            # A keep-alive HTTP/1.1 client on raw sockets: httpx costs more CPU than the server it measures.
-            reader, writer = await connections.get()
-            writer.write(f"GET /rest/v1/devices?{query} HTTP/1.1\r\nhost: {host}\r\n{head}\r\n".encode())
-            status = await reader.readline()
-            length = 0
-            while (line := await reader.readline()) not in (b"\r\n", b""):
-                if line.lower().startswith(b"content-length:"):
-                    length = int(line.split(b":")[1])
-            await reader.readexactly(length)
-            connections.put_nowait((reader, writer))
-            assert status.startswith(b"HTTP/1.1 200"), status
-
-        async def via_sql(sql: str, args: tuple[object, ...]) -> None:
-            async with pool.connection() as conn:
-                await conn.execute("begin isolation level read committed read only")
-                await conn.execute(_SETTINGS, (claims, sub))
-                cur = await conn.execute(sql, args)
-                assert await cur.fetchone() is not None
-                await conn.execute("commit")
-
-        cases = (
-            (
-                "GET one row by primary key",
-                lambda: via_api(f"select={_COLUMNS.replace(' ', '')}&uuid=eq.{random.choice(ids)}"),  # noqa: S311
-                lambda: via_sql(one_sql, (random.choice(ids),)),  # noqa: S311
-            ),
-            (
-                "GET a 100-row page",
-                lambda: via_api(f"select={_COLUMNS.replace(' ', '')}&limit=100"),
-                lambda: via_sql(page_sql, ()),
-            ),
+    page_target = f"/rest/v1/devices?select=*&limit={PAGE}"
+    max_rows = settings.max_rows or 1000
+    pool = AsyncConnectionPool(
+        settings.db_url(user="authenticator"), min_size=settings.db_pool_size, max_size=settings.db_pool_size,
+        kwargs={"autocommit": True}, open=False,
+    )  # fmt: skip
+    await pool.open(wait=True)
+    conns = [RawHttp(host, port, headers) for _ in range(CONCURRENCY)]
+    try:
+        row = Sql(pool, _settings_values(member, headers, "/devices", role),
+                  _statement(columns, ' where "devices"."uuid" = %(p0)s', "%(p1)s"))  # fmt: skip
+        page = Sql(
+            pool, _settings_values(member, headers, "/devices", role), _statement(columns, "", "%(p0)s")
         )
-        for name, api_call, sql_call in cases:
-            await _drive(api_call)  # warm up: prepared statements, caches
-            await _drive(sql_call)
-            api_rate, api_lat = await _drive(api_call)
-            sql_rate, sql_lat = await _drive(sql_call)
-            base = f"same transaction over a psycopg pool, {CONCURRENCY} in flight"
-            lines.append(
-                figure(
-                    bench="rest",
-                    figure=f"{name}, member JWT under RLS, {CONCURRENCY} in flight",
-                    value=round(api_rate),
-                    unit="requests/s",
-                    baseline=base,
-                    baseline_value=round(sql_rate),
-                )
-            )
-            for q in (50, 99):
-                api_q = statistics.quantiles(api_lat, n=100)[q - 1]
-                sql_q = statistics.quantiles(sql_lat, n=100)[q - 1]
-                lines.append(
-                    figure(
-                        bench="rest",
-                        figure=f"{name}: p{q} latency",
-                        value=round(api_q, 2),
-                        unit="ms",
-                        baseline=base,
-                        baseline_value=round(sql_q, 2),
-                    )
-                )
+
+        # The two paths answer alike, row for row.
+        probe = member.devices[0]
+        status, body = await conns[0].get(f"/rest/v1/devices?select=*&uuid=eq.{probe}")
+        assert status == 200, (status, body)
+        assert json.loads(body) == json.loads(await row.body({"p0": probe, "p1": max_rows}))
+        status, body = await conns[0].get(page_target)
+        http_rows, sql_rows = json.loads(body), json.loads(await page.body({"p0": PAGE}))
+        assert status == 200, (status, body)
+        assert len(http_rows) == PAGE, len(http_rows)
+        assert sorted(http_rows, key=str) == sorted(sql_rows, key=str)
+
+        def over_http(c: RawHttp, targets: Callable[[], str]) -> Send:
+            async def send() -> None:
+                status, _ = await c.get(targets())
+                assert status == 200, status
+
+            return send
+
+        async def sql_row() -> None:
+            await row.body({"p0": next(row_ids), "p1": max_rows})
+
+        async def sql_page() -> None:
+            await page.body({"p0": PAGE})
+
+        limits = httpx.Limits(max_connections=CONCURRENCY, max_keepalive_connections=CONCURRENCY)
+        async with httpx.AsyncClient(base_url=api.api_url, limits=limits, headers=headers) as client:
+
+            async def httpx_row() -> None:
+                response = await client.get(next(row_targets))
+                assert response.status_code == 200, response.status_code
+
+            plans: dict[str, list[Send]] = {
+                "http row": [over_http(c, lambda: next(row_targets)) for c in conns],
+                "sql row": [sql_row] * CONCURRENCY,
+                "http page": [over_http(c, lambda: page_target) for c in conns],
+                "sql page": [sql_page] * CONCURRENCY,
+                "httpx row": [httpx_row] * CONCURRENCY,
+            }
+            runs: dict[str, Run] = {}
+            for name, workers in plans.items():
+                await _drive(workers, WARMUP, cpu)
+                runs[name] = await _drive(workers, DURATION, cpu)
+    finally:
+        for c in conns:
+            c.close()
+        await pool.close()
+    return _report(runs, settings.db_pool_size)
+
+
+def _report(runs: dict[str, Run], pool_size: int) -> list[str]:
+    for name, run in runs.items():
+        per = ", ".join(f"{k} {v * 1e6:.0f} us" for k, v in run.cpu.items())
+        rates = f"{run.rate:.0f} req/s, p50 {run.p50:.2f} ms, p99 {run.p99:.2f} ms"
+        print(f"# {name}: {rates}; CPU per request: {per}", file=sys.stderr)
+    sql = f"the handler's transaction over psycopg ({CONCURRENCY} in flight, {pool_size} connections)"
+    lines = []
+    for shape, what in (("row", "one device by uuid"), ("page", f"a page of {PAGE} devices")):
+        http, base = runs[f"http {shape}"], runs[f"sql {shape}"]
+        label = f"GET /rest/v1/devices, {what}, member under RLS, {CONCURRENCY} in flight"
+        lines += [
+            figure(bench="rest", figure=f"{label}: requests/s", value=round(http.rate), unit="req/s",
+                   baseline=sql, baseline_value=round(base.rate)),
+            figure(bench="rest", figure=f"{label}: p50 latency", value=round(http.p50, 2), unit="ms",
+                   baseline=f"p50 of {sql}", baseline_value=round(base.p50, 2)),
+            figure(bench="rest", figure=f"{label}: p99 latency", value=round(http.p99, 2), unit="ms",
+                   baseline=f"p99 of {sql}", baseline_value=round(base.p99, 2)),
+        ]  # fmt: skip
+    lines.append(
+        figure(bench="rest", figure=f"one device by uuid, load from httpx.AsyncClient ({CONCURRENCY})",
+               value=round(runs["httpx row"].rate), unit="req/s", baseline="the raw asyncio HTTP/1.1 client",
+               baseline_value=round(runs["http row"].rate))
+    )  # fmt: skip
     return lines
 
 
 def run(settings: Settings) -> list[str]:
-    """Both cases on one started stack."""
+    """Reset, fill, start the API server, measure, stop it."""
     migrate.reset(settings)
-    token, ids, claims = _world(settings)
-    settings = settings.with_overrides(api_port=free_port())
-    server = ApiServer(settings)
-    server.start()
+    with psycopg.connect(settings.db_url(), autocommit=True) as conn:
+        member = _world(conn, settings)
+    api = settings.with_overrides(api_port=free_port())
+    server = ApiServer(api)
+    pid = server.start()
     try:
-        return asyncio.run(_measure(settings, token, ids, claims))
+        return asyncio.run(_measure(settings, api, member, pid), loop_factory=uvloop.new_event_loop)
     finally:
         server.stop()
 

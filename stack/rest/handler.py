@@ -462,6 +462,13 @@ class RestApi:
         else:
             keys = []
         fn = _choose(candidates, keys, body, schema, name)
+        if not get and call.method != "OPTIONS" and not isinstance(body, dict) and not fn.single_unnamed_json:
+            raise ApiError(
+                400,
+                "PGRST102",
+                "The request body must be a JSON object of the function's arguments",
+                details=f"{fn.schema}.{fn.name} takes named arguments, not a single JSON value",
+            )
         if call.method == "OPTIONS":
             allow = "OPTIONS,POST" if fn.volatility == "v" else "OPTIONS,GET,HEAD,POST"
             return Response(200, {"allow": allow})
@@ -719,6 +726,9 @@ def error_response(exc: ApiError) -> Response:
 
 def _db_error(exc: pg_errors.Error, anonymous: bool) -> ApiError:
     diag = exc.diag
+    if diag.sqlstate is None and isinstance(exc, psycopg.DataError):
+        # Refused by psycopg before it reached Postgres (a NUL byte in text): what Postgres would say, 22021.
+        return ApiError(400, "22021", str(exc))
     code = diag.sqlstate or "XX000"
     message = diag.message_primary or str(exc)
     if code == "PGRST":
@@ -747,8 +757,8 @@ def _envelope(page: str, count_expr: str, media: str, head: bool, listing: list[
 def _body_expr(media: str, listing: list[tuple[str, str]]) -> str:
     base = media.split(";")[0]
     if base == CSV:
-        cols = ", ".join(f"_t.{quote(k)}" for _e, k in listing)
-        record = f"row({cols})::text"
+        # The whole row's record text, so repeated output names (select=id,id) are not ambiguous.
+        record = "_t::text"
         return f"coalesce(string_agg(substring({record} from 2 for length({record}) - 2), E'\\n'), '')"
     stripped = "nulls=stripped" in media
     if base == OBJECT:
