@@ -16,6 +16,7 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
+from urllib.parse import parse_qsl
 
 import orjson
 import psycopg
@@ -165,8 +166,6 @@ class App:
         """Kong's key-auth and Authorization rewrite, then PostgREST's JWT check: the request's claims."""
         apikey = headers.get("apikey")
         if apikey is None and "apikey=" in query:
-            from urllib.parse import parse_qsl
-
             apikey = dict(parse_qsl(query)).get("apikey")
         if not apikey:
             raise _gateway_error("No API key found in request")
@@ -218,9 +217,7 @@ class App:
 
 
 def _gateway_error(message: str) -> ApiError:
-    exc = ApiError(401, "", message)
-    exc.body = lambda: orjson.dumps({"message": message})  # type: ignore[method-assign]
-    return exc
+    return ApiError(401, "", message, gateway=True)
 
 
 def _json(status: int, payload: object) -> Response:
@@ -235,11 +232,9 @@ async def _read_body(receive: Receive, limit: int) -> bytes:
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
-            exc = ApiError(413, "", "Request size limit exceeded")
-            exc.body = lambda: orjson.dumps(  # type: ignore[method-assign]
-                {"message": f"Request size limit exceeded: the body is over {limit} bytes"}
+            raise ApiError(
+                413, "", f"Request size limit exceeded: the body is over {limit} bytes", gateway=True
             )
-            raise exc
         chunks.append(chunk)
         if not message.get("more_body"):
             return b"".join(chunks)

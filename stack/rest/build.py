@@ -354,7 +354,7 @@ def resolve(origin: Relation, embed: Embed) -> Relationship:
         ]
     if not found:
         names = sorted({r.target.name for r in origin.relationships})
-        close = [n for n in names if _similar(n, name)]
+        close = [n for n in names if similar(n, name, 1)]
         raise ApiError(
             400,
             "PGRST200",
@@ -397,9 +397,8 @@ def _describe(r: Relationship) -> str:
     return f"{r.constraint} using {r.target.schema}.{r.target.name}({', '.join(r.target_columns)})"
 
 
-def _similar(a: str, b: str) -> bool:
-    """A cheap fuzzy match for hints: same letters give or take one."""
-    if abs(len(a) - len(b)) > 1:
+def similar(a: str, b: str, distance: int) -> bool:
+    """A cheap fuzzy match for "Perhaps you meant" hints: at most `distance` letters differ or are missing."""
+    if abs(len(a) - len(b)) > distance:
         return False
-    diff = sum(1 for x, y in zip(a, b, strict=False) if x != y) + abs(len(a) - len(b))
-    return diff <= 1
+    return sum(1 for x, y in zip(a, b, strict=False) if x != y) + abs(len(a) - len(b)) <= distance

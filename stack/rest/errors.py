@@ -18,6 +18,7 @@ class ApiError(Exception):
         hint: str | None = None,
         www_authenticate: str | None = None,
         headers: dict[str, str] | None = None,
+        gateway: bool = False,
     ) -> None:
         super().__init__(message)
         self.status = status
@@ -27,9 +28,13 @@ class ApiError(Exception):
         self.hint = hint
         self.www_authenticate = www_authenticate
         self.headers = headers or {}
+        # The gateway (Kong on Supabase) answers with `{"message": ...}` only, before PostgREST is reached.
+        self.gateway = gateway
 
     def body(self) -> bytes:
-        """The JSON body, keys in alphabetical order like PostgREST."""
+        """The JSON body, keys in alphabetical order like PostgREST (just the message from the gateway)."""
+        if self.gateway:
+            return orjson.dumps({"message": self.message})
         return orjson.dumps(
             {"code": self.code, "details": self.details, "hint": self.hint, "message": self.message}
         )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from functools import cached_property
 from http.cookies import SimpleCookie
 
 import orjson
@@ -12,7 +13,7 @@ from psycopg import errors as pg_errors
 from psycopg_pool import AsyncConnectionPool
 
 from busymate.stack.rest import openapi
-from busymate.stack.rest.build import Builder, Node
+from busymate.stack.rest.build import Builder, Node, similar
 from busymate.stack.rest.errors import ApiError, status_for_sqlstate
 from busymate.stack.rest.request import (
     ARRAY,
@@ -66,6 +67,11 @@ class Call:
     body: bytes
     claims: dict[str, object]
     role: str
+
+    @cached_property
+    def preferences(self) -> Prefer:
+        """The Prefer headers, parsed once per request."""
+        return parse_prefer(self.prefer)
 
 
 @dataclass
@@ -152,7 +158,7 @@ class RestApi:
     def _relation(self, schema: str, name: str) -> Relation:
         rel = self.cache.relations.get((schema, name))
         if rel is None:
-            near = [n for (s, n) in self.cache.relations if s == schema and _close(n, name)]
+            near = [n for (s, n) in self.cache.relations if s == schema and similar(n, name, 2)]
             raise ApiError(
                 404,
                 "PGRST205",
@@ -167,7 +173,7 @@ class RestApi:
         method = call.method
         if method not in ("GET", "HEAD", "POST", "PATCH", "DELETE", "PUT"):
             raise ApiError(405, "PGRST117", f"Unsupported HTTP method: {method}")
-        prefer = parse_prefer(call.prefer)
+        prefer = call.preferences
         _strict(prefer)
         query = parse_query(call.query, rpc_get=False)
         builder = Builder(self.cache, self.max_rows)
@@ -243,7 +249,10 @@ class RestApi:
             offset=node.offset or 0,
         )
 
-    def _payload(self, rel: Relation, query: Query, body: object, prefer: Prefer) -> tuple[list[str], bytes]:
+    def _payload(
+        self, rel: Relation, query: Query, body: object
+    ) -> tuple[list[str], list[dict[str, object]]]:
+        """The target columns and the rows of a write body, checked against the schema cache."""
         rows = body if isinstance(body, list) else [body] if isinstance(body, dict) else None
         if rows is None or not all(isinstance(r, dict) for r in rows):
             raise ApiError(400, "PGRST102", "Empty or invalid json")
@@ -261,13 +270,13 @@ class RestApi:
                 raise ApiError(
                     400, "PGRST204", f"Could not find the '{name}' column of '{rel.name}' in the schema cache"
                 )
-        return columns, orjson.dumps(rows)
+        return columns, rows
 
     def _insert(
         self, b: Builder, rel: Relation, query: Query, prefer: Prefer, media: str, body: object
     ) -> Plan:
-        columns, payload = self._payload(rel, query, body, prefer)
-        rows = orjson.loads(payload)
+        columns, rows = self._payload(rel, query, body)
+        payload = orjson.dumps(rows).decode()
         ret = prefer.get("return") or "minimal"
         honoured = ["return"] if prefer.get("return") else []
         target = ", ".join(quote(c) for c in columns)
@@ -288,11 +297,11 @@ class RestApi:
         if columns:
             insert = (
                 f"insert into {rel.qualified} as {alias} ({target}) select {', '.join(exprs)} "
-                f"from json_array_elements({b.bind(payload.decode(), '::json')}) as _j (v) "
+                f"from json_array_elements({b.bind(payload, '::json')}) as _j (v) "
                 f"cross join lateral json_to_record(_j.v) as _r ({types})"
             )
         elif rows:
-            rows_param = b.bind(payload.decode(), "::json")
+            rows_param = b.bind(payload, "::json")
             insert = f"insert into {rel.qualified} as {alias} select from json_array_elements({rows_param})"
         else:
             insert = f"insert into {rel.qualified} as {alias} select where false"
@@ -332,7 +341,7 @@ class RestApi:
                 body = body[0]
             else:
                 raise ApiError(400, "PGRST102", "Empty or invalid json")
-        columns, _payload = self._payload(rel, query, body, prefer)
+        columns, _rows = self._payload(rel, query, body)
         ret = prefer.get("return") or "minimal"
         honoured = ["return"] if prefer.get("return") else []
         alias = quote(rel.name)
@@ -448,7 +457,7 @@ class RestApi:
         candidates = self.cache.functions.get((schema, name), [])
         get = call.method in ("GET", "HEAD")
         query = parse_query(call.query, rpc_get=get)
-        prefer = parse_prefer(call.prefer)
+        prefer = call.preferences
         _strict(prefer)
         body: object = None
         raw_json = None
@@ -536,7 +545,7 @@ class RestApi:
     # -- execution -------------------------------------------------------------------------------------------
 
     async def _run(self, call: Call, plan: Plan, schema: str) -> Response:
-        prefer = parse_prefer(call.prefer)
+        prefer = call.preferences
         claims = dict(call.claims)
         claims["role"] = call.role
         legacy = {
@@ -710,10 +719,9 @@ class RestApi:
 
 def error_response(exc: ApiError) -> Response:
     """PostgREST's error answer for `exc`."""
-    headers = {
-        "content-type": "application/json; charset=utf-8",
-        "proxy-status": f"PostgREST; error={exc.code}",
-    }
+    headers = {"content-type": "application/json; charset=utf-8"}
+    if not exc.gateway:
+        headers["proxy-status"] = f"PostgREST; error={exc.code}"
     if exc.status == 401:
         headers["www-authenticate"] = (
             f'Bearer error="invalid_token", error_description="{exc.www_authenticate}"'
@@ -894,9 +902,3 @@ def _text(value: object) -> str | None:
     if isinstance(value, dict):
         return orjson.dumps(value).decode()
     return str(value)
-
-
-def _close(a: str, b: str) -> bool:
-    if abs(len(a) - len(b)) > 2:
-        return False
-    return sum(1 for x, y in zip(a, b, strict=False) if x != y) + abs(len(a) - len(b)) <= 2

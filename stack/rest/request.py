@@ -12,6 +12,7 @@ import orjson
 
 from busymate.stack.rest.errors import ApiError, parse_error
 from busymate.stack.rest.parse import (
+    OPERATORS,
     Embed,
     Field,
     Filter,
@@ -101,35 +102,9 @@ def parse_query(raw: str, *, rpc_get: bool) -> Query:
 
 
 def _looks_like_filter(value: str) -> bool:
-    return bool(re.match(r"^(not\.)?[a-z]+(\([^)]*\))?\.", value)) and value.split(".", 2)[
-        1 if value.startswith("not.") else 0
-    ].split("(")[0] in {
-        "eq",
-        "neq",
-        "gt",
-        "gte",
-        "lt",
-        "lte",
-        "like",
-        "ilike",
-        "match",
-        "imatch",
-        "in",
-        "is",
-        "isdistinct",
-        "fts",
-        "plfts",
-        "phfts",
-        "wfts",
-        "cs",
-        "cd",
-        "ov",
-        "sl",
-        "sr",
-        "nxr",
-        "nxl",
-        "adj",
-    }
+    """On GET /rpc, `?id=eq.1` filters the result and `?id=1` is an argument."""
+    match = re.match(r"^(?:not\.)?([a-z]+)(?:\([^)]*\))?\.", value)
+    return match is not None and match.group(1) in OPERATORS
 
 
 def _integer(key: str, value: str) -> int:
