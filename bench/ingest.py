@@ -26,7 +26,7 @@ from busymate.stack import migrate
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 ROWS = 50_000
-ROUNDS = 3
+ROUNDS = 5
 BATCH = 500
 HOSTS = 500
 BODY = base64.b64encode(b'{"ok": true, "items": [1, 2, 3], "note": "a small JSON response body"}').decode()

@@ -1,6 +1,6 @@
 -- Entries: who may write and read captured traffic; ingest_entries; the firehose; body caps.
 begin;
-select plan(51);
+select plan(55);
 select tests.make_world();
 select tests.remember('e1', gen_random_uuid());
 select tests.remember('e2', gen_random_uuid());
@@ -154,6 +154,56 @@ select is(
 );
 select is(
     (select count(*)::integer from public.entries where id = tests.id('bin')), 1, 'and the row exists once'
+);
+
+-- a resent batch with new rows too: no refusal, the known ids are duplicates, the firehose keeps the batch's order
+delete from realtime.messages;
+create temporary table resend_result on commit drop as
+select tests.result('device:d1', $$ select public.ingest_entries(jsonb_build_array(
+    jsonb_build_object('method', 'GET', 'host', 'c.order.example.com'),
+    jsonb_build_object('id', {bin}, 'method', 'POST', 'host', 'upload.example.com', 'captured_at', '2026-01-01T10:00:00Z'),
+    jsonb_build_object('method', 'GET', 'host', 'a.order.example.com'),
+    jsonb_build_object('id', {bin}, 'method', 'POST', 'host', 'upload.example.com', 'captured_at', '2026-01-01T10:00:00Z'),
+    jsonb_build_object('method', 'GET', 'host', 'b.order.example.com', 'captured_at', '2020-01-01T00:00:00Z')
+)) $$) as r;
+select results_eq(
+    $$ select (r ->> 'inserted')::integer, (r ->> 'duplicates')::integer, (r ->> 'rejected')::integer, r -> 'ids' ->> 1
+       from resend_result $$,
+    format($$ values (3, 2, 0, %L) $$, tests.id('bin')),
+    'a batch that repeats a stored id (twice) stores the new rows and counts the repeats as duplicates'
+);
+select is(
+    (
+        select array_agg(x.r ->> 5 order by x.k)
+        from realtime.messages as m, jsonb_array_elements(m.payload -> 'rows') with ordinality as x (r, k)
+        where m.payload ->> 'table' = 'entries'
+    ),
+    array['c.order.example.com', 'a.order.example.com', 'b.order.example.com'],
+    'the firehose carries the new rows in the order of the batch'
+);
+select is(
+    (
+        select array_agg(x.r ->> 0 order by x.k)
+        from realtime.messages as m, jsonb_array_elements(m.payload -> 'rows') with ordinality as x (r, k)
+        where m.payload ->> 'table' = 'entries'
+    ),
+    (select array[r -> 'ids' ->> 0, r -> 'ids' ->> 2, r -> 'ids' ->> 4] from resend_result),
+    'rows given no id got one, and the ids answered are the ones stored'
+);
+delete from realtime.messages;
+insert into public.entries (workspace_id, device_uuid, source, method, host, captured_at)
+values
+(tests.id('w2'), tests.id('d2'), 'proxy', 'GET', 'two.example.com', '2026-11-21T10:00:02Z'),
+(tests.id('w1'), tests.id('d1'), 'proxy', 'GET', 'one-b.example.com', '2026-11-21T10:00:01Z'),
+(tests.id('w1'), tests.id('d1'), 'proxy', 'GET', 'one-a.example.com', '2026-11-21T10:00:00Z');
+select results_eq(
+    $$ select topic, (payload ->> 'count')::integer, array(select r ->> 5 from jsonb_array_elements(payload -> 'rows') as r)
+       from realtime.messages where payload ->> 'table' = 'entries' order by 2 desc $$,
+    format(
+        $$ values ('ws:%s', 2, array['one-a.example.com', 'one-b.example.com']), ('ws:%s', 1, array['two.example.com']) $$,
+        tests.id('w1'), tests.id('w2')
+    ),
+    'a statement spanning two workspaces publishes one message to each, rows in capture order'
 );
 
 -- a refused row among many: the batch is split until each culprit is alone; the rest land, in order
