@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -52,7 +54,24 @@ def database_exists(conn: psycopg.Connection[tuple[object, ...]], name: str) -> 
 
 
 def drop_database(conn: psycopg.Connection[tuple[object, ...]], name: str) -> None:
-    """Drop `name` if it exists, disconnecting anyone still on it (needs an autocommit connection)."""
+    """Drop `name` if it exists, disconnecting anyone still on it (needs an autocommit connection).
+
+    FORCE does not end a logical replication slot's reader (the API server's /realtime/v1), so those are ended
+    first; their slots are temporary and go with them, and the server reconnects to the new database.
+    """
+    for _ in range(50):
+        slots = conn.execute(
+            "select pg_catalog.pg_terminate_backend(active_pid), temporary, slot_name::text "
+            "from pg_catalog.pg_replication_slots where database = %(name)s",
+            {"name": name},
+        ).fetchall()
+        if not slots:
+            break
+        for _terminated, temporary, slot in slots:
+            if not temporary:
+                with contextlib.suppress(psycopg.errors.ObjectInUse):
+                    conn.execute("select pg_catalog.pg_drop_replication_slot(%(slot)s)", {"slot": slot})
+        time.sleep(0.1)
     conn.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name)))
 
 

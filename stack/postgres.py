@@ -198,6 +198,11 @@ class Cluster:
         self._write_conf()
         return True
 
+    def _knows_setting(self, name: str) -> bool:
+        """Whether this server build has a configuration parameter (an unknown one would stop it starting)."""
+        described = self._run("postgres", "--describe-config", check=False, timeout=30)
+        return any(line.split("\t", 1)[0] == name for line in described.stdout.splitlines())
+
     def _write_conf(self) -> None:
         s = self.settings
         lines = {
@@ -221,6 +226,9 @@ class Cluster:
         }
         if not s.durable:
             lines |= {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
+        if self._knows_setting("output_plugin_libraries"):
+            # Some builds list the logical decoding plugins slots may use; /realtime/v1 reads wal2json.
+            lines["output_plugin_libraries"] = "'pgoutput, test_decoding, wal2json'"
         body = "# Written by busymate on every start; edit busymate's settings instead.\n" + "".join(
             f"{key} = {value}\n" for key, value in lines.items()
         )

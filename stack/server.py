@@ -1,5 +1,5 @@
-"""The local stack's one HTTP server (127.0.0.1:54321): the gateway, then /rest/v1 (later also /realtime/v1,
-/auth/v1 and /functions/v1).
+"""The local stack's one HTTP server (127.0.0.1:54321): the gateway, then /rest/v1 and /realtime/v1 (later
+also /auth/v1 and /functions/v1).
 
 A bare ASGI app on uvicorn with uvloop and httptools: no framework between the socket and the handler. The
 gateway does what Supabase's Kong does (contracts/postgrest.md §2.1): an `apikey` must be one of the
@@ -25,6 +25,9 @@ from psycopg_pool import AsyncConnectionPool
 from busymate import tokens
 from busymate.settings import Settings
 from busymate.stack.jwt import JwtVerifier
+from busymate.stack.realtime.access import Access
+from busymate.stack.realtime.hub import Hub
+from busymate.stack.realtime.replication import Replication
 from busymate.stack.rest import schema as schema_cache
 from busymate.stack.rest.errors import ApiError
 from busymate.stack.rest.handler import ANON_ROLE, Call, Response, RestApi, error_response
@@ -58,6 +61,7 @@ class App:
         }
         self.max_body = settings.max_body_bytes
         self.rest: RestApi | None = None
+        self.hub: Hub | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._pool: AsyncConnectionPool | None = None
 
@@ -78,6 +82,11 @@ class App:
         cache = await asyncio.to_thread(self._load_cache)
         self.rest = RestApi(self._pool, cache, max_rows=self.settings.max_rows)
         self._tasks.append(asyncio.create_task(self._listen()))
+        self.hub = Hub(self.verifier, self.keys, self.anon_key, self.service_key, Access(self._pool))
+        replication = Replication(self.hub, self.settings.db_url(), self._pool)
+        self.hub.replication = replication
+        self._tasks.append(asyncio.create_task(replication.run()))
+        await asyncio.wait_for(replication.ready.wait(), timeout=30)
 
     async def shutdown(self) -> None:
         """Stop listening and close the pool."""
@@ -120,6 +129,9 @@ class App:
         if scope["type"] == "lifespan":
             await self._lifespan(receive, send)
             return
+        if scope["type"] == "websocket":
+            await self._websocket(scope, receive, send)
+            return
         if scope["type"] != "http":
             return
         headers: dict[str, str] = {}
@@ -150,6 +162,13 @@ class App:
         method: str = scope["method"]
         if method == "OPTIONS" and "access-control-request-method" in headers:
             return self._preflight(headers)
+        if path.startswith("/realtime/v1/api/") and self.hub is not None:
+            body = await _read_body(receive, self.max_body)
+            query = scope["query_string"].decode("latin-1")
+            answer = await self.hub.http(method, path[len("/realtime/v1") :], query, headers, body)
+            if answer.body is None:
+                return Response(answer.status, {})
+            return _json(answer.status, answer.body)
         if not (path == "/rest/v1" or path.startswith("/rest/v1/")):
             return _json(404, {"message": "no Route matched with those values"})
         query = scope["query_string"].decode("latin-1")
@@ -161,6 +180,15 @@ class App:
         sub = path[len("/rest/v1") :] or "/"
         call = Call(method, sub, query, headers, prefer, body, claims, role)
         return await self.rest.handle(call)
+
+    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """/realtime/v1/websocket (and Realtime's own /socket/websocket); any other path is refused."""
+        path = scope["path"].rstrip("/")
+        if self.hub is None or path not in ("/realtime/v1/websocket", "/socket/websocket"):
+            await receive()
+            await send({"type": "websocket.close", "code": 1008})
+            return
+        await self.hub.websocket(scope, receive, send)
 
     def _gateway(self, headers: dict[str, str], query: str) -> dict[str, object]:
         """Kong's key-auth and Authorization rewrite, then PostgREST's JWT check: the request's claims."""
@@ -258,7 +286,9 @@ def serve(settings: Settings) -> None:
         port=settings.api_port,
         loop="uvloop",
         http="httptools",
-        ws="none",
+        ws="websockets-sansio",
+        ws_per_message_deflate=False,  # compressing every frame per socket would dominate a fan-out
+        ws_max_size=5 * 1024 * 1024,  # Realtime's largest frame
         lifespan="on",
         access_log=False,
         log_level="warning",

@@ -1,0 +1,1 @@
+"""/realtime/v1: a Supabase Realtime-compatible server (contracts/realtime.md)."""

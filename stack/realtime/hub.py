@@ -1,0 +1,757 @@
+"""/realtime/v1: sockets, channels, broadcast, presence and the HTTP broadcast endpoints
+(contracts/realtime.md §2-§3), served by the API server next to /rest/v1.
+
+One asyncio task reads each socket and handles its frames in order; a second writes its outgoing queue, so a
+slow reader never holds up a fan-out. A frame for many subscribers is encoded once per serializer.
+Database messages come from `replication.Replication` in commit order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+import zlib
+from collections import defaultdict, deque
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl, unquote
+
+import orjson
+
+from busymate.stack.jwt import JwtVerifier
+from busymate.stack.realtime import protocol
+from busymate.stack.realtime.access import Access
+from busymate.stack.realtime.protocol import V1, V2, Frame
+from busymate.stack.rest.errors import ApiError
+
+if TYPE_CHECKING:
+    from busymate.stack.realtime.replication import Binding, Replication
+
+log = logging.getLogger("busymate.realtime")
+
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+
+PREFIX = "realtime:"
+MAX_QUEUE = 50_000  # frames waiting for one slow socket before it is cut off (it can replay what it missed)
+MAX_PAYLOAD = 3000 * 1024 + 500
+REPLAY_DEFAULT = 25
+REPLAY_MAX = 1000  # Supabase caps replay at 25 messages; a reconnecting subscriber here may fetch more
+
+
+class RealtimeError(Exception):
+    """A join refused with a Realtime reason (`Code: message`)."""
+
+
+def _truthy(value: object) -> bool:
+    return value is True or (isinstance(value, str) and value.lower() == "true")
+
+
+def token_claims(verifier: JwtVerifier, token: str, *, channel: bool = False) -> dict[str, object]:
+    """Verify a token as Realtime does; RealtimeError with its code and message when it does not pass."""
+    try:
+        claims = verifier.verify(token)
+    except ApiError as exc:
+        if exc.code == "PGRST303" and exc.message == "JWT expired":
+            claims = {}  # decoded below for the exact age
+            with contextlib.suppress(Exception):
+                import base64
+
+                part = token.split(".")[1]
+                claims = orjson.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
+        elif exc.message in ("No suitable key or wrong key type", "Wrong or unsupported encoding algorithm"):
+            raise RealtimeError("JwtSignatureError: Failed to validate JWT signature") from exc
+        elif exc.code == "PGRST303":
+            raise RealtimeError("InvalidJWTToken: Token expiration time is invalid") from exc
+        else:
+            raise RealtimeError("MalformedJWT: The token provided is not a valid JWT") from exc
+    exp = claims.get("exp")
+    if not claims.get("role") or exp is None:
+        raise RealtimeError("InvalidJWTToken: Fields `role` and `exp` are required in JWT")
+    if isinstance(exp, bool) or not isinstance(exp, int | float):
+        raise RealtimeError("InvalidJWTToken: Token expiration time is invalid")
+    if exp <= time.time():
+        if channel:
+            raise RealtimeError(f"InvalidJWTToken: Token has expired {int(time.time() - exp)} seconds ago")
+        raise RealtimeError("InvalidJWTToken: Token has expired")
+    return claims
+
+
+@dataclass(eq=False)
+class Channel:
+    """One joined topic on one socket."""
+
+    socket: Socket
+    topic: str
+    sub: str
+    join_ref: str | None
+    private: bool
+    claims: dict[str, object]
+    self_broadcast: bool = False
+    ack: bool = False
+    presence_key: str = ""
+    presence_enabled: bool = False
+    read_broadcast: bool = True
+    read_presence: bool = True
+    writes: dict[tuple[str, str | None], bool] = field(default_factory=dict)
+    bindings: list[Binding] = field(default_factory=list)
+    tracked: dict[str, object] | None = None
+    replay_buffer: list[tuple[str | None, str | bytes, str | bytes]] | None = None
+    expiry: asyncio.TimerHandle | None = None
+    closed: bool = False
+
+    def push(self, event: str, payload: object, ref: str | None = None) -> None:
+        """A message from this channel to its socket."""
+        self.socket.send_frame(Frame(self.topic, event, payload, ref, self.join_ref))
+
+    def system(self, extension: str, status: str, message: str) -> None:
+        """A `system` message about this channel."""
+        self.push(
+            "system", {"extension": extension, "status": status, "message": message, "channel": self.sub}
+        )
+
+
+class Socket:
+    """One WebSocket: its serializer, its connect-time claims, its channels and its outgoing queue."""
+
+    def __init__(self, hub: Hub, send: Send, vsn: str, claims: dict[str, object], headers: dict[str, str]):
+        self.hub = hub
+        self._send = send
+        self.vsn = vsn
+        self.claims = claims
+        self.headers = headers
+        self.channels: dict[str, Channel] = {}
+        self.queue: deque[str | bytes] = deque()
+        self.wakeup = asyncio.Event()
+        self.closed = False
+
+    def send_frame(self, frame: Frame) -> None:
+        """Queue a frame encoded for this socket."""
+        self.enqueue(protocol.encode(frame, self.vsn))
+
+    def enqueue(self, data: str | bytes) -> None:
+        """Queue encoded bytes or text; a socket too far behind is cut off rather than grow without bound."""
+        if self.closed:
+            return
+        if len(self.queue) >= MAX_QUEUE:
+            log.warning("a subscriber fell %d messages behind; closing its socket", MAX_QUEUE)
+            self.closed = True
+            self.wakeup.set()
+            return
+        self.queue.append(data)
+        self.wakeup.set()
+
+    async def writer(self) -> None:
+        """Drain the queue to the socket until it closes."""
+        send = self._send
+        queue = self.queue
+        while not self.closed:
+            await self.wakeup.wait()
+            self.wakeup.clear()
+            while queue:
+                data = queue.popleft()
+                if isinstance(data, bytes):
+                    await send({"type": "websocket.send", "bytes": data})
+                else:
+                    await send({"type": "websocket.send", "text": data})
+        with contextlib.suppress(Exception):
+            await send({"type": "websocket.close", "code": 1011})
+
+
+def binding_id(binding: dict[str, object]) -> int:
+    """A stable, non-zero id for a postgres_changes binding (clients match replies by position)."""
+    return zlib.crc32(orjson.dumps(binding, option=orjson.OPT_SORT_KEYS)) % 2_000_000_000 + 1
+
+
+class Hub:
+    """Every socket and channel of the server, presence state, fan-out."""
+
+    def __init__(
+        self,
+        verifier: JwtVerifier,
+        keys: Mapping[str, Mapping[str, object] | None],
+        anon_key: str,
+        service_key: str,
+        access: Access,
+    ) -> None:
+        self.verifier = verifier
+        self.keys = keys
+        self.anon_key = anon_key
+        self.service_key = service_key
+        self.access = access
+        self.topics: dict[tuple[str, bool], set[Channel]] = defaultdict(set)
+        self.presence: dict[tuple[str, bool], dict[str, list[tuple[Channel, dict[str, object]]]]] = (
+            defaultdict(dict)
+        )
+        self.replication: Replication | None = None
+        self.sockets: set[Socket] = set()
+
+    # -- connect ---------------------------------------------------------------------------------------
+
+    def _project_token(self, token: str) -> str:
+        """sb_ keys stand for the legacy JWTs, as the gateway maps them."""
+        if token.startswith("sb_publishable_") and token in self.keys:
+            return self.anon_key
+        if token.startswith("sb_secret_") and token in self.keys:
+            return self.service_key
+        return token
+
+    async def websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Serve one /realtime/v1/websocket connection."""
+        query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        vsn = query.get("vsn", V1)
+        if vsn not in (V1, V2):
+            vsn = V1
+        apikey = query.get("apikey") or headers.get("x-api-key") or headers.get("apikey")
+        message = await receive()
+        if message["type"] != "websocket.connect":
+            return
+        if not apikey:
+            await _refuse(scope, send, 401, "API key is missing")
+            return
+        try:
+            claims = token_claims(self.verifier, self._project_token(apikey))
+        except RealtimeError as exc:
+            await _refuse(scope, send, 401, str(exc).split(": ", 1)[1])
+            return
+        await send({"type": "websocket.accept"})
+        sock = Socket(self, send, vsn, claims, {k: v for k, v in headers.items() if k != "cookie"})
+        self.sockets.add(sock)
+        writer = asyncio.create_task(sock.writer())
+        try:
+            while not sock.closed:
+                message = await receive()
+                kind = message["type"]
+                if kind == "websocket.disconnect":
+                    break
+                if kind != "websocket.receive":
+                    continue
+                data = message.get("text")
+                if data is None:
+                    data = message.get("bytes") or b""
+                frame = protocol.decode(data, vsn)
+                if frame is None:
+                    log.info("ignoring a frame that does not parse")
+                    continue
+                try:
+                    await self._handle(sock, frame)
+                except Exception:
+                    log.exception("error handling %s on %s", frame.event, frame.topic)
+        finally:
+            sock.closed = True
+            sock.wakeup.set()
+            for channel in list(sock.channels.values()):
+                self._drop(channel)
+            self.sockets.discard(sock)
+            writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await writer
+
+    # -- frames ----------------------------------------------------------------------------------------
+
+    async def _handle(self, sock: Socket, frame: Frame) -> None:
+        if frame.topic == "phoenix":
+            if frame.event == "heartbeat":
+                sock.send_frame(Frame("phoenix", "phx_reply", {"status": "ok", "response": {}}, frame.ref))
+            return
+        if frame.event == "phx_join":
+            await self._join(sock, frame)
+            return
+        channel = sock.channels.get(frame.topic)
+        if channel is None or channel.closed:
+            return
+        if frame.event == "phx_leave":
+            channel.push("phx_reply", {"status": "ok", "response": {}}, frame.ref)
+            self._close(channel)
+        elif frame.event == "access_token":
+            await self._refresh(channel, frame.payload)
+        elif frame.event == "broadcast":
+            await self._broadcast_push(channel, frame)
+        elif frame.event == "presence":
+            await self._presence_push(channel, frame)
+
+    async def _join(self, sock: Socket, frame: Frame) -> None:
+        def refuse(reason: str) -> None:
+            sock.send_frame(
+                Frame(
+                    frame.topic,
+                    "phx_reply",
+                    {"status": "error", "response": {"reason": reason}},
+                    frame.ref,
+                    frame.join_ref,
+                )
+            )
+
+        if not frame.topic.startswith(PREFIX):
+            refuse("unmatched topic")
+            return
+        sub = frame.topic[len(PREFIX) :]
+        payload = frame.payload if isinstance(frame.payload, dict) else {}
+        config = payload.get("config") if isinstance(payload.get("config"), dict) else {}
+        assert isinstance(config, dict)
+        bcfg = config.get("broadcast") if isinstance(config.get("broadcast"), dict) else {}
+        pcfg = config.get("presence") if isinstance(config.get("presence"), dict) else {}
+        assert isinstance(bcfg, dict)
+        assert isinstance(pcfg, dict)
+        private = _truthy(config.get("private"))
+        raw_bindings = config.get("postgres_changes") or []
+        bindings = [b for b in raw_bindings if isinstance(b, dict)] if isinstance(raw_bindings, list) else []
+        old = sock.channels.get(frame.topic)
+        if old is not None:
+            self._close(old)
+        if not sub:
+            refuse("TopicNameRequired: You must provide a topic name")
+            return
+        token = payload.get("access_token") or payload.get("user_token")
+        claims = sock.claims
+        try:
+            if isinstance(token, str) and token and not token.startswith("sb_"):
+                claims = token_claims(self.verifier, token, channel=True)
+        except RealtimeError as exc:
+            refuse(str(exc))
+            return
+        replay = bcfg.get("replay") if isinstance(bcfg.get("replay"), dict) else None
+        if replay is not None and not private:
+            refuse("UnableToReplayMessages: Replay is not allowed for public channels")
+            return
+        channel = Channel(sock, frame.topic, sub, frame.join_ref, private, claims)
+        channel.self_broadcast = _truthy(bcfg.get("self"))
+        channel.ack = _truthy(bcfg.get("ack"))
+        channel.presence_key = str(pcfg.get("key") or "") or str(uuid.uuid4())
+        channel.presence_enabled = _truthy(pcfg.get("enabled"))
+        if private:
+            channel.read_broadcast, channel.read_presence = await self.access.can_read(
+                claims, sub, sock.headers
+            )
+            if not (channel.read_broadcast or channel.read_presence):
+                refuse(f"Unauthorized: You do not have permissions to read from this Channel topic: {sub}")
+                return
+        if replay is not None:
+            channel.replay_buffer = []
+        sock.channels[frame.topic] = channel
+        self.topics[(sub, private)].add(channel)
+        echoed = [{**b, "id": binding_id(b)} for b in bindings]
+        channel.push("phx_reply", {"status": "ok", "response": {"postgres_changes": echoed}}, frame.ref)
+        self._arm_expiry(channel)
+        if channel.presence_enabled and channel.read_presence:
+            channel.push("presence_state", self._presence_state((sub, private)))
+        if bindings and self.replication is not None:
+            await self.replication.subscribe(channel, echoed)
+        if replay is not None:
+            await self._replay(channel, replay)
+
+    async def _replay(self, channel: Channel, replay: dict[str, object]) -> None:
+        """Past messages first, then whatever arrived live meanwhile, each once."""
+        since = replay.get("since")
+        limit = replay.get("limit")
+        since_ms = float(since) if isinstance(since, int | float) and not isinstance(since, bool) else 0.0
+        count = int(limit) if isinstance(limit, int) and not isinstance(limit, bool) else REPLAY_DEFAULT
+        count = max(1, min(count, REPLAY_MAX))
+        seen: set[str] = set()
+        try:
+            rows = await self.access.replay(
+                channel.claims, channel.sub, channel.socket.headers, since_ms, count
+            )
+        except Exception:
+            log.exception("replay on %s failed", channel.sub)
+            rows = []
+        sock = channel.socket
+        for row in rows:
+            seen.add(row.id)
+            meta = {"replayed": True, "id": row.id}
+            if row.binary is not None:
+                if sock.vsn == V2:
+                    sock.enqueue(protocol.encode_binary_broadcast(channel.topic, row.event, row.binary, meta))
+            else:
+                sock.enqueue(
+                    protocol.encode_raw_broadcast(
+                        channel.topic, row.event, row.payload or "{}", meta, sock.vsn
+                    )
+                )
+        buffered = channel.replay_buffer or []
+        channel.replay_buffer = None
+        for message_id, v1, v2 in buffered:
+            if message_id is None or message_id not in seen:
+                sock.enqueue(v2 if sock.vsn == V2 else v1)
+
+    def _arm_expiry(self, channel: Channel) -> None:
+        if channel.expiry is not None:
+            channel.expiry.cancel()
+        exp = channel.claims.get("exp")
+        if not isinstance(exp, int | float):
+            return
+        delay = max(0.0, float(exp) - time.time())
+        channel.expiry = asyncio.get_running_loop().call_later(delay, self._expire, channel)
+
+    def _expire(self, channel: Channel) -> None:
+        if channel.closed:
+            return
+        exp = channel.claims.get("exp")
+        age = int(time.time() - float(exp)) if isinstance(exp, int | float) else 0
+        channel.system("system", "error", f"Token has expired {age} seconds ago")
+        self._close(channel)
+
+    async def _refresh(self, channel: Channel, payload: object) -> None:
+        token = payload.get("access_token") if isinstance(payload, dict) else None
+        if not isinstance(token, str) or not token:
+            return
+        if token.startswith("sb_"):
+            claims = channel.socket.claims
+        else:
+            try:
+                claims = token_claims(self.verifier, token, channel=True)
+            except RealtimeError as exc:
+                channel.system("system", "error", str(exc).split(": ", 1)[-1])
+                self._close(channel)
+                return
+        channel.claims = claims
+        channel.writes.clear()
+        if channel.private:
+            channel.read_broadcast, channel.read_presence = await self.access.can_read(
+                claims, channel.sub, channel.socket.headers
+            )
+            if not (channel.read_broadcast or channel.read_presence):
+                channel.system(
+                    "system",
+                    "error",
+                    f"You no longer have permission to read from this Channel topic: {channel.sub}",
+                )
+                self._close(channel)
+                return
+        self._arm_expiry(channel)
+        if channel.bindings and self.replication is not None:
+            await self.replication.refresh(channel)
+
+    # -- broadcast -------------------------------------------------------------------------------------
+
+    async def _may_write(self, channel: Channel, extension: str, event: str | None) -> bool:
+        if not channel.private:
+            return True
+        key = (extension, event if extension == "broadcast" else None)
+        allowed = channel.writes.get(key)
+        if allowed is None:
+            allowed = await self.access.can_write(
+                channel.claims, channel.sub, channel.socket.headers, extension, key[1]
+            )
+            channel.writes[key] = allowed
+        return allowed
+
+    async def _broadcast_push(self, channel: Channel, frame: Frame) -> None:
+        payload = frame.payload if isinstance(frame.payload, dict) else {}
+        event = payload.get("event")
+        if not isinstance(event, str):
+            return
+        if not await self._may_write(channel, "broadcast", event):
+            return  # silently dropped, as Realtime does; with ack the client times out
+        user_payload = payload.get("payload")
+        if isinstance(user_payload, bytes):
+            binary = protocol.encode_binary_broadcast(channel.topic, event, user_payload, None)
+            self.fan_out(channel.sub, channel.private, None, None, binary, exclude=channel)
+        else:
+            message = {"type": "broadcast", "event": event, "payload": user_payload}
+            v1 = protocol.encode(Frame(channel.topic, "broadcast", message), V1)
+            v2 = protocol.encode(Frame(channel.topic, "broadcast", message), V2)
+            self.fan_out(channel.sub, channel.private, None, v1, v2, exclude=channel)
+        if channel.ack:
+            channel.push("phx_reply", {"status": "ok", "response": {}}, frame.ref)
+
+    def fan_out(
+        self,
+        sub: str,
+        private: bool,
+        message_id: str | None,
+        v1: str | None,
+        v2: str | bytes,
+        *,
+        exclude: Channel | None = None,
+    ) -> int:
+        """Queue a message for each channel on (sub, private) that may read broadcasts; returns how many."""
+        delivered = 0
+        for channel in self.topics.get((sub, private), ()):
+            if channel is exclude and not channel.self_broadcast:
+                continue
+            if not channel.read_broadcast or channel.closed:
+                continue
+            data = v2 if channel.socket.vsn == V2 else v1
+            if data is None:
+                continue
+            if channel.replay_buffer is not None:
+                channel.replay_buffer.append((message_id, v1 or "", v2))
+            else:
+                channel.socket.enqueue(data)
+            delivered += 1
+        return delivered
+
+    def deliver_database(
+        self,
+        topic: str,
+        private: bool,
+        message_id: str,
+        event: str,
+        raw_payload: str | None,
+        binary: bytes | None,
+    ) -> None:
+        """A committed realtime.messages broadcast, with `meta.id`."""
+        if (topic, private) not in self.topics:
+            return
+        full = PREFIX + topic
+        meta = {"id": message_id}
+        if binary is not None:
+            self.fan_out(
+                topic, private, message_id, None, protocol.encode_binary_broadcast(full, event, binary, meta)
+            )
+            return
+        raw = raw_payload or "{}"
+        v1 = protocol.encode_raw_broadcast(full, event, raw, meta, V1)
+        v2 = protocol.encode_raw_broadcast(full, event, raw, meta, V2)
+        self.fan_out(topic, private, message_id, v1, v2)
+
+    # -- presence --------------------------------------------------------------------------------------
+
+    def _presence_state(self, key: tuple[str, bool]) -> dict[str, object]:
+        state: dict[str, object] = {}
+        for pkey, entries in self.presence.get(key, {}).items():
+            state[pkey] = {"metas": [meta for _, meta in entries]}
+        return state
+
+    def _presence_diff(
+        self, channel: Channel, joins: Mapping[str, object], leaves: Mapping[str, object]
+    ) -> None:
+        for other in self.topics.get((channel.sub, channel.private), ()):
+            if other.read_presence and not other.closed:
+                other.push("presence_diff", {"joins": joins, "leaves": leaves})
+
+    async def _presence_push(self, channel: Channel, frame: Frame) -> None:
+        payload = frame.payload if isinstance(frame.payload, dict) else {}
+        event = payload.get("event")
+        if not await self._may_write(channel, "presence", None):
+            channel.push("phx_reply", {"status": "error", "response": {}}, frame.ref)
+            return
+        if event == "track":
+            fields = payload.get("payload")
+            meta: dict[str, object] = dict(fields) if isinstance(fields, dict) else {}
+            meta["phx_ref"] = uuid.uuid4().hex[:20]
+            previous = channel.tracked
+            if previous is not None:
+                meta["phx_ref_prev"] = previous["phx_ref"]
+            self._untrack_entry(channel)
+            channel.tracked = meta
+            channel.presence_enabled = True
+            entries = self.presence[(channel.sub, channel.private)].setdefault(channel.presence_key, [])
+            entries.append((channel, meta))
+            leaves = {channel.presence_key: {"metas": [previous]}} if previous is not None else {}
+            self._presence_diff(channel, {channel.presence_key: {"metas": [meta]}}, leaves)
+        elif event == "untrack":
+            self._untrack(channel)
+        channel.push("phx_reply", {"status": "ok", "response": {}}, frame.ref)
+
+    def _untrack_entry(self, channel: Channel) -> dict[str, object] | None:
+        state = self.presence.get((channel.sub, channel.private))
+        previous = channel.tracked
+        channel.tracked = None
+        if state is None or previous is None:
+            return previous
+        entries = state.get(channel.presence_key, [])
+        entries[:] = [(c, m) for c, m in entries if c is not channel]
+        if not entries:
+            state.pop(channel.presence_key, None)
+        if not state:
+            self.presence.pop((channel.sub, channel.private), None)
+        return previous
+
+    def _untrack(self, channel: Channel) -> None:
+        previous = self._untrack_entry(channel)
+        if previous is not None:
+            self._presence_diff(channel, {}, {channel.presence_key: {"metas": [previous]}})
+
+    # -- closing ---------------------------------------------------------------------------------------
+
+    def _drop(self, channel: Channel) -> None:
+        """Forget a channel without telling its socket (the socket is gone or told separately)."""
+        if channel.closed:
+            return
+        channel.closed = True
+        if channel.expiry is not None:
+            channel.expiry.cancel()
+        key = (channel.sub, channel.private)
+        subscribers = self.topics.get(key)
+        if subscribers is not None:
+            subscribers.discard(channel)
+            if not subscribers:
+                del self.topics[key]
+        self._untrack(channel)
+        if channel.socket.channels.get(channel.topic) is channel:
+            del channel.socket.channels[channel.topic]
+        if channel.bindings and self.replication is not None:
+            self.replication.unsubscribe(channel)
+
+    def _close(self, channel: Channel) -> None:
+        """Stop a channel and send `phx_close`."""
+        if channel.closed:
+            return
+        self._drop(channel)
+        channel.socket.send_frame(Frame(channel.topic, "phx_close", {}, channel.join_ref, channel.join_ref))
+
+    # -- HTTP ------------------------------------------------------------------------------------------
+
+    def http_claims(self, headers: dict[str, str]) -> dict[str, object]:
+        """Who sends an HTTP broadcast: the bearer token, else the apikey; RealtimeError if neither passes."""
+        token = None
+        auth = headers.get("authorization", "")
+        scheme, _, value = auth.partition(" ")
+        if scheme.lower() == "bearer" and value.strip():
+            token = value.strip()
+        if token is None or (token.startswith("sb_") and token not in self.keys):
+            token = headers.get("apikey") or token
+        if not token:
+            raise RealtimeError("Unauthorized")
+        return token_claims(self.verifier, self._project_token(token))
+
+    async def http(
+        self, method: str, path: str, query: str, headers: dict[str, str], body: bytes
+    ) -> HttpAnswer:
+        """POST /realtime/v1/api/broadcast and /realtime/v1/api/broadcast/{topic}/events/{event}."""
+        if method != "POST":
+            return HttpAnswer(404, {"message": "Not found"})
+        try:
+            claims = self.http_claims(headers)
+        except RealtimeError:
+            return HttpAnswer(401, {"message": "Unauthorized"})
+        if path == "/api/broadcast":
+            return await self._http_batch(claims, headers, body)
+        parts = path.split("/")
+        if len(parts) == 6 and parts[1:3] == ["api", "broadcast"] and parts[4] == "events":
+            topic, event = unquote(parts[3]), unquote(parts[5])
+            private = _truthy(dict(parse_qsl(query)).get("private"))
+            return await self._http_single(claims, headers, topic, event, private, body)
+        return HttpAnswer(404, {"message": "Not found"})
+
+    async def _http_batch(
+        self, claims: dict[str, object], headers: dict[str, str], body: bytes
+    ) -> HttpAnswer:
+        try:
+            data = orjson.loads(body or b"{}")
+        except orjson.JSONDecodeError:
+            return HttpAnswer(422, {"errors": {"messages": ["the body is not JSON"]}})
+        messages = data.get("messages") if isinstance(data, dict) else None
+        if not isinstance(messages, list) or not messages:
+            return HttpAnswer(422, {"errors": {"messages": ["can't be blank"]}})
+        problems = []
+        for i, m in enumerate(messages):
+            if not isinstance(m, dict):
+                problems.append(f"message {i} is not an object")
+            elif not isinstance(m.get("topic"), str) or not m["topic"]:
+                problems.append(f"message {i}: topic can't be blank")
+            elif not isinstance(m.get("event"), str) or not m["event"]:
+                problems.append(f"message {i}: event can't be blank")
+            elif not isinstance(m.get("payload"), dict):
+                problems.append(f"message {i}: payload must be an object")
+        if problems:
+            return HttpAnswer(422, {"errors": {"messages": problems}})
+        private = [m for m in messages if _truthy(m.get("private"))]
+        for m in messages:
+            if not _truthy(m.get("private")):
+                self._deliver_public(m["topic"], m["event"], m["payload"], m.get("id"))
+        if private:
+            rows = [
+                {
+                    "topic": m["topic"],
+                    "event": m["event"],
+                    "payload_json": orjson.dumps(m["payload"]).decode(),
+                    "id": m.get("id") if isinstance(m.get("id"), str) else None,
+                }
+                for m in private
+            ]
+            try:
+                await self.access.store(claims, headers, rows)
+            except Exception as exc:
+                log.info("HTTP broadcast refused: %s", exc)
+        return HttpAnswer(202, None)
+
+    def _deliver_public(self, topic: str, event: str, payload: object, message_id: object) -> None:
+        message: dict[str, object] = {"type": "broadcast", "event": event, "payload": payload}
+        if isinstance(message_id, str):
+            message["meta"] = {"id": message_id}
+        full = PREFIX + topic
+        v1 = protocol.encode(Frame(full, "broadcast", message), V1)
+        v2 = protocol.encode(Frame(full, "broadcast", message), V2)
+        self.fan_out(topic, False, None, v1, v2)
+
+    async def _http_single(
+        self,
+        claims: dict[str, object],
+        headers: dict[str, str],
+        topic: str,
+        event: str,
+        private: bool,
+        body: bytes,
+    ) -> HttpAnswer:
+        ctype = headers.get("content-type", "application/json").split(";")[0].strip().lower()
+        binary: bytes | None = None
+        payload: object = None
+        if ctype == "application/octet-stream":
+            binary = body
+        elif ctype == "application/json":
+            try:
+                payload = orjson.loads(body or b"{}")
+            except orjson.JSONDecodeError:
+                return HttpAnswer(422, {"error": "the body is not JSON"})
+        else:
+            return HttpAnswer(415, {"error": f"unsupported content type {ctype}"})
+        if not private:
+            if binary is not None:
+                full = PREFIX + topic
+                self.fan_out(
+                    topic, False, None, None, protocol.encode_binary_broadcast(full, event, binary, None)
+                )
+            else:
+                self._deliver_public(topic, event, payload, None)
+            return HttpAnswer(202, None)
+        row: dict[str, object] = {
+            "topic": topic,
+            "event": event,
+            "payload_json": orjson.dumps(payload).decode(),
+            "binary": binary,
+            "id": None,
+        }
+        try:
+            stored = await self.access.store(claims, headers, [row])
+        except Exception as exc:
+            log.info("HTTP broadcast refused: %s", exc)
+            stored = [False]
+        if not stored[0]:
+            return HttpAnswer(403, {"message": "Unauthorized"})
+        return HttpAnswer(202, None)
+
+
+@dataclass(slots=True)
+class HttpAnswer:
+    """Status and JSON body of an HTTP broadcast answer (None: empty)."""
+
+    status: int
+    body: object
+
+
+async def _refuse(scope: Scope, send: Send, status: int, message: str) -> None:
+    """Answer the upgrade request with an HTTP error instead of accepting it."""
+    body = orjson.dumps({"error": message})
+    if "websocket.http.response" in scope.get("extensions", {}):
+        await send(
+            {
+                "type": "websocket.http.response.start",
+                "status": status,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                ],
+            }
+        )
+        await send({"type": "websocket.http.response.body", "body": body})
+    else:
+        await send({"type": "websocket.close", "code": 1008, "reason": message})
