@@ -226,6 +226,9 @@ class Cluster:
         }
         if not s.durable:
             lines |= {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
+            # Logical decoding (/realtime/v1) reads only flushed WAL: with asynchronous commits the WAL
+            # writer's pace is the delivery latency (200 ms by default).
+            lines["wal_writer_delay"] = "5ms"
         if self._knows_setting("output_plugin_libraries"):
             # Some builds list the logical decoding plugins slots may use; /realtime/v1 reads wal2json.
             lines["output_plugin_libraries"] = "'pgoutput, test_decoding, wal2json'"

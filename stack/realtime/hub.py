@@ -39,6 +39,7 @@ Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 PREFIX = "realtime:"
 MAX_QUEUE = 50_000  # frames waiting for one slow socket before it is cut off (it can replay what it missed)
+MAX_BUFFER = 64 * 1024 * 1024  # bytes waiting in one direct socket's transport, likewise
 MAX_PAYLOAD = 3000 * 1024 + 500
 REPLAY_DEFAULT = 25
 REPLAY_MAX = 1000  # Supabase caps replay at 25 messages; a reconnecting subscriber here may fetch more
@@ -116,8 +117,27 @@ class Channel:
         )
 
 
+def wire(data: str | bytes) -> bytes:
+    """A whole unmasked WebSocket frame (server to client): text for str, binary for bytes."""
+    if isinstance(data, str):
+        payload, opcode = data.encode(), 0x81
+    else:
+        payload, opcode = data, 0x82
+    size = len(payload)
+    if size < 126:
+        return bytes((opcode, size)) + payload
+    if size < 65536:
+        return bytes((opcode, 126)) + size.to_bytes(2, "big") + payload
+    return bytes((opcode, 127)) + size.to_bytes(8, "big") + payload
+
+
 class Socket:
-    """One WebSocket: its serializer, its connect-time claims, its channels and its outgoing queue."""
+    """One WebSocket: its serializer, its connect-time claims, its channels and its outgoing queue.
+
+    On uvicorn's sans-I/O WebSocket protocol, frames are written straight to the connection's transport: a
+    message for many sockets is framed once and the same bytes go to each (server frames are unmasked), which
+    is what makes a fan-out cheap. Elsewhere frames go through ASGI `send` from a writer task.
+    """
 
     def __init__(self, hub: Hub, send: Send, vsn: str, claims: dict[str, object], headers: dict[str, str]):
         self.hub = hub
@@ -129,21 +149,50 @@ class Socket:
         self.queue: deque[str | bytes] = deque()
         self.wakeup = asyncio.Event()
         self.closed = False
+        proto = getattr(send, "__self__", None)
+        fast = all(hasattr(proto, name) for name in ("transport", "conn", "close_sent", "writable"))
+        self._proto: Any = proto if fast else None
+
+    @property
+    def direct(self) -> bool:
+        """Whether frames go straight to the transport."""
+        return self._proto is not None
 
     def send_frame(self, frame: Frame) -> None:
         """Queue a frame encoded for this socket."""
         self.enqueue(protocol.encode(frame, self.vsn))
 
     def enqueue(self, data: str | bytes) -> None:
-        """Queue encoded bytes or text; a socket too far behind is cut off rather than grow without bound."""
+        """Send encoded text or bytes; a socket too far behind is cut off rather than grow without bound."""
+        if self._proto is not None:
+            self.write_wire(wire(data))
+            return
         if self.closed:
             return
         if len(self.queue) >= MAX_QUEUE:
-            log.warning("a subscriber fell %d messages behind; closing its socket", MAX_QUEUE)
+            self._cut_off()
+            return
+        self.queue.append(data)
+        self.wakeup.set()
+
+    def write_wire(self, frame: bytes) -> None:
+        """Write a whole frame to the transport (direct sockets only)."""
+        proto = self._proto
+        if self.closed or proto is None:
+            return
+        transport = proto.transport
+        if proto.close_sent or transport.is_closing():
             self.closed = True
             self.wakeup.set()
             return
-        self.queue.append(data)
+        if transport.get_write_buffer_size() > MAX_BUFFER:
+            self._cut_off()
+            return
+        transport.write(frame)
+
+    def _cut_off(self) -> None:
+        log.warning("a subscriber fell too far behind; closing its socket (it can replay what it missed)")
+        self.closed = True
         self.wakeup.set()
 
     async def writer(self) -> None:
@@ -473,18 +522,25 @@ class Hub:
     ) -> int:
         """Queue a message for each channel on (sub, private) that may read broadcasts; returns how many."""
         delivered = 0
+        wires: dict[str, bytes] = {}
         for channel in self.topics.get((sub, private), ()):
             if channel is exclude and not channel.self_broadcast:
                 continue
             if not channel.read_broadcast or channel.closed:
                 continue
-            data = v2 if channel.socket.vsn == V2 else v1
+            sock = channel.socket
+            data = v2 if sock.vsn == V2 else v1
             if data is None:
                 continue
             if channel.replay_buffer is not None:
                 channel.replay_buffer.append((message_id, v1 or "", v2))
+            elif sock.direct:
+                framed = wires.get(sock.vsn)
+                if framed is None:
+                    framed = wires[sock.vsn] = wire(data)
+                sock.write_wire(framed)
             else:
-                channel.socket.enqueue(data)
+                sock.enqueue(data)
             delivered += 1
         return delivered
 
