@@ -4,7 +4,8 @@
     then 5,000 rows per second; 100 subscribers on the private `ws:<workspace>` channel (a member's token)
     time each row from just before its INSERT to its arrival: p50, p95, p99, and whether any row was lost.
     Baseline: the same rows, as the same firehose message, sent every 10 ms to a bare websockets server that
-    relays each message to the 100 subscribers (`websockets.broadcast`): no database, no policies, no Phoenix framing.
+    relays each message to the 100 subscribers (`websockets.broadcast`): no database, no policies, no
+    Phoenix framing.
 (b) Client broadcast fan-out: 1,000 sockets on one public channel, one more sends MESSAGES broadcasts;
     deliveries per second until every socket has every message. Baseline: the bare relay, 1,000 sockets.
 
