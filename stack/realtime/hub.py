@@ -103,6 +103,7 @@ class Channel:
     bindings: list[Binding] = field(default_factory=list)
     tracked: dict[str, object] | None = None
     replay_buffer: list[tuple[str | None, str | bytes, str | bytes]] | None = None
+    replayed: set[str] = field(default_factory=set)  # ids replayed that may still arrive live once
     expiry: asyncio.TimerHandle | None = None
     closed: bool = False
 
@@ -428,6 +429,10 @@ class Hub:
         for message_id, v1, v2 in buffered:
             if message_id is None or message_id not in seen:
                 sock.enqueue(v2 if sock.vsn == V2 else v1)
+            else:
+                seen.discard(message_id)
+        # A replayed message committed just before the replay read it may still come from the slot once.
+        channel.replayed = seen
 
     def _arm_expiry(self, channel: Channel) -> None:
         if channel.expiry is not None:
@@ -534,6 +539,8 @@ class Hub:
                 continue
             if channel.replay_buffer is not None:
                 channel.replay_buffer.append((message_id, v1 or "", v2))
+            elif message_id is not None and message_id in channel.replayed:
+                channel.replayed.discard(message_id)  # committed before the replay read it, polled after
             elif sock.direct:
                 framed = wires.get(sock.vsn)
                 if framed is None:
