@@ -179,6 +179,7 @@ class Replication:
         self._tables_loaded = 0.0
         self._dirty = True
         self.ready = asyncio.Event()
+        self._reload_waiters: list[asyncio.Future[None]] = []
         self.lag_polls = 0
 
     # -- subscriptions -----------------------------------------------------------------------------------
@@ -320,7 +321,12 @@ class Replication:
                 self.bindings[entity].append(binding)
             self._dirty = True
         if channel.bindings:
-            await self.ready.wait()
+            # Say Subscribed only once the slot decodes the new tables, so no later change is missed.
+            reloaded: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._reload_waiters.append(reloaded)
+            self._dirty = True
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(reloaded, 10)
             channel.system("postgres_changes", "ok", "Subscribed to PostgreSQL")
 
     async def refresh(self, channel: Channel) -> None:
@@ -394,6 +400,7 @@ class Replication:
     async def _load_tables(self, conn: psycopg.AsyncConnection[Any]) -> None:
         """Which tables to decode: realtime.messages and every subscribed table with its partitions."""
         self._dirty = False
+        waiters, self._reload_waiters = self._reload_waiters, []
         self._tables_loaded = asyncio.get_running_loop().time()
         names = ["realtime.*"]
         roots: dict[tuple[str, str], tuple[str, str]] = {}
@@ -411,6 +418,9 @@ class Replication:
                 names.append(f"{_escape(part[0])}.{_escape(part[1])}")
         self.roots = roots
         self._add_tables = ",".join(names)
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
 
     async def _dispatch(self, lines: list[str]) -> None:
         """Deliver one poll's changes in commit order, after the RLS checks they need."""
