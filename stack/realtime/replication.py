@@ -288,7 +288,7 @@ class Replication:
                     "error",
                     "Unable to subscribe to changes with given parameters. Please check Realtime is enabled "
                     f"for the given connect parameters: [event: {event}, schema: {schema_name}, "
-                    f"table: {table_name}, filters: [{described}]]",
+                    f"table: {table_name}, filters: [{described}], select: nil]",
                 )
                 continue
             problem = None

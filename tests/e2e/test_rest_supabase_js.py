@@ -78,9 +78,10 @@ def ensure_node_modules(npm: str | None) -> None:
         pytest.fail(f"npm ci failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
 
 
-@pytest.fixture(scope="module")
-def js_results(stack: Settings, world: World) -> dict[str, Any]:
-    """Run rest.mjs once against the started stack and return its parsed output."""
+def run_node(
+    script: str, stack: Settings, world: World, extra: dict[str, str], timeout: int
+) -> dict[str, Any]:
+    """Run one of the js/ scripts against the started stack; its last stdout line, parsed."""
     node = shutil.which("node")
     # Node 20 and npm are part of what the project needs (DEVELOPERS.md): a machine without them fails here,
     # it does not skip the only check of supabase-js.
@@ -93,18 +94,25 @@ def js_results(stack: Settings, world: World) -> dict[str, Any]:
         "SERVICE_KEY": world.service_key,
         "JWT_SECRET": stack.jwt_secret,
         "WORLD": json.dumps({"ids": world.ids, "tokens": world.tokens}),
+        **extra,
     }
     env.pop("ONLY", None)
     done = subprocess.run(
-        [node, "rest.mjs"], cwd=JS_DIR, env=env, capture_output=True, text=True, timeout=180
+        [node, script], cwd=JS_DIR, env=env, capture_output=True, text=True, timeout=timeout
     )
     lines = done.stdout.strip().splitlines()
     if done.returncode != 0 or not lines:
         pytest.fail(
-            f"node rest.mjs failed ({done.returncode}):\nstdout:\n{done.stdout}\nstderr:\n{done.stderr}"
+            f"node {script} failed ({done.returncode}):\nstdout:\n{done.stdout}\nstderr:\n{done.stderr}"
         )
     output: dict[str, Any] = json.loads(lines[-1])
     return output
+
+
+@pytest.fixture(scope="module")
+def js_results(stack: Settings, world: World) -> dict[str, Any]:
+    """Run rest.mjs once against the started stack and return its parsed output."""
+    return run_node("rest.mjs", stack, world, {}, 180)
 
 
 def test_the_script_ran_every_check(js_results: dict[str, Any]) -> None:
