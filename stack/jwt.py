@@ -38,13 +38,18 @@ class JwtVerifier:
 
     def verify(self, token: str) -> dict[str, object]:
         """The token's claims, or ApiError (PGRST301 for a bad token, PGRST303 for bad time claims)."""
+        claims = self.signed_claims(token)
+        check_times(claims)
+        return claims
+
+    def signed_claims(self, token: str) -> dict[str, object]:
+        """The claims of a well-signed token, its times not yet checked; ApiError PGRST301 otherwise."""
         claims = self._cache.get(token)
         if claims is None:
             claims = self._decode(token)
             self._cache[token] = claims
             if len(self._cache) > CACHE_SIZE:
                 self._cache.popitem(last=False)
-        _check_times(claims)
         return claims
 
     def _decode(self, token: str) -> dict[str, object]:
@@ -80,7 +85,8 @@ class JwtVerifier:
         return payload
 
 
-def _check_times(claims: dict[str, object]) -> None:
+def check_times(claims: dict[str, object]) -> None:
+    """PGRST303 unless exp, nbf and iat are numbers that hold now (with LEEWAY)."""
     now = time.time()
     for name in ("exp", "nbf", "iat"):
         value = claims.get(name)

@@ -22,7 +22,7 @@ from urllib.parse import parse_qsl, unquote
 
 import orjson
 
-from busymate.stack.jwt import JwtVerifier
+from busymate.stack.jwt import JwtVerifier, check_times
 from busymate.stack.realtime import protocol
 from busymate.stack.realtime.access import Access
 from busymate.stack.realtime.protocol import V1, V2, Frame
@@ -56,21 +56,11 @@ def _truthy(value: object) -> bool:
 def token_claims(verifier: JwtVerifier, token: str, *, channel: bool = False) -> dict[str, object]:
     """Verify a token as Realtime does; RealtimeError with its code and message when it does not pass."""
     try:
-        claims = verifier.verify(token)
+        claims = verifier.signed_claims(token)
     except ApiError as exc:
-        if exc.code == "PGRST303" and exc.message == "JWT expired":
-            claims = {}  # decoded below for the exact age
-            with contextlib.suppress(Exception):
-                import base64
-
-                part = token.split(".")[1]
-                claims = orjson.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
-        elif exc.message in ("No suitable key or wrong key type", "Wrong or unsupported encoding algorithm"):
+        if exc.message in ("No suitable key or wrong key type", "Wrong or unsupported encoding algorithm"):
             raise RealtimeError("JwtSignatureError: Failed to validate JWT signature") from exc
-        elif exc.code == "PGRST303":
-            raise RealtimeError("InvalidJWTToken: Token expiration time is invalid") from exc
-        else:
-            raise RealtimeError("MalformedJWT: The token provided is not a valid JWT") from exc
+        raise RealtimeError("MalformedJWT: The token provided is not a valid JWT") from exc
     exp = claims.get("exp")
     if not claims.get("role") or exp is None:
         raise RealtimeError("InvalidJWTToken: Fields `role` and `exp` are required in JWT")
@@ -80,6 +70,10 @@ def token_claims(verifier: JwtVerifier, token: str, *, channel: bool = False) ->
         if channel:
             raise RealtimeError(f"InvalidJWTToken: Token has expired {int(time.time() - exp)} seconds ago")
         raise RealtimeError("InvalidJWTToken: Token has expired")
+    try:
+        check_times(claims)  # nbf and iat, as PostgREST checks them
+    except ApiError as exc:
+        raise RealtimeError(f"InvalidJWTToken: {exc.message}") from exc
     return claims
 
 
@@ -509,8 +503,7 @@ class Hub:
             self.fan_out(channel.sub, channel.private, None, None, binary, exclude=channel)
         else:
             message = {"type": "broadcast", "event": event, "payload": user_payload}
-            v1 = protocol.encode(Frame(channel.topic, "broadcast", message), V1)
-            v2 = protocol.encode(Frame(channel.topic, "broadcast", message), V2)
+            v1, v2 = _broadcast_frames(channel.topic, message)
             self.fan_out(channel.sub, channel.private, None, v1, v2, exclude=channel)
         if channel.ack:
             channel.push("phx_reply", {"status": "ok", "response": {}}, frame.ref)
@@ -742,8 +735,7 @@ class Hub:
         if isinstance(message_id, str):
             message["meta"] = {"id": message_id}
         full = PREFIX + topic
-        v1 = protocol.encode(Frame(full, "broadcast", message), V1)
-        v2 = protocol.encode(Frame(full, "broadcast", message), V2)
+        v1, v2 = _broadcast_frames(full, message)
         self.fan_out(topic, False, None, v1, v2)
 
     async def _http_single(
@@ -799,6 +791,12 @@ class HttpAnswer:
 
     status: int
     body: object
+
+
+def _broadcast_frames(topic: str, message: dict[str, object]) -> tuple[str, str]:
+    """A broadcast encoded for both serializers, once each for every subscriber."""
+    frame = Frame(topic, "broadcast", message)
+    return protocol.encode(frame, V1), protocol.encode(frame, V2)
 
 
 async def _refuse(scope: Scope, send: Send, status: int, message: str) -> None:

@@ -68,6 +68,14 @@ class Binding:
     table: str
     filters: list[pgfilters.Filter]
     entities: set[tuple[str, str]]
+    role: str = "anon"
+    claims_json: str = "{}"  # the channel's claims, encoded once (they group the RLS checks)
+
+    def use_claims(self) -> None:
+        """Take the channel's current claims (at subscribe and after an access_token)."""
+        claims = self.channel.claims
+        self.role = str(claims.get("role") or "anon")
+        self.claims_json = orjson.dumps(claims).decode()
 
 
 def _value(raw: object, typname: str) -> object:
@@ -316,6 +324,7 @@ class Replication:
                 parsed,
                 set(entities),
             )
+            binding.use_claims()
             channel.bindings.append(binding)
             for entity in entities:
                 self.bindings[entity].append(binding)
@@ -331,10 +340,10 @@ class Replication:
 
     async def refresh(self, channel: Channel) -> None:
         """A channel's claims changed (access_token): its bindings use them from the next change on."""
-        role = str(channel.claims.get("role") or "anon")
         for binding in channel.bindings:
+            binding.use_claims()
             for entity in binding.entities:
-                await self._selectable(self.tables[entity], role)
+                await self._selectable(self.tables[entity], binding.role)
 
     def unsubscribe(self, channel: Channel) -> None:
         """Forget a channel's bindings."""
@@ -424,45 +433,42 @@ class Replication:
 
     async def _dispatch(self, lines: list[str]) -> None:
         """Deliver one poll's changes in commit order, after the RLS checks they need."""
-        hub = self.hub
-        pending: list[Change | None] = []
-        events: list[tuple[str, dict[str, Any]]] = []
+        events: list[Change | dict[str, Any]] = []  # a postgres change, or a realtime.messages insert
         for line in lines:
-            change = orjson.loads(line)
-            schema, table = change.get("schema"), change.get("table")
+            raw = orjson.loads(line)
+            schema, table = raw.get("schema"), raw.get("table")
             if schema == "realtime":
-                if isinstance(table, str) and table.startswith("messages") and change.get("action") == "I":
-                    events.append(("broadcast", change))
+                if isinstance(table, str) and table.startswith("messages") and raw.get("action") == "I":
+                    events.append(raw)
                 continue
             root = self.roots.get((schema, table))
-            if root is None or root not in self.bindings:
-                continue
-            built = self._change(root, change)
-            if built is not None:
-                events.append(("change", {"i": len(pending)}))
-                pending.append(built)
-        if pending:
-            await self._check_rls([c for c in pending if c is not None])
-        for kind, item in events:
-            if kind == "broadcast":
-                values = {c["name"]: c.get("value") for c in item.get("columns", [])}
-                if values.get("extension") != "broadcast":
-                    continue
-                binary = values.get("binary_payload")
-                hub.deliver_database(
-                    str(values.get("topic")),
-                    bool(values.get("private")),
-                    str(values.get("id")),
-                    str(values.get("event") or ""),
-                    values.get("payload") if isinstance(values.get("payload"), str) else None,
-                    bytes.fromhex(binary[2:])
-                    if isinstance(binary, str) and binary.startswith("\\x")
-                    else None,
-                )
+            if root is not None and root in self.bindings:
+                change = self._change(root, raw)
+                if change is not None:
+                    events.append(change)
+        changes = [e for e in events if isinstance(e, Change)]
+        if changes:
+            await self._check_rls(changes)
+        for event in events:
+            if isinstance(event, Change):
+                self._deliver(event)
             else:
-                change_obj = pending[item["i"]]
-                if change_obj is not None:
-                    self._deliver(change_obj)
+                self._deliver_message(event)
+
+    def _deliver_message(self, raw: dict[str, Any]) -> None:
+        """A committed realtime.messages row: a broadcast to the subscribers of its topic."""
+        values = {c["name"]: c.get("value") for c in raw.get("columns", [])}
+        if values.get("extension") != "broadcast":
+            return
+        payload, binary = values.get("payload"), values.get("binary_payload")
+        self.hub.deliver_database(
+            str(values.get("topic")),
+            bool(values.get("private")),
+            str(values.get("id")),
+            str(values.get("event") or ""),
+            payload if isinstance(payload, str) else None,
+            bytes.fromhex(binary[2:]) if isinstance(binary, str) and binary.startswith("\\x") else None,
+        )
 
     def _change(self, root: tuple[str, str], raw: dict[str, Any]) -> Change | None:
         table = self.tables.get(root)
@@ -486,9 +492,7 @@ class Replication:
                 continue
             if not pgfilters.matches(binding.filters, row, table.types):
                 continue
-            claims = binding.channel.claims
-            role = str(claims.get("role") or "anon")
-            key = (binding.channel, role, orjson.dumps(claims).decode())
+            key = (binding.channel, binding.role, binding.claims_json)
             targets.setdefault(key, []).append(binding.id)
         if not targets:
             return None

@@ -17,10 +17,10 @@
 // Each check is independent: one failing does not stop the others. The exit code is 0 whenever the JSON was
 // printed; pytest judges the results.
 
-import { createHmac, randomUUID } from "node:crypto";
-import { readFileSync } from "node:fs";
+import { randomUUID } from "node:crypto";
 import { createClient } from "@supabase/supabase-js";
 import WebSocket from "ws";
+import { CheckFailed, expect, failureOf, runChecks, signHs256 } from "./harness.mjs";
 
 const env = (name) => {
   const value = process.env[name];
@@ -35,7 +35,6 @@ const JWT_SECRET = env("JWT_SECRET");
 const WORLD = JSON.parse(env("WORLD"));
 const REPLAY = JSON.parse(env("REPLAY"));
 const { ids, tokens } = WORLD;
-const ONLY = (process.env.ONLY || "").split(",").filter(Boolean);
 
 const WAIT = 5000; // how long a check waits for anything the server should send
 const QUIET = 600; // how long a check listens for something that must NOT arrive
@@ -167,16 +166,6 @@ function parsedText(frame) {
 // ---------------------------------------------------------------------------------------------------------------
 // Assertions: every failure says what was expected and what came back.
 
-class CheckFailed extends Error {
-  constructor(message, got) {
-    super(message);
-    this.got = got;
-  }
-}
-
-function expect(condition, message, got) {
-  if (!condition) throw new CheckFailed(message, got);
-}
 
 // Deep equality that ignores key order (payloads come back through JSON on the server).
 function canonical(value) {
@@ -206,14 +195,6 @@ const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 let openClients = [];
 
-function base64url(value) {
-  return Buffer.from(typeof value === "string" ? value : JSON.stringify(value)).toString("base64url");
-}
-
-function signHs256(claims, secret) {
-  const head = `${base64url({ alg: "HS256", typ: "JWT" })}.${base64url(claims)}`;
-  return `${head}.${createHmac("sha256", secret).update(head).digest("base64url")}`;
-}
 
 // A user token like the ones Supabase Auth issues (tests/world.py user_token).
 function userToken(name, ttl = 3600) {
@@ -1030,8 +1011,7 @@ async function run(name, check) {
     const details = await check();
     outcome = { ok: true, details: details ?? null };
   } catch (err) {
-    const failure =
-      err instanceof CheckFailed ? { message: err.message, got: err.got } : { message: String(err?.stack || err) };
+    const failure = failureOf(err);
     outcome = { ok: false, details: failure };
   }
   await closeAll();
@@ -1040,20 +1020,4 @@ async function run(name, check) {
   return outcome;
 }
 
-async function main() {
-  const pkg = JSON.parse(readFileSync(new URL("./node_modules/@supabase/supabase-js/package.json", import.meta.url)));
-  const results = {};
-  for (const [name, check] of Object.entries(checks)) {
-    if (ONLY.length && !ONLY.includes(name)) continue;
-    results[name] = await run(name, check);
-  }
-  process.stdout.write(`${JSON.stringify({ node: process.version, supabase_js: pkg.version, checks: results })}\n`);
-}
-
-main().then(
-  () => process.exit(0),
-  (err) => {
-    process.stderr.write(`${err?.stack || err}\n`);
-    process.exit(1);
-  },
-);
+runChecks(checks, run);

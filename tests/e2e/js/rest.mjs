@@ -13,11 +13,11 @@
 // with what came back (recorded only for failing checks). Each check is independent: one failing does not stop
 // the others. The exit code is 0 whenever the JSON was printed; pytest judges the results.
 
-import { createHmac, randomUUID } from "node:crypto";
-import { readFileSync } from "node:fs";
+import { randomUUID } from "node:crypto";
 import { AsyncLocalStorage } from "node:async_hooks";
 import { createClient } from "@supabase/supabase-js";
 import WebSocket from "ws";
+import { expect, failureOf, runChecks, signHs256 } from "./harness.mjs";
 
 const env = (name) => {
   const value = process.env[name];
@@ -31,7 +31,6 @@ const SERVICE_KEY = env("SERVICE_KEY");
 const JWT_SECRET = env("JWT_SECRET");
 const WORLD = JSON.parse(env("WORLD"));
 const { ids, tokens } = WORLD;
-const ONLY = (process.env.ONLY || "").split(",").filter(Boolean);
 
 // ---------------------------------------------------------------------------------------------------------------
 // Recording every HTTP exchange of the current check (the client itself is untouched: it calls globalThis.fetch).
@@ -84,28 +83,10 @@ const anon = createClient(API_URL, ANON_KEY, options());
 const service = createClient(API_URL, SERVICE_KEY, options());
 const member = asToken(tokens.member);
 
-function base64url(value) {
-  return Buffer.from(typeof value === "string" ? value : JSON.stringify(value)).toString("base64url");
-}
-
-function signHs256(claims, secret) {
-  const head = `${base64url({ alg: "HS256", typ: "JWT" })}.${base64url(claims)}`;
-  return `${head}.${createHmac("sha256", secret).update(head).digest("base64url")}`;
-}
 
 // ---------------------------------------------------------------------------------------------------------------
 // A tiny assertion helper: every failure says what was expected and what the client returned.
 
-class CheckFailed extends Error {
-  constructor(message, got) {
-    super(message);
-    this.got = got;
-  }
-}
-
-function expect(condition, message, got) {
-  if (!condition) throw new CheckFailed(message, got);
-}
 
 const same = (a, b) => JSON.stringify(a) === JSON.stringify(b);
 
@@ -592,25 +573,9 @@ async function run(name, check) {
     const details = await current.run(exchanges, check);
     return { ok: true, details: details ?? null };
   } catch (err) {
-    const failure = err instanceof CheckFailed ? { message: err.message, got: err.got } : { message: String(err?.stack || err) };
+    const failure = failureOf(err);
     return { ok: false, details: failure, exchanges };
   }
 }
 
-async function main() {
-  const pkg = JSON.parse(readFileSync(new URL("./node_modules/@supabase/supabase-js/package.json", import.meta.url)));
-  const results = {};
-  for (const [name, check] of Object.entries(checks)) {
-    if (ONLY.length && !ONLY.includes(name)) continue;
-    results[name] = await run(name, check);
-  }
-  process.stdout.write(`${JSON.stringify({ node: process.version, supabase_js: pkg.version, checks: results })}\n`);
-}
-
-main().then(
-  () => process.exit(0),
-  (err) => {
-    process.stderr.write(`${err?.stack || err}\n`);
-    process.exit(1);
-  },
-);
+runChecks(checks, run);

@@ -1,0 +1,52 @@
+// What rest.mjs and realtime.mjs share: assertions that say what came back, HS256 signing, and the main loop
+// that runs each named check once and prints one JSON object with every result.
+
+import { createHmac } from "node:crypto";
+import { readFileSync } from "node:fs";
+
+export const ONLY = (process.env.ONLY || "").split(",").filter(Boolean);
+
+export class CheckFailed extends Error {
+  constructor(message, got) {
+    super(message);
+    this.got = got;
+  }
+}
+
+export function expect(condition, message, got) {
+  if (!condition) throw new CheckFailed(message, got);
+}
+
+// What a thrown error becomes in a result.
+export function failureOf(err) {
+  return err instanceof CheckFailed ? { message: err.message, got: err.got } : { message: String(err?.stack || err) };
+}
+
+function base64url(value) {
+  return Buffer.from(typeof value === "string" ? value : JSON.stringify(value)).toString("base64url");
+}
+
+export function signHs256(claims, secret) {
+  const head = `${base64url({ alg: "HS256", typ: "JWT" })}.${base64url(claims)}`;
+  return `${head}.${createHmac("sha256", secret).update(head).digest("base64url")}`;
+}
+
+// Run every check (or those named in ONLY) through `run(name, check)` and print the results; exit 1 on a crash.
+export function runChecks(checks, run) {
+  const main = async () => {
+    const pkg = JSON.parse(readFileSync(new URL("./node_modules/@supabase/supabase-js/package.json", import.meta.url)));
+    const results = {};
+    for (const [name, check] of Object.entries(checks)) {
+      if (ONLY.length && !ONLY.includes(name)) continue;
+      results[name] = await run(name, check);
+    }
+    process.stdout.write(`${JSON.stringify({ node: process.version, supabase_js: pkg.version, checks: results })}\n`);
+  };
+  main().then(
+    () => process.exit(0),
+    (err) => {
+      process.stderr.write(`${err?.stack || err}\n`);
+      process.exit(1);
+    },
+  );
+}
