@@ -47,6 +47,17 @@ def _port_like(env: Mapping[str, str], name: str, default: int) -> int:
     return int(raw)
 
 
+def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = (env.get(name) or "").strip().lower()
+    if raw == "":
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise BusymateError(f"{name}={raw!r} is not true or false")
+
+
 @dataclass(frozen=True, kw_only=True)
 class Settings:
     """Where the project lives and how to reach its database."""
@@ -67,6 +78,15 @@ class Settings:
     max_body_bytes: int = 64 * 1024 * 1024
     db_pool_size: int = 10
     max_rows: int | None = 1000
+    # /auth/v1: which key signs new tokens (HS256 with jwt_secret, or ES256 with the key under state_dir), how
+    # long an access token lives, whether anyone may sign up, and how many sign-in or pairing attempts one
+    # address gets per 5 minutes (GoTrue's default for sign-ins is 30).
+    jwt_alg: str = "HS256"
+    jwt_expiry: int = 3600
+    auth_signup: bool = True
+    auth_rate_limit: int = 30
+    pair_rate_limit: int = 30
+    device_token_days: int = 365
     # Durability trades speed for safety; throw-away test clusters turn it off.
     durable: bool = True
     pg_bindir: Path | None = None
@@ -87,6 +107,11 @@ class Settings:
     def api_url(self) -> str:
         """Where the API server answers (the `API_URL` of `supabase status`)."""
         return f"http://{self.api_host}:{self.api_port}"
+
+    @property
+    def auth_url(self) -> str:
+        """/auth/v1 of the API server: also the `iss` of the tokens it issues and its OAuth issuer."""
+        return f"{self.api_url}/auth/v1"
 
     @property
     def migrations_dir(self) -> Path:
@@ -141,5 +166,11 @@ class Settings:
             publishable_key=env.get("BUSYMATE_PUBLISHABLE_KEY") or LOCAL_PUBLISHABLE_KEY,
             secret_key=env.get("BUSYMATE_SECRET_KEY") or LOCAL_SECRET_KEY,
             max_body_bytes=_port_like(env, "BUSYMATE_MAX_BODY_BYTES", 64 * 1024 * 1024),
+            jwt_alg=(env.get("BUSYMATE_JWT_ALG") or "HS256").upper(),
+            jwt_expiry=_port_like(env, "BUSYMATE_JWT_EXPIRY", 3600),
+            auth_signup=_flag(env, "BUSYMATE_AUTH_SIGNUP", True),
+            auth_rate_limit=_port_like(env, "BUSYMATE_AUTH_RATE_LIMIT", 30),
+            pair_rate_limit=_port_like(env, "BUSYMATE_PAIR_RATE_LIMIT", 30),
+            device_token_days=_port_like(env, "BUSYMATE_DEVICE_TOKEN_DAYS", 365),
             pg_bindir=bindir,
         )

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from busymate import __version__
-from busymate.cli import db
+from busymate.cli import auth, db, devices
 from busymate.cli.common import err, friendly, out, settings_from
 from busymate.cli.status import Output, print_status
 from busymate.stack import migrate
@@ -21,6 +21,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(db.app, name="db")
+app.add_typer(devices.app, name="devices")
+auth.register(app)
 
 
 def _version(value: bool) -> None:

@@ -29,6 +29,12 @@ def settings_env(settings: Settings) -> dict[str, str]:
         "BUSYMATE_PUBLISHABLE_KEY": settings.publishable_key,
         "BUSYMATE_SECRET_KEY": settings.secret_key,
         "BUSYMATE_MAX_BODY_BYTES": str(settings.max_body_bytes),
+        "BUSYMATE_JWT_ALG": settings.jwt_alg,
+        "BUSYMATE_JWT_EXPIRY": str(settings.jwt_expiry),
+        "BUSYMATE_AUTH_SIGNUP": "true" if settings.auth_signup else "false",
+        "BUSYMATE_AUTH_RATE_LIMIT": str(settings.auth_rate_limit),
+        "BUSYMATE_PAIR_RATE_LIMIT": str(settings.pair_rate_limit),
+        "BUSYMATE_DEVICE_TOKEN_DAYS": str(settings.device_token_days),
     }
 
 

@@ -1,5 +1,9 @@
 """Verify a request's bearer token as PostgREST v14 does (contracts/postgrest.md §2.2), with a small cache.
 
+HS256 tokens are checked against the project's secret and ES256 tokens against its published key (by `kid`),
+as PostgREST does with a JWKS holding both; nothing else is accepted, so an HS256 token signed with the public
+key as its secret, or `alg: none`, fails like any other forgery.
+
 A token that passes gives its claims; anything else raises ApiError with PostgREST's code and message, which
 the gateway answers with 401 and `WWW-Authenticate: Bearer error="invalid_token", ...`.
 """
@@ -15,6 +19,7 @@ from collections import OrderedDict
 
 import orjson
 
+from busymate.keys import EcKey
 from busymate.stack.rest.errors import ApiError
 
 LEEWAY = 30  # seconds of clock skew PostgREST allows on exp, nbf and iat
@@ -30,10 +35,11 @@ def _invalid(code: str, message: str, details: str | None = None) -> ApiError:
 
 
 class JwtVerifier:
-    """HS256 verification against one secret; the last CACHE_SIZE good tokens skip the signature check."""
+    """HS256 and ES256 verification; the last CACHE_SIZE good tokens skip the signature check."""
 
-    def __init__(self, secret: str) -> None:
+    def __init__(self, secret: str, ec_keys: tuple[EcKey, ...] = ()) -> None:
         self._key = secret.encode()
+        self._ec_keys = {key.kid: key for key in ec_keys}
         self._cache: OrderedDict[str, dict[str, object]] = OrderedDict()
 
     def verify(self, token: str) -> dict[str, object]:
@@ -73,12 +79,25 @@ class JwtVerifier:
                 "Wrong or unsupported encoding algorithm",
                 "JWT is unsecured but expected 'alg' was not 'none'",
             )
-        if alg != "HS256":
+        signing_input = f"{parts[0]}.{parts[1]}".encode()
+        if alg == "HS256":
+            expected = hmac.new(self._key, signing_input, hashlib.sha256).digest()
+            good = hmac.compare_digest(expected, signature)
+        elif alg == "ES256":
+            kid = header.get("kid")
+            candidates = (
+                [self._ec_keys[kid]]
+                if isinstance(kid, str) and kid in self._ec_keys
+                else list(self._ec_keys.values())
+                if kid is None
+                else []
+            )
+            good = any(key.verifies(signing_input, signature) for key in candidates)
+        else:
             raise _invalid(
                 "PGRST301", "Wrong or unsupported encoding algorithm", f"Unsupported algorithm {alg!r}"
             )
-        expected = hmac.new(self._key, f"{parts[0]}.{parts[1]}".encode(), hashlib.sha256).digest()
-        if not hmac.compare_digest(expected, signature):
+        if not good:
             raise _invalid(
                 "PGRST301", "No suitable key or wrong key type", "None of the keys was able to decode the JWT"
             )

@@ -1,5 +1,5 @@
-"""The local stack's one HTTP server (127.0.0.1:54321): the gateway, then /rest/v1 and /realtime/v1 (later
-also /auth/v1 and /functions/v1).
+"""The local stack's one HTTP server (127.0.0.1:54321): the gateway, then /rest/v1, /realtime/v1, /auth/v1 (with
+the OAuth 2.1 authorization server) and /functions/v1.
 
 A bare ASGI app on uvicorn with uvloop and httptools: no framework between the socket and the handler. The
 gateway does what Supabase's Kong does (contracts/postgrest.md §2.1): an `apikey` must be one of the
@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, MutableMapping
+from http.cookies import SimpleCookie
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -23,7 +24,13 @@ import psycopg
 from psycopg_pool import AsyncConnectionPool
 
 from busymate import tokens
+from busymate.keys import SigningKeys
 from busymate.settings import Settings
+from busymate.stack.auth.errors import HttpRequest
+from busymate.stack.auth.gotrue import Answer, AuthApi, json_body
+from busymate.stack.auth.oauth import OAuthServer
+from busymate.stack.auth.store import AuthStore
+from busymate.stack.functions import FunctionResponse, FunctionsHost
 from busymate.stack.jwt import JwtVerifier
 from busymate.stack.realtime.access import Access
 from busymate.stack.realtime.hub import Hub
@@ -50,7 +57,8 @@ class App:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.verifier = JwtVerifier(settings.jwt_secret)
+        self.signing = SigningKeys.for_project(settings.jwt_secret, settings.state_dir, settings.jwt_alg)
+        self.verifier = JwtVerifier(settings.jwt_secret, (self.signing.ec_key,))
         self.anon_key = tokens.anon_key(settings.jwt_secret)
         self.service_key = tokens.service_role_key(settings.jwt_secret)
         self.keys = {
@@ -62,8 +70,12 @@ class App:
         self.max_body = settings.max_body_bytes
         self.rest: RestApi | None = None
         self.hub: Hub | None = None
+        self.auth: AuthApi | None = None
+        self.oauth: OAuthServer | None = None
+        self.functions = FunctionsHost(settings, self.signing, self._internal_rest, self.verifier.verify)
         self._tasks: list[asyncio.Task[None]] = []
         self._pool: AsyncConnectionPool | None = None
+        self._auth_pool: AsyncConnectionPool | None = None
 
     # -- lifespan --------------------------------------------------------------------------------------------
 
@@ -79,6 +91,18 @@ class App:
             name="rest",
         )
         await self._pool.open(wait=True, timeout=30)
+        self._auth_pool = AsyncConnectionPool(
+            self.settings.db_url(user="supabase_auth_admin"),
+            min_size=1,
+            max_size=4,
+            kwargs={"autocommit": True},
+            open=False,
+            name="auth",
+        )
+        await self._auth_pool.open(wait=True, timeout=30)
+        store = AuthStore(self._auth_pool)
+        self.auth = AuthApi(self.settings, store, self.signing, self.verifier)
+        self.oauth = OAuthServer(self.settings, store, self.auth)
         cache = await asyncio.to_thread(self._load_cache)
         self.rest = RestApi(self._pool, cache, max_rows=self.settings.max_rows)
         self._tasks.append(asyncio.create_task(self._listen()))
@@ -94,8 +118,9 @@ class App:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        if self._pool is not None:
-            await self._pool.close()
+        for pool in (self._pool, self._auth_pool):
+            if pool is not None:
+                await pool.close()
 
     def _load_cache(self) -> schema_cache.SchemaCache:
         with psycopg.connect(self.settings.db_url(user="authenticator"), autocommit=True) as conn:
@@ -103,7 +128,7 @@ class App:
             return schema_cache.load(conn, EXPOSED_SCHEMAS)
 
     async def _listen(self) -> None:
-        """LISTEN pgrst: reload the schema cache on 'reload schema' (or an empty payload), like PostgREST."""
+        """LISTEN pgrst: reload on 'reload schema', 'reload config' or an empty payload, like PostgREST."""
         while True:
             try:
                 conn = await psycopg.AsyncConnection.connect(
@@ -112,7 +137,7 @@ class App:
                 async with conn:
                     await conn.execute("listen pgrst")
                     async for notify in conn.notifies():
-                        if notify.payload in ("reload schema", ""):
+                        if notify.payload in ("reload schema", "reload config", ""):
                             cache = await asyncio.to_thread(self._load_cache)
                             if self.rest is not None:
                                 self.rest.cache = cache
@@ -144,6 +169,9 @@ class App:
             headers[name] = f"{headers[name]}, {value}" if name in headers else value
         origin = headers.get("origin")
         try:
+            if scope["path"].startswith("/functions/v1/"):
+                await self._function(scope, receive, send, headers)
+                return
             response = await self._route(scope, receive, headers, prefer)
         except ApiError as exc:
             response = error_response(exc)
@@ -162,6 +190,8 @@ class App:
         method: str = scope["method"]
         if method == "OPTIONS" and "access-control-request-method" in headers:
             return self._preflight(headers)
+        if path.startswith(("/auth/v1/", "/.well-known/")) or path == "/auth/v1":
+            return await self._auth(scope, receive, headers)
         if path.startswith("/realtime/v1/api/") and self.hub is not None:
             body = await _read_body(receive, self.max_body)
             query = scope["query_string"].decode("latin-1")
@@ -181,6 +211,91 @@ class App:
         call = Call(method, sub, query, headers, prefer, body, claims, role)
         return await self.rest.handle(call)
 
+    async def _auth(self, scope: Scope, receive: Receive, headers: dict[str, str]) -> Response:
+        """/auth/v1 and the OAuth metadata: the key is required except on the paths Kong leaves open."""
+        if self.auth is None or self.oauth is None:
+            return _json(
+                503, {"code": 503, "error_code": "unavailable", "msg": "The auth server is starting"}
+            )
+        path: str = scope["path"]
+        sub = path[len("/auth/v1") :] if path.startswith("/auth/v1") else path
+        query = scope["query_string"].decode("latin-1")
+        bearer = headers.get("authorization", "")[7:].strip()
+        fixed = self.keys.get(bearer) if bearer.startswith("sb_") else None
+        if fixed is not None:
+            # Kong turns the opaque keys into the legacy JWTs before GoTrue sees them.
+            legacy = self.service_key if fixed.get("role") == "service_role" else self.anon_key
+            headers = {**headers, "authorization": f"Bearer {legacy}"}
+        cookies = {k: m.value for k, m in SimpleCookie(headers.get("cookie", "")).items()}
+        request = HttpRequest(
+            scope["method"],
+            sub,
+            query,
+            headers,
+            await _read_body(receive, self.max_body),
+            _client_ip(scope),
+            cookies,
+        )
+        if self.oauth.handles(request):
+            answer = await self.oauth.handle(request)
+        else:
+            if not path.startswith("/auth/v1") or not sub.startswith(("/health", "/.well-known/")):
+                if path.startswith("/auth/v1"):
+                    self._gateway(headers, query, verify=False)
+                else:
+                    return _json(404, {"message": "no Route matched with those values"})
+            answer = await self.auth.handle(request)
+        return _answer(answer)
+
+    async def _function(self, scope: Scope, receive: Receive, send: Send, headers: dict[str, str]) -> None:
+        """/functions/v1/<name>: run the function, streaming its body if it streams."""
+        try:
+            body = await _read_body(receive, self.max_body)
+            answer = await self.functions.call(
+                scope["path"][len("/functions/v1") :],
+                scope["method"],
+                scope["query_string"].decode("latin-1"),
+                headers,
+                body,
+                _client_ip(scope),
+            )
+        except ApiError as exc:
+            await _send(send, error_response(exc))
+            return
+        except Exception:
+            log.exception("function %s failed", scope["path"])
+            answer = FunctionResponse.json(500, {"code": "INTERNAL_ERROR", "message": "The function failed"})
+        out = dict(answer.headers)
+        if headers.get("origin"):
+            out["access-control-allow-origin"] = "*"
+        raw = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in out.items()]
+        if isinstance(answer.body, bytes):
+            raw.append((b"content-length", str(len(answer.body)).encode()))
+            await send({"type": "http.response.start", "status": answer.status, "headers": raw})
+            await send({"type": "http.response.body", "body": answer.body})
+            return
+        await send({"type": "http.response.start", "status": answer.status, "headers": raw})
+        async for chunk in answer.body:
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+
+    async def _internal_rest(
+        self, method: str, path: str, body: bytes, token: str | None
+    ) -> tuple[int, bytes]:
+        """/rest/v1 in-process for the functions host, under `token` (the anon key when None)."""
+        headers = {"apikey": self.anon_key, "content-type": "application/json"}
+        if token is not None:
+            headers["authorization"] = f"Bearer {token}"
+        try:
+            claims = self._gateway(headers, "")
+            if self.rest is None:
+                raise ApiError(503, "PGRST002", "The schema cache is loading")
+            role = str(claims.get("role") or ANON_ROLE)
+            response = await self.rest.handle(Call(method, path, "", headers, [], body, claims, role))
+        except ApiError as exc:
+            response = error_response(exc)
+        return response.status, response.body
+
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
         """/realtime/v1/websocket (and Realtime's own /socket/websocket); any other path is refused."""
         path = scope["path"].rstrip("/")
@@ -190,8 +305,10 @@ class App:
             return
         await self.hub.websocket(scope, receive, send)
 
-    def _gateway(self, headers: dict[str, str], query: str) -> dict[str, object]:
-        """Kong's key-auth and Authorization rewrite, then PostgREST's JWT check: the request's claims."""
+    def _gateway(self, headers: dict[str, str], query: str, *, verify: bool = True) -> dict[str, object]:
+        """Kong's key-auth and Authorization rewrite, then PostgREST's JWT check: the request's claims.
+
+        With verify=False only the key is checked (Kong in front of GoTrue, which checks tokens itself)."""
         apikey = headers.get("apikey")
         if apikey is None and "apikey=" in query:
             apikey = dict(parse_qsl(query)).get("apikey")
@@ -199,6 +316,8 @@ class App:
             raise _gateway_error("No API key found in request")
         if apikey not in self.keys:
             raise _gateway_error("Invalid authentication credentials")
+        if not verify:
+            return {}
         auth = headers.get("authorization")
         token = None
         if auth is not None:
@@ -242,6 +361,19 @@ class App:
                 await self.shutdown()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+
+def _client_ip(scope: Scope) -> str:
+    client = scope.get("client")
+    return str(client[0]) if client else ""
+
+
+def _answer(answer: Answer) -> Response:
+    headers = dict(answer.headers or {})
+    body = json_body(answer)
+    if body:
+        headers.setdefault("content-type", answer.content_type)
+    return Response(answer.status, headers, body)
 
 
 def _gateway_error(message: str) -> ApiError:

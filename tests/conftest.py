@@ -45,8 +45,32 @@ def pgtap_db(pg: Settings) -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def stack(pg: Settings) -> Iterator[Settings]:
-    """The API server on a free port, in front of the session's cluster."""
-    settings = pg.with_overrides(api_port=free_port())
+    """The API server on a free port, in front of the session's cluster.
+
+    It signs sessions with ES256 (the stack's default is HS256, proved by `hs256_stack`), and its per-address
+    limits are out of the way: every test signs in from 127.0.0.1."""
+    settings = pg.with_overrides(
+        api_port=free_port(), jwt_alg="ES256", auth_rate_limit=100_000, pair_rate_limit=100_000
+    )
+    server = ApiServer(settings)
+    server.start()
+    try:
+        yield settings
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def hs256_stack(pg: Settings) -> Iterator[Settings]:
+    """A second API server on the same database: HS256 sessions, its own ES256 key, and tight limits
+    (5 sign-ins and 3 pairing attempts per address per 5 minutes) for the rate-limit tests."""
+    settings = pg.with_overrides(
+        api_port=free_port(),
+        state_dir=pg.state_dir / "hs256",
+        jwt_alg="HS256",
+        auth_rate_limit=5,
+        pair_rate_limit=3,
+    )
     server = ApiServer(settings)
     server.start()
     try:

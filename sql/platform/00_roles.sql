@@ -44,3 +44,7 @@ grant anon, authenticated, service_role to authenticator; -- noqa: PRS
 grant anon, authenticated, service_role to postgres; -- noqa: PRS
 grant supabase_realtime_admin to postgres; -- noqa: PRS
 grant anon, authenticated, service_role to supabase_realtime_admin; -- noqa: PRS
+
+-- PostgREST's in-database configuration: migrations run as postgres set `pgrst.*` on authenticator (Supabase
+-- allows it through supautils; a bare Postgres 15 needs the SET privilege on the placeholder parameter).
+grant set on parameter pgrst.db_pre_request to postgres; -- noqa: PRS

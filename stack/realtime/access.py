@@ -53,6 +53,17 @@ class Access:
     def __init__(self, pool: AsyncConnectionPool) -> None:
         self.pool = pool
 
+    async def device_is_current(self, claims: dict[str, object]) -> bool:
+        """Whether a device token's credential is still the device's (not unpaired, not paired again)."""
+        try:
+            async with self.pool.connection() as conn, conn.transaction(force_rollback=True):
+                await conn.execute(SET_CONTEXT, _context(claims, "", {}))
+                row = await (await conn.execute("select private.current_device() is not null")).fetchone()
+        except psycopg.Error as exc:
+            log.info("device credential check failed: %s", exc)
+            return False
+        return bool(row and row[0])
+
     async def can_read(
         self, claims: dict[str, object], topic: str, headers: dict[str, str]
     ) -> tuple[bool, bool]:

@@ -53,6 +53,9 @@ def _truthy(value: object) -> bool:
     return value is True or (isinstance(value, str) and value.lower() == "true")
 
 
+DEVICE_REVOKED = "This device credential is no longer valid: the device was unpaired or paired again"
+
+
 def token_claims(verifier: JwtVerifier, token: str, *, channel: bool = False) -> dict[str, object]:
     """Verify a token as Realtime does; RealtimeError with its code and message when it does not pass."""
     try:
@@ -261,6 +264,7 @@ class Hub:
             return
         try:
             claims = token_claims(self.verifier, self._project_token(apikey))
+            await self._check_device(claims)
         except RealtimeError as exc:
             await _refuse(scope, send, 401, str(exc).split(": ", 1)[1])
             return
@@ -357,6 +361,7 @@ class Hub:
         try:
             if isinstance(token, str) and token and not token.startswith("sb_"):
                 claims = token_claims(self.verifier, token, channel=True)
+            await self._check_device(claims)
         except RealtimeError as exc:
             refuse(str(exc))
             return
@@ -454,6 +459,7 @@ class Hub:
         else:
             try:
                 claims = token_claims(self.verifier, token, channel=True)
+                await self._check_device(claims)
             except RealtimeError as exc:
                 channel.system("system", "error", str(exc).split(": ", 1)[-1])
                 self._close(channel)
@@ -544,6 +550,23 @@ class Hub:
             delivered += 1
         return delivered
 
+    async def _check_device(self, claims: dict[str, object]) -> None:
+        """A device token counts only while its credential is current (ARCHITECTURE.md §5)."""
+        if claims.get("role") == "device" and not await self.access.device_is_current(claims):
+            raise RealtimeError(f"Unauthorized: {DEVICE_REVOKED}")
+
+    def revoke_device(self, device_uuid: str) -> None:
+        """`unpair` was published for a device: close what it joined, and sockets it opened with its token."""
+        for sock in list(self.sockets):
+            if sock.claims.get("role") == "device" and sock.claims.get("sub") == device_uuid:
+                sock.closed = True
+                sock.wakeup.set()
+                continue
+            for channel in list(sock.channels.values()):
+                if channel.claims.get("role") == "device" and channel.claims.get("sub") == device_uuid:
+                    channel.system("system", "error", DEVICE_REVOKED)
+                    self._close(channel)
+
     def deliver_database(
         self,
         topic: str,
@@ -554,6 +577,9 @@ class Hub:
         binary: bytes | None,
     ) -> None:
         """A committed realtime.messages broadcast, with `meta.id`."""
+        if event == "unpair" and topic.startswith("device:"):
+            # Delivered first, so the device hears why, then its channels close.
+            asyncio.get_running_loop().call_soon(self.revoke_device, topic[len("device:") :])
         if (topic, private) not in self.topics:
             return
         full = PREFIX + topic

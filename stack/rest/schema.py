@@ -116,6 +116,9 @@ class SchemaCache:
     types: dict[str, str] = field(default_factory=dict)  # type name or alias -> qualified, quoted name
     role_settings: dict[str, dict[str, str]] = field(default_factory=dict)
     roles: frozenset[str] = frozenset()
+    # PostgREST's db-pre-request (`alter role authenticator set pgrst.db_pre_request = 'schema.fn'`): the
+    # function called before every request, already quoted; None when not configured.
+    pre_request: str | None = None
 
 
 # What PostgREST replays of a role's ALTER ROLE ... SET, because SET ROLE does not apply it (§2.3); limited to
@@ -255,6 +258,8 @@ def load(conn: psycopg.Connection[tuple[object, ...]], schemas: tuple[str, ...])
             name, _, value = str(setting).partition("=")
             if name in REPLAYED_ROLE_SETTINGS:
                 values[name] = value
+            elif name == "pgrst.db_pre_request" and rolname == "authenticator" and value.strip():
+                cache.pre_request = ".".join(quote(part) for part in value.strip().split(".", 1))
         cache.role_settings[str(rolname)] = values
     cache.roles = frozenset(cache.role_settings)
     return cache

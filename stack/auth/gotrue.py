@@ -1,0 +1,391 @@
+"""/auth/v1: the part of GoTrue the Supabase clients use, on our own auth tables (docs/auth.md).
+
+Sign-up, password sign-in, refresh-token rotation with reuse detection, GET/PUT /user, sign-out (local, global,
+others), the admin user API for the service role, /settings, /health and the JWKS. Access tokens carry the
+claims GoTrue issues and are signed by `SigningKeys` (HS256 or ES256), so REST and Realtime accept them.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from busymate.keys import SigningKeys
+from busymate.settings import Settings
+from busymate.stack.auth.errors import API_VERSION, AuthError, HttpRequest
+from busymate.stack.auth.ratelimit import RateLimiter
+from busymate.stack.auth.store import AuthStore, Issued, Row, hash_password, password_matches, user_json
+from busymate.stack.jwt import JwtVerifier
+from busymate.stack.rest.errors import ApiError
+
+EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+MIN_PASSWORD = 6  # GoTrue's default minimum length
+MAX_PASSWORD = 72  # bcrypt reads no further
+PER_PAGE_MAX = 1000
+
+
+@dataclass
+class Answer:
+    """A handler's result: status, JSON body (None for no body) and extra headers."""
+
+    status: int
+    body: object = None
+    headers: dict[str, str] | None = None
+    raw: bytes | None = None
+    content_type: str = "application/json"
+
+
+type Handler = Callable[[HttpRequest], Awaitable[Answer]]
+
+
+class AuthApi:
+    """The GoTrue-compatible endpoints below /auth/v1."""
+
+    def __init__(
+        self, settings: Settings, store: AuthStore, keys: SigningKeys, verifier: JwtVerifier
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.keys = keys
+        self.verifier = verifier
+        self.sign_ins = RateLimiter(settings.auth_rate_limit)
+        self.routes: dict[tuple[str, str], Handler] = {
+            ("GET", "/health"): self.health,
+            ("GET", "/settings"): self.public_settings,
+            ("GET", "/.well-known/jwks.json"): self.jwks,
+            ("POST", "/signup"): self.signup,
+            ("POST", "/token"): self.token,
+            ("GET", "/user"): self.get_user,
+            ("PUT", "/user"): self.put_user,
+            ("POST", "/logout"): self.logout,
+            ("GET", "/admin/users"): self.admin_list,
+            ("POST", "/admin/users"): self.admin_create,
+        }
+
+    async def handle(self, request: HttpRequest) -> Answer:
+        """Route one request; AuthError becomes GoTrue's error JSON."""
+        version = request.headers.get("x-supabase-api-version")
+        try:
+            handler = self.routes.get((request.method, request.path.rstrip("/") or "/"))
+            if handler is None and request.path.startswith("/admin/users/"):
+                handler = self.admin_user
+            if handler is None:
+                raise AuthError(404, "not_found", f"Unsupported path: {request.method} {request.path}")
+            answer = await handler(request)
+        except AuthError as exc:
+            answer = Answer(exc.status, exc.body(version), {**exc.headers, "x-sb-error-code": exc.error_code})
+        headers = answer.headers or {}
+        headers["x-supabase-api-version"] = API_VERSION
+        answer.headers = headers
+        return answer
+
+    # -- tokens -----------------------------------------------------------------------------------------------
+
+    def access_token(self, issued: Issued, amr: str) -> dict[str, object]:
+        """The session response for `issued`: a fresh access token beside its refresh token and the user."""
+        now = int(time.time())
+        exp = now + self.settings.jwt_expiry
+        user = issued.user
+        claims: dict[str, object] = {
+            "iss": self.settings.auth_url,
+            "sub": str(user["id"]),
+            "aud": issued.resource or "authenticated",
+            "exp": exp,
+            "iat": now,
+            "email": user["email"] or "",
+            "phone": user["phone"] or "",
+            "app_metadata": user["raw_app_meta_data"] or {},
+            "user_metadata": user["raw_user_meta_data"] or {},
+            "role": user["role"] or "authenticated",
+            "aal": "aal1",
+            "amr": [{"method": amr, "timestamp": now}],
+            "session_id": str(issued.session_id),
+            "is_anonymous": bool(user["is_anonymous"]),
+        }
+        if issued.oauth_client_id is not None:
+            claims["client_id"] = issued.oauth_client_id
+        return {
+            "access_token": self.keys.sign(claims),
+            "token_type": "bearer",
+            "expires_in": self.settings.jwt_expiry,
+            "expires_at": exp,
+            "refresh_token": issued.refresh_token,
+            "user": user_json(user),
+        }
+
+    def claims_of(self, request: HttpRequest) -> dict[str, object]:
+        """The verified claims of the request's bearer token; 401 in GoTrue's shape otherwise."""
+        token = request.bearer()
+        if token is None:
+            raise AuthError(401, "no_authorization", "This endpoint requires a valid Bearer token")
+        try:
+            return self.verifier.verify(token)
+        except ApiError as exc:
+            detail = f": {exc.details}" if exc.details else ""
+            raise AuthError(
+                401, "bad_jwt", f"invalid JWT: unable to parse or verify signature, {exc.message}{detail}"
+            ) from exc
+
+    async def session_user(self, request: HttpRequest) -> tuple[dict[str, object], Row]:
+        """A user's own token: its claims and the live user; 401/403 for anything else."""
+        claims = self.claims_of(request)
+        if claims.get("role") == "device":
+            raise AuthError(401, "bad_jwt", "invalid JWT: a device credential is not a user session")
+        sub = claims.get("sub")
+        if not isinstance(sub, str) or sub == "":
+            raise AuthError(403, "bad_jwt", "invalid claim: missing sub claim")
+        user = await self.store.user_by_id(sub)
+        if user is None:
+            raise AuthError(403, "user_not_found", "User from sub claim in JWT does not exist")
+        session_id = claims.get("session_id")
+        if not isinstance(session_id, str) or not await self.store.session_exists(session_id):
+            raise AuthError(403, "session_not_found", "Session from session_id claim in JWT does not exist")
+        return claims, user
+
+    # -- public endpoints -------------------------------------------------------------------------------------
+
+    async def health(self, request: HttpRequest) -> Answer:
+        return Answer(
+            200, {"version": "busymate", "name": "GoTrue", "description": "Busymate's local /auth/v1"}
+        )
+
+    async def public_settings(self, request: HttpRequest) -> Answer:
+        external = {
+            name: False
+            for name in ("anonymous_users", "apple", "azure", "github", "gitlab", "google", "phone", "saml")
+        }
+        external["email"] = True
+        return Answer(
+            200,
+            {
+                "external": external,
+                "disable_signup": not self.settings.auth_signup,
+                "mailer_autoconfirm": True,
+                "phone_autoconfirm": False,
+                "sms_provider": "",
+                "saml_enabled": False,
+            },
+        )
+
+    async def jwks(self, request: HttpRequest) -> Answer:
+        return Answer(200, self.keys.jwks(), {"cache-control": "public, max-age=600"})
+
+    async def signup(self, request: HttpRequest) -> Answer:
+        self.sign_ins.take(request.client_ip)
+        if not self.settings.auth_signup:
+            raise AuthError(422, "signup_disabled", "Signups not allowed for this instance")
+        body = request.json()
+        email = _email(body.get("email"))
+        password = _password(body.get("password"))
+        data = body.get("data") or {}
+        if not isinstance(data, dict):
+            raise AuthError(400, "validation_failed", "data must be a JSON object")
+        if await self.store.user_by_email(email) is not None:
+            raise AuthError(422, "user_already_exists", "User already registered")
+        user = await self.store.create_user(email, await hash_password(password), data, {}, confirmed=True)
+        issued = await self.store.start_session(
+            user, ip=request.client_ip, user_agent=request.headers.get("user-agent")
+        )
+        return Answer(200, self.access_token(issued, "password"))
+
+    async def token(self, request: HttpRequest) -> Answer:
+        grant = request.query.get("grant_type", "")
+        body = request.json()
+        if grant == "password":
+            self.sign_ins.take(request.client_ip)
+            email = body.get("email")
+            password = body.get("password")
+            if not isinstance(email, str) or not isinstance(password, str) or not email or not password:
+                raise AuthError(400, "validation_failed", "Sign in requires an email and a password")
+            user = await self.store.user_by_email(email)
+            hashed = user["encrypted_password"] if user is not None else None
+            if not await password_matches(password, hashed) or user is None:
+                raise AuthError(400, "invalid_credentials", "Invalid login credentials")
+            if user["banned_until"] is not None and user["banned_until"].timestamp() > time.time():
+                raise AuthError(400, "user_banned", "User is banned")
+            issued = await self.store.start_session(
+                user, ip=request.client_ip, user_agent=request.headers.get("user-agent")
+            )
+            return Answer(200, self.access_token(issued, "password"))
+        if grant == "refresh_token":
+            token = body.get("refresh_token")
+            if not isinstance(token, str) or not token:
+                raise AuthError(400, "validation_failed", "refresh_token required")
+            issued = await self.store.refresh(token)
+            return Answer(200, self.access_token(issued, "password"))
+        raise AuthError(400, "validation_failed", "unsupported_grant_type")
+
+    async def get_user(self, request: HttpRequest) -> Answer:
+        _, user = await self.session_user(request)
+        return Answer(200, user_json(user, await self.store.identities(user["id"])))
+
+    async def put_user(self, request: HttpRequest) -> Answer:
+        _, user = await self.session_user(request)
+        body = request.json()
+        changes: dict[str, object] = {}
+        if body.get("email") is not None:
+            email = _email(body.get("email"))
+            if email.lower() != str(user["email"] or "").lower():
+                changes["email"] = email
+        if body.get("password") is not None:
+            changes["encrypted_password"] = await hash_password(_password(body.get("password")))
+        data = body.get("data")
+        if data is not None:
+            if not isinstance(data, dict):
+                raise AuthError(400, "validation_failed", "data must be a JSON object")
+            changes["raw_user_meta_data"] = {**(user["raw_user_meta_data"] or {}), **data}
+        if changes:
+            user = await self.store.update_user(user["id"], changes)
+        return Answer(200, user_json(user, await self.store.identities(user["id"])))
+
+    async def logout(self, request: HttpRequest) -> Answer:
+        scope = request.query.get("scope", "global")
+        if scope not in ("global", "local", "others"):
+            raise AuthError(400, "validation_failed", "scope must be one of global, local, others")
+        claims = self.claims_of(request)
+        sub = claims.get("sub")
+        session_id = claims.get("session_id")
+        if claims.get("role") == "device" or not isinstance(sub, str) or not isinstance(session_id, str):
+            raise AuthError(403, "bad_jwt", "invalid claim: missing sub claim")
+        await self.store.end_sessions(uuid.UUID(sub), session_id, scope)
+        return Answer(204)
+
+    # -- admin ------------------------------------------------------------------------------------------------
+
+    def require_admin(self, request: HttpRequest) -> None:
+        if self.claims_of(request).get("role") != "service_role":
+            raise AuthError(403, "not_admin", "User not allowed")
+
+    async def admin_list(self, request: HttpRequest) -> Answer:
+        self.require_admin(request)
+        page = _positive(request.query.get("page"), 1)
+        per_page = min(_positive(request.query.get("per_page"), 50), PER_PAGE_MAX)
+        rows, total = await self.store.list_users(page, per_page)
+        headers = {"x-total-count": str(total)}
+        links = []
+        last = max(1, -(-total // per_page))
+        base = f"{self.settings.auth_url}/admin/users"
+        if page < last:
+            links.append(f'<{base}?page={page + 1}&per_page={per_page}>; rel="next"')
+        links.append(f'<{base}?page={last}&per_page={per_page}>; rel="last"')
+        headers["link"] = ", ".join(links)
+        return Answer(200, {"users": [user_json(r) for r in rows], "aud": "authenticated"}, headers)
+
+    async def admin_create(self, request: HttpRequest) -> Answer:
+        self.require_admin(request)
+        body = request.json()
+        email = _email(body.get("email"))
+        password = body.get("password")
+        hashed = await hash_password(_password(password)) if password is not None else None
+        user_meta = _object(body.get("user_metadata", body.get("data")), "user_metadata")
+        app_meta = _object(body.get("app_metadata"), "app_metadata")
+        if await self.store.user_by_email(email) is not None:
+            raise AuthError(422, "email_exists", "A user with this email address has already been registered")
+        user = await self.store.create_user(
+            email, hashed, user_meta, app_meta, confirmed=bool(body.get("email_confirm"))
+        )
+        return Answer(200, user_json(user, await self.store.identities(user["id"])))
+
+    async def admin_user(self, request: HttpRequest) -> Answer:
+        self.require_admin(request)
+        user_id = request.path.removeprefix("/admin/users/").strip("/")
+        try:
+            key = uuid.UUID(user_id)
+        except ValueError as exc:
+            raise AuthError(404, "user_not_found", "User not found") from exc
+        if request.method == "GET":
+            user = await self.store.user_by_id(str(key))
+            if user is None:
+                raise AuthError(404, "user_not_found", "User not found")
+            return Answer(200, user_json(user, await self.store.identities(key)))
+        if request.method == "PUT":
+            return await self._admin_update(key, request.json())
+        if request.method == "DELETE":
+            soft = bool(request.json().get("should_soft_delete"))
+            if not await self.store.delete_user(key, soft=soft):
+                raise AuthError(404, "user_not_found", "User not found")
+            return Answer(200, {})
+        raise AuthError(405, "method_not_allowed", f"{request.method} is not allowed here")
+
+    async def _admin_update(self, key: uuid.UUID, body: dict[str, Any]) -> Answer:
+        user = await self.store.user_by_id(str(key))
+        if user is None:
+            raise AuthError(404, "user_not_found", "User not found")
+        changes: dict[str, object] = {}
+        if body.get("email") is not None:
+            changes["email"] = _email(body["email"])
+        if body.get("password") is not None:
+            changes["encrypted_password"] = await hash_password(_password(body["password"]))
+        if body.get("user_metadata") is not None:
+            changes["raw_user_meta_data"] = {
+                **(user["raw_user_meta_data"] or {}),
+                **_object(body["user_metadata"], "user_metadata"),
+            }
+        if body.get("app_metadata") is not None:
+            changes["raw_app_meta_data"] = {
+                **(user["raw_app_meta_data"] or {}),
+                **_object(body["app_metadata"], "app_metadata"),
+            }
+        if body.get("email_confirm") is True and user["email_confirmed_at"] is None:
+            changes["email_confirmed_at"] = "now"
+        if body.get("ban_duration") is not None:
+            changes["banned_until"] = _ban_until(body["ban_duration"])
+        if changes:
+            user = await self.store.update_user(key, changes)
+        return Answer(200, user_json(user, await self.store.identities(key)))
+
+
+def _email(value: object) -> str:
+    if not isinstance(value, str) or not EMAIL.match(value.strip()) or len(value) > 255:
+        raise AuthError(400, "validation_failed", "Unable to validate email address: invalid format")
+    return value.strip().lower()
+
+
+def _password(value: object) -> str:
+    if not isinstance(value, str) or len(value) < MIN_PASSWORD:
+        raise AuthError(422, "weak_password", f"Password should be at least {MIN_PASSWORD} characters.")
+    if len(value.encode()) > MAX_PASSWORD:
+        raise AuthError(422, "weak_password", f"Password cannot be longer than {MAX_PASSWORD} characters")
+    return value
+
+
+def _object(value: object, name: str) -> dict[str, object]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise AuthError(400, "validation_failed", f"{name} must be a JSON object")
+    return value
+
+
+def _positive(raw: str | None, default: int) -> int:
+    if raw is None or raw == "":
+        return default
+    if not raw.isdigit() or int(raw) < 1:
+        raise AuthError(400, "validation_failed", f"{raw!r} is not a positive whole number")
+    return int(raw)
+
+
+def _ban_until(value: object) -> object:
+    """GoTrue's ban_duration: 'none' lifts a ban, else a Go duration such as '24h' or '876000h'."""
+    if value == "none":
+        return None
+    match = re.fullmatch(r"(\d+)(h|m|s)", str(value))
+    if match is None:
+        raise AuthError(400, "validation_failed", "ban_duration must be 'none' or a duration such as '24h'")
+    seconds = int(match[1]) * {"h": 3600, "m": 60, "s": 1}[match[2]]
+    from datetime import UTC, datetime, timedelta
+
+    return datetime.now(UTC) + timedelta(seconds=seconds)
+
+
+def json_body(answer: Answer) -> bytes:
+    """The bytes of an answer."""
+    if answer.raw is not None:
+        return answer.raw
+    return b"" if answer.body is None else orjson.dumps(answer.body)

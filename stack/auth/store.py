@@ -1,0 +1,416 @@
+"""What /auth/v1 keeps in the database (auth.users, sessions, refresh tokens, identities), as the auth
+server's own login, supabase_auth_admin, in short transactions.
+
+Refresh tokens are random strings handed to the client once; only their SHA-256 digests are stored, so a
+lookup by digest is the comparison. A refresh token is used once: using it revokes it and issues its child.
+Presenting a revoked token again, when it is the parent of the session's current token or was revoked within
+REUSE_INTERVAL (a client that retried, two tabs refreshing at once), rotates the session's newest token once
+more (GoTrue hands back the current token; we keep only digests, so we issue its successor). Anything older is
+a replay: the whole session is ended (GoTrue's reuse detection).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import secrets
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import bcrypt
+import orjson
+import psycopg
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+from psycopg_pool import AsyncConnectionPool
+
+from busymate.stack.auth.errors import AuthError
+
+REUSE_INTERVAL = 10  # seconds, GoTrue's refresh_token_reuse_interval
+BCRYPT_COST = 10  # GoTrue's cost
+# Checked against when an email is unknown, so a miss costs what a wrong password costs.
+_DUMMY_HASH = bcrypt.hashpw(b"busymate-dummy-password", bcrypt.gensalt(BCRYPT_COST, prefix=b"2a"))
+USER_COLUMNS = (
+    "id, aud, role, email, encrypted_password, email_confirmed_at, phone, phone_confirmed_at, confirmed_at, "
+    "last_sign_in_at, raw_app_meta_data, raw_user_meta_data, created_at, updated_at, banned_until, "
+    "is_anonymous, deleted_at"
+)
+
+type Row = dict[str, Any]
+
+
+def digest(token: str) -> bytes:
+    """The stored form of a refresh token or an authorization code."""
+    return hashlib.sha256(token.encode()).digest()
+
+
+def new_refresh_token() -> str:
+    """A fresh refresh token (GoTrue's are 12 characters; ours carry 192 bits)."""
+    return secrets.token_urlsafe(24)
+
+
+async def hash_password(password: str) -> str:
+    """A bcrypt hash in GoTrue's `$2a$10$` form, computed off the event loop."""
+    hashed = await asyncio.to_thread(
+        bcrypt.hashpw, password.encode(), bcrypt.gensalt(BCRYPT_COST, prefix=b"2a")
+    )
+    return hashed.decode()
+
+
+async def password_matches(password: str, hashed: str | None) -> bool:
+    """bcrypt's constant-time check; an unknown user is checked against a dummy hash all the same."""
+    target = hashed.encode() if hashed else _DUMMY_HASH
+    try:
+        ok = await asyncio.to_thread(bcrypt.checkpw, password.encode(), target)
+    except ValueError:
+        return False
+    return ok and hashed is not None
+
+
+def _iso(value: object) -> str | None:
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    return None
+
+
+def user_json(row: Row, identities: list[Row] | None = None) -> dict[str, object]:
+    """A user as GoTrue serialises it."""
+    created = _iso(row["created_at"])
+    return {
+        "id": str(row["id"]),
+        "aud": row["aud"] or "authenticated",
+        "role": row["role"] or "authenticated",
+        "email": row["email"] or "",
+        "email_confirmed_at": _iso(row["email_confirmed_at"]),
+        "phone": row["phone"] or "",
+        "confirmed_at": _iso(row["confirmed_at"]),
+        "last_sign_in_at": _iso(row["last_sign_in_at"]),
+        "app_metadata": row["raw_app_meta_data"] or {},
+        "user_metadata": row["raw_user_meta_data"] or {},
+        "identities": [
+            {
+                "identity_id": str(i["id"]),
+                "id": i["provider_id"],
+                "user_id": str(i["user_id"]),
+                "identity_data": i["identity_data"],
+                "provider": i["provider"],
+                "last_sign_in_at": _iso(i["last_sign_in_at"]),
+                "created_at": _iso(i["created_at"]),
+                "updated_at": _iso(i["updated_at"]),
+                "email": i["email"],
+            }
+            for i in identities or []
+        ],
+        "created_at": created,
+        "updated_at": _iso(row["updated_at"]),
+        "is_anonymous": bool(row["is_anonymous"]),
+        **({"banned_until": _iso(row["banned_until"])} if row["banned_until"] else {}),
+    }
+
+
+@dataclass
+class Issued:
+    """A session's new refresh token and what the access token needs."""
+
+    session_id: uuid.UUID
+    refresh_token: str
+    user: Row
+    oauth_client_id: str | None = None
+    resource: str | None = None
+
+
+class AuthStore:
+    """The auth tables, through a small pool of supabase_auth_admin connections."""
+
+    def __init__(self, pool: AsyncConnectionPool) -> None:
+        self.pool = pool
+
+    # -- users ------------------------------------------------------------------------------------------------
+
+    async def create_user(
+        self,
+        email: str,
+        password_hash: str | None,
+        user_metadata: dict[str, object],
+        app_metadata: dict[str, object],
+        *,
+        confirmed: bool,
+    ) -> Row:
+        """Insert a user with an `email` identity; AuthError 422 email_exists when the address is taken."""
+        user_id = uuid.uuid4()
+        app = {"provider": "email", "providers": ["email"], **app_metadata}
+        async with self.pool.connection() as conn, conn.transaction():
+            try:
+                cur = await conn.cursor(row_factory=dict_row).execute(
+                    "insert into auth.users (instance_id, id, aud, role, email, encrypted_password, "
+                    "email_confirmed_at, raw_app_meta_data, raw_user_meta_data, created_at, updated_at, "
+                    "is_sso_user, is_anonymous) values ('00000000-0000-0000-0000-000000000000', %(id)s, "
+                    "'authenticated', 'authenticated', %(email)s, %(hash)s, "
+                    "case when %(confirmed)s then now() end, %(app)s, %(meta)s, now(), now(), false, false) "
+                    f"returning {USER_COLUMNS}",
+                    {
+                        "id": user_id,
+                        "email": email,
+                        "hash": password_hash,
+                        "confirmed": confirmed,
+                        "app": Jsonb(app),
+                        "meta": Jsonb(user_metadata),
+                    },
+                )
+            except psycopg.errors.UniqueViolation as exc:
+                raise AuthError(
+                    422, "email_exists", "A user with this email address has already been registered"
+                ) from exc
+            row = await cur.fetchone()
+            assert row is not None
+            await conn.execute(
+                "insert into auth.identities (provider_id, user_id, identity_data, provider, created_at, "
+                "updated_at) values (%(pid)s, %(uid)s, %(data)s, 'email', now(), now())",
+                {
+                    "pid": str(user_id),
+                    "uid": user_id,
+                    "data": Jsonb({"sub": str(user_id), "email": email, "email_verified": confirmed}),
+                },
+            )
+        return row
+
+    async def user_by_email(self, email: str) -> Row | None:
+        """The live user with this address (case-insensitive), if any."""
+        async with self.pool.connection() as conn:
+            cur = await conn.cursor(row_factory=dict_row).execute(
+                f"select {USER_COLUMNS} from auth.users where lower(email) = lower(%(e)s) "
+                "and deleted_at is null and not is_sso_user",
+                {"e": email},
+            )
+            return await cur.fetchone()
+
+    async def user_by_id(self, user_id: str) -> Row | None:
+        """The live user with this id, if any (a malformed id is no user)."""
+        try:
+            key = uuid.UUID(user_id)
+        except ValueError:
+            return None
+        async with self.pool.connection() as conn:
+            cur = await conn.cursor(row_factory=dict_row).execute(
+                f"select {USER_COLUMNS} from auth.users where id = %(id)s and deleted_at is null", {"id": key}
+            )
+            return await cur.fetchone()
+
+    async def identities(self, user_id: object) -> list[Row]:
+        """The user's identities, oldest first."""
+        async with self.pool.connection() as conn:
+            cur = await conn.cursor(row_factory=dict_row).execute(
+                "select id, provider_id, user_id, identity_data, provider, last_sign_in_at, created_at, "
+                "updated_at, email from auth.identities where user_id = %(id)s order by created_at",
+                {"id": user_id},
+            )
+            return await cur.fetchall()
+
+    async def update_user(self, user_id: object, changes: dict[str, object]) -> Row:
+        """Apply column changes (only names this module chooses, never request text) and return the row."""
+        allowed = {
+            "email",
+            "encrypted_password",
+            "raw_user_meta_data",
+            "raw_app_meta_data",
+            "email_confirmed_at",
+            "banned_until",
+            "role",
+        }
+        assert set(changes) <= allowed
+        params: dict[str, object] = {"id": user_id}
+        sets = ["updated_at = now()"]
+        for name, value in changes.items():
+            params[name] = Jsonb(value) if isinstance(value, dict) else value
+            sets.append(f"{name} = %({name})s")
+        async with self.pool.connection() as conn, conn.transaction():
+            try:
+                cur = await conn.cursor(row_factory=dict_row).execute(
+                    f"update auth.users set {', '.join(sets)} where id = %(id)s and deleted_at is null "
+                    f"returning {USER_COLUMNS}",
+                    params,
+                )
+            except psycopg.errors.UniqueViolation as exc:
+                raise AuthError(
+                    422, "email_exists", "A user with this email address has already been registered"
+                ) from exc
+            row = await cur.fetchone()
+            if row is None:
+                raise AuthError(404, "user_not_found", "User not found")
+            if "email" in changes:
+                await conn.execute(
+                    "update auth.identities set identity_data = identity_data || jsonb_build_object('email', "
+                    "%(e)s::text), updated_at = now() where user_id = %(id)s and provider = 'email'",
+                    {"e": changes["email"], "id": user_id},
+                )
+        return row
+
+    async def list_users(self, page: int, per_page: int) -> tuple[list[Row], int]:
+        """One page of live users, oldest first, and how many there are."""
+        async with self.pool.connection() as conn:
+            cur = await conn.cursor(row_factory=dict_row).execute(
+                f"select {USER_COLUMNS} from auth.users where deleted_at is null "
+                "order by created_at, id limit %(n)s offset %(o)s",
+                {"n": per_page, "o": (page - 1) * per_page},
+            )
+            rows = await cur.fetchall()
+            total = await (
+                await conn.execute("select count(*) from auth.users where deleted_at is null")
+            ).fetchone()
+        return rows, int(str(total[0])) if total else 0
+
+    async def delete_user(self, user_id: object, *, soft: bool) -> bool:
+        """Delete (or soft-delete: anonymise and keep the row) a user; their sessions go either way."""
+        async with self.pool.connection() as conn, conn.transaction():
+            if soft:
+                cur = await conn.execute(
+                    "update auth.users set deleted_at = now(), email = null, phone = null, "
+                    "encrypted_password = '', raw_user_meta_data = '{}', updated_at = now() "
+                    "where id = %(id)s and deleted_at is null",
+                    {"id": user_id},
+                )
+                await conn.execute("delete from auth.sessions where user_id = %(id)s", {"id": user_id})
+                await conn.execute("delete from auth.identities where user_id = %(id)s", {"id": user_id})
+            else:
+                cur = await conn.execute("delete from auth.users where id = %(id)s", {"id": user_id})
+            return cur.rowcount > 0
+
+    # -- sessions ---------------------------------------------------------------------------------------------
+
+    async def start_session(
+        self,
+        user: Row,
+        *,
+        ip: str,
+        user_agent: str | None,
+        oauth_client_id: str | None = None,
+        resource: str | None = None,
+    ) -> Issued:
+        """A new session with its first refresh token; records the sign-in time."""
+        session_id = uuid.uuid4()
+        token = new_refresh_token()
+        async with self.pool.connection() as conn, conn.transaction():
+            await conn.execute(
+                "insert into auth.sessions (id, user_id, ip, user_agent, oauth_client_id, resource) "
+                "values (%(s)s, %(u)s, %(ip)s, %(ua)s, %(c)s, %(r)s)",
+                {
+                    "s": session_id,
+                    "u": user["id"],
+                    "ip": ip or None,
+                    "ua": user_agent,
+                    "c": oauth_client_id,
+                    "r": resource,
+                },
+            )
+            await conn.execute(
+                "insert into auth.refresh_tokens (token_hash, session_id, user_id) values (%(h)s, %(s)s, %(u)s)",
+                {"h": digest(token), "s": session_id, "u": user["id"]},
+            )
+            cur = await conn.cursor(row_factory=dict_row).execute(
+                f"update auth.users set last_sign_in_at = now() where id = %(u)s returning {USER_COLUMNS}",
+                {"u": user["id"]},
+            )
+            fresh = await cur.fetchone()
+        return Issued(session_id, token, fresh or user, oauth_client_id, resource)
+
+    async def refresh(self, token: str, *, oauth_client_id: str | None = None) -> Issued:
+        """Rotate a refresh token (see the module docstring); AuthError 400 when it cannot be used."""
+        replayed = False
+        async with self.pool.connection() as conn, conn.transaction():
+            cur = await conn.cursor(row_factory=dict_row).execute(
+                "select t.id, t.session_id, t.revoked, extract(epoch from now() - t.updated_at) as age, "
+                "s.oauth_client_id, s.resource, exists (select from auth.refresh_tokens as c "
+                "where c.parent = t.id and not c.revoked) as parent_of_current from auth.refresh_tokens as t "
+                "join auth.sessions as s on s.id = t.session_id where t.token_hash = %(h)s for update of t, s",
+                {"h": digest(token)},
+            )
+            row = await cur.fetchone()
+            if row is None:
+                raise AuthError(
+                    400, "refresh_token_not_found", "Invalid Refresh Token: Refresh Token Not Found"
+                )
+            if row["oauth_client_id"] != oauth_client_id:
+                # A password session's token at the OAuth endpoint, or another client's: as if unknown.
+                raise AuthError(
+                    400, "refresh_token_not_found", "Invalid Refresh Token: Refresh Token Not Found"
+                )
+            parent = row["id"]
+            if row["revoked"]:
+                if not row["parent_of_current"] and float(row["age"]) > REUSE_INTERVAL:
+                    # A replay: the whole session goes (committed), then the refusal.
+                    await conn.execute("delete from auth.sessions where id = %(s)s", {"s": row["session_id"]})
+                    replayed = True
+                else:
+                    newest = await (
+                        await conn.execute(
+                            "select id from auth.refresh_tokens where session_id = %(s)s and not revoked "
+                            "order by id desc limit 1 for update",
+                            {"s": row["session_id"]},
+                        )
+                    ).fetchone()
+                    if newest is None:
+                        raise _already_used()
+                    parent = newest[0]
+            user = (
+                None
+                if replayed
+                else await self._rotate(conn, row["session_id"], parent, fresh := new_refresh_token())
+            )
+        if replayed:
+            raise _already_used()
+        if user is None:
+            raise AuthError(400, "refresh_token_not_found", "Invalid Refresh Token: Refresh Token Not Found")
+        return Issued(row["session_id"], fresh, user, row["oauth_client_id"], row["resource"])
+
+    async def _rotate(
+        self, conn: psycopg.AsyncConnection[Any], session_id: object, parent: object, fresh: str
+    ) -> Row | None:
+        """Revoke `parent`, issue `fresh` as its child; the session's user while it may still sign in."""
+        await conn.execute(
+            "update auth.refresh_tokens set revoked = true, updated_at = now() where id = %(id)s",
+            {"id": parent},
+        )
+        cur = await conn.cursor(row_factory=dict_row).execute(
+            "with s as (update auth.sessions set refreshed_at = now(), updated_at = now() where id = %(s)s "
+            "returning user_id), t as (insert into auth.refresh_tokens (token_hash, session_id, user_id, "
+            "parent) select %(h)s, %(s)s, s.user_id, %(p)s from s) "
+            f"select {USER_COLUMNS} from auth.users where id = (select user_id from s) and deleted_at is null "
+            "and (banned_until is null or banned_until < now())",
+            {"s": session_id, "h": digest(fresh), "p": parent},
+        )
+        return await cur.fetchone()
+
+    async def session_exists(self, session_id: str) -> bool:
+        """Whether the session a token names is still open."""
+        try:
+            key = uuid.UUID(session_id)
+        except ValueError:
+            return False
+        async with self.pool.connection() as conn:
+            row = await (
+                await conn.execute("select 1 from auth.sessions where id = %(s)s", {"s": key})
+            ).fetchone()
+        return row is not None
+
+    async def end_sessions(self, user_id: object, session_id: str, scope: str) -> None:
+        """Sign out: `local` ends this session, `global` every session of the user, `others` all but this."""
+        where = {
+            "local": "id = %(s)s",
+            "global": "user_id = %(u)s",
+            "others": "user_id = %(u)s and id <> %(s)s",
+        }[scope]
+        async with self.pool.connection() as conn:
+            await conn.execute(
+                f"delete from auth.sessions where {where}", {"s": uuid.UUID(session_id), "u": user_id}
+            )
+
+
+def _already_used() -> AuthError:
+    return AuthError(400, "refresh_token_already_used", "Invalid Refresh Token: Already Used")
+
+
+def dumps(value: object) -> bytes:
+    """JSON for a response body."""
+    return orjson.dumps(value)
