@@ -86,7 +86,7 @@ def test_the_lint_file_catches_each_violation(pg: Settings, tmp_path: Path) -> N
         "row-level security enabled",
         "security_invoker",
         "pins search_path",
-        "anon cannot execute",
+        "anon can execute no security-definer function",
         "outside a (select ...)",
         "names the roles",
         "for all commands",

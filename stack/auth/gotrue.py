@@ -87,7 +87,7 @@ class AuthApi:
 
     # -- tokens -----------------------------------------------------------------------------------------------
 
-    def access_token(self, issued: Issued, amr: str) -> dict[str, object]:
+    def access_token(self, issued: Issued, amr: str, identities: list[Row] | None = None) -> dict[str, object]:
         """The session response for `issued`: a fresh access token beside its refresh token and the user."""
         now = int(time.time())
         exp = now + self.settings.jwt_expiry
@@ -116,7 +116,7 @@ class AuthApi:
             "expires_in": self.settings.jwt_expiry,
             "expires_at": exp,
             "refresh_token": issued.refresh_token,
-            "user": user_json(user),
+            "user": user_json(user, identities),
         }
 
     def claims_of(self, request: HttpRequest) -> dict[str, object]:
@@ -192,7 +192,7 @@ class AuthApi:
         issued = await self.store.start_session(
             user, ip=request.client_ip, user_agent=request.headers.get("user-agent")
         )
-        return Answer(200, self.access_token(issued, "password"))
+        return Answer(200, self.access_token(issued, "password", await self.store.identities(user["id"])))
 
     async def token(self, request: HttpRequest) -> Answer:
         grant = request.query.get("grant_type", "")
@@ -212,13 +212,14 @@ class AuthApi:
             issued = await self.store.start_session(
                 user, ip=request.client_ip, user_agent=request.headers.get("user-agent")
             )
-            return Answer(200, self.access_token(issued, "password"))
+            return Answer(200, self.access_token(issued, "password", await self.store.identities(user["id"])))
         if grant == "refresh_token":
             token = body.get("refresh_token")
             if not isinstance(token, str) or not token:
                 raise AuthError(400, "validation_failed", "refresh_token required")
             issued = await self.store.refresh(token)
-            return Answer(200, self.access_token(issued, "password"))
+            identities = await self.store.identities(issued.user["id"])
+            return Answer(200, self.access_token(issued, "password", identities))
         raise AuthError(400, "validation_failed", "unsupported_grant_type")
 
     async def get_user(self, request: HttpRequest) -> Answer:
@@ -226,7 +227,7 @@ class AuthApi:
         return Answer(200, user_json(user, await self.store.identities(user["id"])))
 
     async def put_user(self, request: HttpRequest) -> Answer:
-        _, user = await self.session_user(request)
+        claims, user = await self.session_user(request)
         body = request.json()
         changes: dict[str, object] = {}
         if body.get("email") is not None:
@@ -242,6 +243,9 @@ class AuthApi:
             changes["raw_user_meta_data"] = {**(user["raw_user_meta_data"] or {}), **data}
         if changes:
             user = await self.store.update_user(user["id"], changes)
+        if "encrypted_password" in changes:
+            # As GoTrue does: a new password ends every other session of the user.
+            await self.store.end_sessions(user["id"], str(claims["session_id"]), "others")
         return Answer(200, user_json(user, await self.store.identities(user["id"])))
 
     async def logout(self, request: HttpRequest) -> Answer:
@@ -338,6 +342,8 @@ class AuthApi:
             changes["banned_until"] = _ban_until(body["ban_duration"])
         if changes:
             user = await self.store.update_user(key, changes)
+        if "encrypted_password" in changes or "banned_until" in changes:
+            await self.store.end_sessions(key, str(uuid.UUID(int=0)), "global")
         return Answer(200, user_json(user, await self.store.identities(key)))
 
 

@@ -248,11 +248,11 @@ class AuthStore:
         return row
 
     async def list_users(self, page: int, per_page: int) -> tuple[list[Row], int]:
-        """One page of live users, oldest first, and how many there are."""
+        """One page of live users, newest first (as GoTrue lists them), and how many there are."""
         async with self.pool.connection() as conn:
             cur = await conn.cursor(row_factory=dict_row).execute(
                 f"select {USER_COLUMNS} from auth.users where deleted_at is null "
-                "order by created_at, id limit %(n)s offset %(o)s",
+                "order by created_at desc, id limit %(n)s offset %(o)s",
                 {"n": per_page, "o": (page - 1) * per_page},
             )
             rows = await cur.fetchall()

@@ -125,7 +125,8 @@ begin
     -- unpaired device learns it on its next request rather than seeing empty results.
     -- Two IFs, not one AND: a function's EXECUTE right is checked when its expression is prepared, and anon may
     -- not execute current_device(). Only a device's request reaches the inner test.
-    if (select auth.jwt() ->> 'role') is distinct from 'device' then
+    -- The claims setting itself, not auth.jwt(): the device role has no USAGE on schema auth.
+    if (nullif(current_setting('request.jwt.claims', true), '')::jsonb ->> 'role') is distinct from 'device' then
         return;
     end if;
     if private.current_device() is null then

@@ -93,7 +93,9 @@ def test_an_unpaired_device_cannot_ingest(stack: Settings, world: World) -> None
     device = client(stack, world.anon_key, world.tokens["d_unpaired"])
     with pytest.raises(APIError) as refused:
         device.rpc("ingest_entries", {"batch": []}).execute()
-    assert refused.value.code == "42501"
+    # Refused before the request runs (the db-pre-request hook), as 401: the credential itself is void.
+    assert refused.value.code == "PGRST301"
+    assert "no longer valid" in str(refused.value.message)
 
 
 def test_insert_update_delete_and_upsert(service: Client, world: World) -> None:
