@@ -1,4 +1,5 @@
-"""`busymate token`, `busymate login` and `busymate logout`: credentials for integrators, scripts and the CLI."""
+"""`busymate token`, `busymate login` and `busymate logout`: credentials for integrators, scripts and the
+CLI."""
 
 from __future__ import annotations
 
@@ -52,7 +53,8 @@ def token(
         bool, typer.Option("--json", help="The whole session as JSON (user sign-ins).")
     ] = False,
 ) -> None:
-    """Print an access token: yours (after `busymate login`), a user's, the local admin's, a device's, or a key.
+    """Print an access token: yours (after `busymate login`), a user's, the local admin's, a device's, or a
+    key.
 
     Use it as `Authorization: Bearer <token>` on /rest/v1, /realtime/v1 and /functions/v1, or with
     supabase-js/supabase-py `setSession` / `realtime.setAuth`."""

@@ -1,4 +1,5 @@
-"""/functions/v1/<name>: host the Python functions in `functions/` the way Supabase's Edge Runtime hosts its own.
+"""/functions/v1/<name>: host the Python functions in `functions/` the way Supabase's Edge Runtime hosts its
+own.
 
 One module per function (`busymate.functions.<name>`, a dash in the URL is an underscore in the module name)
 with `async def handle(request: FunctionRequest) -> FunctionResponse`. The caller's headers, Authorization

@@ -1,5 +1,5 @@
-"""The local stack's one HTTP server (127.0.0.1:54321): the gateway, then /rest/v1, /realtime/v1, /auth/v1 (with
-the OAuth 2.1 authorization server) and /functions/v1.
+"""The local stack's one HTTP server (127.0.0.1:54321): the gateway, then /rest/v1, /realtime/v1, /auth/v1
+(with the OAuth 2.1 authorization server) and /functions/v1.
 
 A bare ASGI app on uvicorn with uvloop and httptools: no framework between the socket and the handler. The
 gateway does what Supabase's Kong does (contracts/postgrest.md §2.1): an `apikey` must be one of the

@@ -53,8 +53,8 @@ create table if not exists auth.oauth_clients (
     client_name text,
     client_uri text,
     logo_uri text,
-    redirect_uris text [] not null,
-    grant_types text [] not null default '{authorization_code,refresh_token}',
+    redirect_uris text[] not null,
+    grant_types text[] not null default '{authorization_code,refresh_token}',
     token_endpoint_auth_method text not null default 'none',
     created_at timestamptz not null default now(),
     updated_at timestamptz not null default now()

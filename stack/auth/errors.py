@@ -23,7 +23,8 @@ class AuthError(Exception):
         self.headers = headers or {}
 
     def body(self, api_version: str | None) -> dict[str, object]:
-        """`{"code": 400, "error_code": ..., "msg": ...}`, or the 2024-01-01 shape when the client asked for it."""
+        """`{"code": 400, "error_code": ..., "msg": ...}`, or the 2024-01-01 shape when the client asked for
+        it."""
         if api_version is not None and api_version >= API_VERSION:
             return {"code": self.error_code, "message": self.msg}
         return {"code": self.status, "error_code": self.error_code, "msg": self.msg}

@@ -1,8 +1,9 @@
 """/auth/v1: the part of GoTrue the Supabase clients use, on our own auth tables (docs/auth.md).
 
-Sign-up, password sign-in, refresh-token rotation with reuse detection, GET/PUT /user, sign-out (local, global,
-others), the admin user API for the service role, /settings, /health and the JWKS. Access tokens carry the
-claims GoTrue issues and are signed by `SigningKeys` (HS256 or ES256), so REST and Realtime accept them.
+Sign-up, password sign-in, refresh-token rotation with reuse detection, GET/PUT /user, sign-out (local,
+global, others), the admin user API for the service role, /settings, /health and the JWKS. Access tokens
+carry the claims GoTrue issues and are signed by `SigningKeys` (HS256 or ES256), so REST and Realtime accept
+them.
 """
 
 from __future__ import annotations
@@ -85,9 +86,11 @@ class AuthApi:
         answer.headers = headers
         return answer
 
-    # -- tokens -----------------------------------------------------------------------------------------------
+    # -- tokens ----------------------------------------------------------------------------------------------
 
-    def access_token(self, issued: Issued, amr: str, identities: list[Row] | None = None) -> dict[str, object]:
+    def access_token(
+        self, issued: Issued, amr: str, identities: list[Row] | None = None
+    ) -> dict[str, object]:
         """The session response for `issued`: a fresh access token beside its refresh token and the user."""
         now = int(time.time())
         exp = now + self.settings.jwt_expiry
@@ -148,7 +151,7 @@ class AuthApi:
             raise AuthError(403, "session_not_found", "Session from session_id claim in JWT does not exist")
         return claims, user
 
-    # -- public endpoints -------------------------------------------------------------------------------------
+    # -- public endpoints ------------------------------------------------------------------------------------
 
     async def health(self, request: HttpRequest) -> Answer:
         return Answer(
@@ -260,7 +263,7 @@ class AuthApi:
         await self.store.end_sessions(uuid.UUID(sub), session_id, scope)
         return Answer(204)
 
-    # -- admin ------------------------------------------------------------------------------------------------
+    # -- admin -----------------------------------------------------------------------------------------------
 
     def require_admin(self, request: HttpRequest) -> None:
         if self.claims_of(request).get("role") != "service_role":

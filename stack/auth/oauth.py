@@ -7,7 +7,8 @@
 - Token endpoint: authorization_code and refresh_token (rotating, with the same reuse detection as /auth/v1).
 - Clients: dynamic registration (RFC 7591) at /oauth/clients/register, or a client ID metadata document: a
   client_id that is an https URL (http on a loopback host, for local development) whose JSON names itself.
-- RFC 8707: `resource` is kept with the grant and becomes the access token's `aud`; a refresh may not widen it.
+- RFC 8707: `resource` is kept with the grant and becomes the access token's `aud`; a refresh may not
+  widen it.
 
 Tokens are ordinary Busymate access tokens (role authenticated, sub, session_id), so RLS applies unchanged.
 """
@@ -110,7 +111,7 @@ class OAuthServer:
             "resource_indicators_supported": True,
         }
 
-    # -- clients ----------------------------------------------------------------------------------------------
+    # -- clients ---------------------------------------------------------------------------------------------
 
     async def register(self, request: HttpRequest) -> Answer:
         """RFC 7591 dynamic client registration."""
@@ -143,9 +144,9 @@ class OAuthServer:
         secret = secrets.token_urlsafe(32) if method != "none" else None
         async with self.store.pool.connection() as conn:
             await conn.execute(
-                "insert into auth.oauth_clients (client_id, client_secret_hash, registration_type, client_name, "
-                "client_uri, redirect_uris, grant_types, token_endpoint_auth_method) values (%(id)s, %(secret)s, "
-                "'dynamic', %(name)s, %(uri)s, %(uris)s, %(grants)s, %(method)s)",
+                "insert into auth.oauth_clients (client_id, client_secret_hash, registration_type, "
+                "client_name, client_uri, redirect_uris, grant_types, token_endpoint_auth_method) values "
+                "(%(id)s, %(secret)s, 'dynamic', %(name)s, %(uri)s, %(uris)s, %(grants)s, %(method)s)",
                 {
                     "id": client_id,
                     "secret": digest(secret) if secret else None,
@@ -193,9 +194,9 @@ class OAuthServer:
             cur = await conn.cursor(row_factory=dict_row).execute(
                 "insert into auth.oauth_clients (client_id, registration_type, client_name, client_uri, "
                 "redirect_uris, token_endpoint_auth_method) values (%(id)s, 'metadata_document', %(name)s, "
-                "%(uri)s, %(uris)s, 'none') on conflict (client_id) do update set client_name = excluded.client_name, "
-                "client_uri = excluded.client_uri, redirect_uris = excluded.redirect_uris, updated_at = now() "
-                "returning *",
+                "%(uri)s, %(uris)s, 'none') on conflict (client_id) do update set "
+                "client_name = excluded.client_name, client_uri = excluded.client_uri, "
+                "redirect_uris = excluded.redirect_uris, updated_at = now() returning *",
                 {
                     "id": client_id,
                     "name": document.get("client_name")
@@ -209,7 +210,7 @@ class OAuthServer:
             )
             return await cur.fetchone()
 
-    # -- authorize --------------------------------------------------------------------------------------------
+    # -- authorize -------------------------------------------------------------------------------------------
 
     async def authorize(self, request: HttpRequest) -> Answer:
         """Check the request, remember it, and show the sign-in or consent page."""
@@ -250,8 +251,8 @@ class OAuthServer:
         async with self.store.pool.connection() as conn:
             await conn.execute(
                 "insert into auth.oauth_authorizations (id, client_id, redirect_uri, state, scope, resource, "
-                "code_challenge, expires_at) values (%(id)s, %(client)s, %(uri)s, %(state)s, %(scope)s, %(res)s, "
-                "%(challenge)s, now() + make_interval(secs => %(ttl)s))",
+                "code_challenge, expires_at) values (%(id)s, %(client)s, %(uri)s, %(state)s, %(scope)s, "
+                "%(res)s, %(challenge)s, now() + make_interval(secs => %(ttl)s))",
                 {
                     "id": authorization_id,
                     "client": client_id,
@@ -443,7 +444,7 @@ class OAuthServer:
         location = f"{redirect_uri}{separator}{urlencode(params)}"
         return Answer(302, None, {"location": location, "cache-control": "no-store"})
 
-    # -- token ------------------------------------------------------------------------------------------------
+    # -- token -----------------------------------------------------------------------------------------------
 
     async def token(self, request: HttpRequest) -> Answer:
         """The token endpoint: authorization_code (with PKCE) and refresh_token."""
@@ -487,9 +488,10 @@ class OAuthServer:
         client = await self.client(client_id) if client_id else None
         if client is None:
             raise OAuthError("invalid_client", "unknown client", 401)
-        if client["client_secret_hash"] is not None:
-            if not secret or not hmac.compare_digest(digest(secret), bytes(client["client_secret_hash"])):
-                raise OAuthError("invalid_client", "client authentication failed", 401)
+        if client["client_secret_hash"] is not None and (
+            not secret or not hmac.compare_digest(digest(secret), bytes(client["client_secret_hash"]))
+        ):
+            raise OAuthError("invalid_client", "client authentication failed", 401)
         return client
 
     async def _code_grant(self, client: Row, params: dict[str, str]) -> Answer:
@@ -542,7 +544,8 @@ class OAuthServer:
 
 def _page(status: int, title: str, content: str) -> Answer:
     body = f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<html lang="en"><head><meta charset="utf-8">\
+<meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{html.escape(title)}</title>
 <style>body{{font:16px system-ui,sans-serif;max-width:28rem;margin:4rem auto;padding:0 1rem}}
 label{{display:block;margin:.75rem 0}}input{{display:block;width:100%;padding:.4rem}}

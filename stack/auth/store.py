@@ -127,7 +127,7 @@ class AuthStore:
     def __init__(self, pool: AsyncConnectionPool) -> None:
         self.pool = pool
 
-    # -- users ------------------------------------------------------------------------------------------------
+    # -- users -----------------------------------------------------------------------------------------------
 
     async def create_user(
         self,
@@ -277,7 +277,7 @@ class AuthStore:
                 cur = await conn.execute("delete from auth.users where id = %(id)s", {"id": user_id})
             return cur.rowcount > 0
 
-    # -- sessions ---------------------------------------------------------------------------------------------
+    # -- sessions --------------------------------------------------------------------------------------------
 
     async def start_session(
         self,
@@ -305,7 +305,8 @@ class AuthStore:
                 },
             )
             await conn.execute(
-                "insert into auth.refresh_tokens (token_hash, session_id, user_id) values (%(h)s, %(s)s, %(u)s)",
+                "insert into auth.refresh_tokens (token_hash, session_id, user_id) "
+                "values (%(h)s, %(s)s, %(u)s)",
                 {"h": digest(token), "s": session_id, "u": user["id"]},
             )
             cur = await conn.cursor(row_factory=dict_row).execute(
@@ -322,8 +323,10 @@ class AuthStore:
             cur = await conn.cursor(row_factory=dict_row).execute(
                 "select t.id, t.session_id, t.revoked, extract(epoch from now() - t.updated_at) as age, "
                 "s.oauth_client_id, s.resource, exists (select from auth.refresh_tokens as c "
-                "where c.parent = t.id and not c.revoked) as parent_of_current from auth.refresh_tokens as t "
-                "join auth.sessions as s on s.id = t.session_id where t.token_hash = %(h)s for update of t, s",
+                "where c.parent = t.id and not c.revoked) as parent_of_current "
+                "from auth.refresh_tokens as t "
+                "join auth.sessions as s on s.id = t.session_id where t.token_hash = %(h)s "
+                "for update of t, s",
                 {"h": digest(token)},
             )
             row = await cur.fetchone()
@@ -376,8 +379,8 @@ class AuthStore:
             "with s as (update auth.sessions set refreshed_at = now(), updated_at = now() where id = %(s)s "
             "returning user_id), t as (insert into auth.refresh_tokens (token_hash, session_id, user_id, "
             "parent) select %(h)s, %(s)s, s.user_id, %(p)s from s) "
-            f"select {USER_COLUMNS} from auth.users where id = (select user_id from s) and deleted_at is null "
-            "and (banned_until is null or banned_until < now())",
+            f"select {USER_COLUMNS} from auth.users where id = (select user_id from s) "
+            "and deleted_at is null and (banned_until is null or banned_until < now())",
             {"s": session_id, "h": digest(fresh), "p": parent},
         )
         return await cur.fetchone()

@@ -600,7 +600,8 @@ class RestApi:
         await conn.execute(f"begin isolation level read committed {mode}")
         await conn.execute(_SETTINGS_SQL, settings)
         if self.cache.pre_request is not None:
-            # db-pre-request: its own statement, as PostgREST runs it, so its name resolves as the request's role.
+            # db-pre-request: its own statement, as PostgREST runs it, so its name resolves as the request's
+            # role.
             await conn.execute(f"select {self.cache.pre_request}()")
         if timezone:
             await conn.execute("select set_config('timezone', %s, true)", [timezone])

@@ -151,5 +151,5 @@ comment on function private.check_request() is
 revoke execute on function private.check_request() from public;
 grant execute on function private.check_request() to anon, authenticated, service_role, device;
 
-alter role authenticator set pgrst.db_pre_request to 'private.check_request';
+alter role authenticator set pgrst.db_pre_request to 'private.check_request'; -- noqa: PRS
 notify pgrst, 'reload config';

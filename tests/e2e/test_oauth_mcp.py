@@ -75,7 +75,8 @@ def person(stack: Settings, world: World) -> Iterator[Person]:
 
 
 class Verifier(TokenVerifier):
-    """An independent resource server's check: signature by the JWKS, issuer, expiry, and aud = this server."""
+    """An independent resource server's check: signature by the JWKS, issuer, expiry, and aud = this
+    server."""
 
     def __init__(self, issuer: str, resource: str) -> None:
         self.issuer = issuer
@@ -182,7 +183,8 @@ async def consent(authorize_url: str, person: Person, *, approve: bool = True) -
             },
         )
         assert signed_in.status_code == 200, signed_in.text
-        assert person.email in signed_in.text and "Approve" in signed_in.text
+        assert person.email in signed_in.text
+        assert "Approve" in signed_in.text
         decided = await browser.post(
             action[1],
             data={
@@ -210,7 +212,9 @@ def test_the_mcp_sdk_completes_the_flow_and_the_token_is_a_busymate_token(
         answer = parse_qs(urlsplit(location).query)
         assert location.startswith(REDIRECT + "?")
         assert answer["iss"] == [stack.auth_url]
-        result["code"] = AuthorizationCodeResult(code=answer["code"][0], state=answer["state"][0], iss=stack.auth_url)
+        result["code"] = AuthorizationCodeResult(
+            code=answer["code"][0], state=answer["state"][0], iss=stack.auth_url
+        )
 
     async def callback_handler() -> AuthorizationCodeResult:
         return result["code"]
@@ -233,15 +237,18 @@ def test_the_mcp_sdk_completes_the_flow_and_the_token_is_a_busymate_token(
     )
 
     async def run() -> str:
-        async with httpx2.AsyncClient(auth=provider, event_hooks={"request": [log]}, timeout=30) as http:
-            async with Client(streamable_http_client(resource.url, http_client=http)) as client:
-                answer = await client.call_tool("echo", {"text": "hello through OAuth"})
-                return str(answer)
+        async with (
+            httpx2.AsyncClient(auth=provider, event_hooks={"request": [log]}, timeout=30) as http,
+            Client(streamable_http_client(resource.url, http_client=http)) as client,
+        ):
+            answer = await client.call_tool("echo", {"text": "hello through OAuth"})
+            return str(answer)
 
     assert "hello through OAuth" in asyncio.run(run())
     assert "POST /auth/v1/oauth/clients/register" in seen
     assert "POST /auth/v1/oauth/token" in seen
-    assert storage.tokens is not None and storage.client is not None
+    assert storage.tokens is not None
+    assert storage.client is not None
     claims = jwt.decode(storage.tokens.access_token, options={"verify_signature": False})
     assert claims["aud"] == resource.url
     assert claims["sub"] == person.id
@@ -252,7 +259,8 @@ def test_the_mcp_sdk_completes_the_flow_and_the_token_is_a_busymate_token(
         f"{stack.api_url}/rest/v1/devices?select=uuid,workspace_id",
         headers={"apikey": world.anon_key, "authorization": f"Bearer {storage.tokens.access_token}"},
     ).json()
-    assert rows and {r["workspace_id"] for r in rows} == {world.ids["w1"]}
+    assert rows
+    assert {r["workspace_id"] for r in rows} == {world.ids["w1"]}
     # The refresh token rotates and keeps the audience; a refresh may not move it to another resource.
     assert storage.tokens.refresh_token
     refreshed = httpx.post(
@@ -264,7 +272,10 @@ def test_the_mcp_sdk_completes_the_flow_and_the_token_is_a_busymate_token(
         },
     )
     assert refreshed.status_code == 200, refreshed.text
-    assert jwt.decode(refreshed.json()["access_token"], options={"verify_signature": False})["aud"] == resource.url
+    assert (
+        jwt.decode(refreshed.json()["access_token"], options={"verify_signature": False})["aud"]
+        == resource.url
+    )
     widened = httpx.post(
         f"{stack.auth_url}/oauth/token",
         data={
@@ -274,7 +285,8 @@ def test_the_mcp_sdk_completes_the_flow_and_the_token_is_a_busymate_token(
             "resource": "http://127.0.0.1:9/elsewhere",
         },
     )
-    assert widened.status_code == 400 and widened.json()["error"] == "invalid_target"
+    assert widened.status_code == 400
+    assert widened.json()["error"] == "invalid_target"
 
 
 def _pkce() -> tuple[str, str]:
@@ -286,7 +298,12 @@ def _pkce() -> tuple[str, str]:
 def _register(stack: Settings, **extra: object) -> dict[str, Any]:
     answer = httpx.post(
         f"{stack.auth_url}/oauth/clients/register",
-        json={"client_name": "manual", "redirect_uris": [REDIRECT], "token_endpoint_auth_method": "none", **extra},
+        json={
+            "client_name": "manual",
+            "redirect_uris": [REDIRECT],
+            "token_endpoint_auth_method": "none",
+            **extra,
+        },
     )
     assert answer.status_code == 201, answer.text
     body: dict[str, Any] = answer.json()
@@ -316,7 +333,9 @@ def test_a_token_for_another_resource_is_refused_by_the_resource(
     client = _register(stack)
     verifier, challenge = _pkce()
     other = "http://127.0.0.1:9/another-resource"
-    location = asyncio.run(consent(_authorize_url(stack, client["client_id"], challenge, resource=other), person))
+    location = asyncio.run(
+        consent(_authorize_url(stack, client["client_id"], challenge, resource=other), person)
+    )
     issued = httpx.post(
         f"{stack.auth_url}/oauth/token",
         data={
@@ -352,17 +371,22 @@ def test_the_authorization_server_refuses_what_oauth_2_1_forbids(stack: Settings
         _authorize_url(stack, client["client_id"], challenge).replace("callback", "callback%2F"),
         follow_redirects=False,
     )
-    assert wrong.status_code == 400 and "location" not in wrong.headers
+    assert wrong.status_code == 400
+    assert "location" not in wrong.headers
     unknown = httpx.get(_authorize_url(stack, "no-such-client", challenge), follow_redirects=False)
-    assert unknown.status_code == 400 and "location" not in unknown.headers
+    assert unknown.status_code == 400
+    assert "location" not in unknown.headers
     # PKCE is required, and only S256.
     plain = httpx.get(
-        _authorize_url(stack, client["client_id"], verifier, code_challenge_method="plain"), follow_redirects=False
+        _authorize_url(stack, client["client_id"], verifier, code_challenge_method="plain"),
+        follow_redirects=False,
     )
     assert plain.status_code == 302
     assert parse_qs(urlsplit(plain.headers["location"]).query)["error"] == ["invalid_request"]
     # Deny: access_denied back to the client.
-    denied = asyncio.run(consent(_authorize_url(stack, client["client_id"], challenge), person, approve=False))
+    denied = asyncio.run(
+        consent(_authorize_url(stack, client["client_id"], challenge), person, approve=False)
+    )
     assert parse_qs(urlsplit(denied).query)["error"] == ["access_denied"]
     # A code: the wrong verifier fails, and a code works once.
     code = _code(asyncio.run(consent(_authorize_url(stack, client["client_id"], challenge), person)))
@@ -373,13 +397,18 @@ def test_the_authorization_server_refuses_what_oauth_2_1_forbids(stack: Settings
         "client_id": client["client_id"],
     }
     bad = httpx.post(f"{stack.auth_url}/oauth/token", data={**form, "code_verifier": _pkce()[0]})
-    assert bad.status_code == 400 and bad.json()["error"] == "invalid_grant"
+    assert bad.status_code == 400
+    assert bad.json()["error"] == "invalid_grant"
     code = _code(asyncio.run(consent(_authorize_url(stack, client["client_id"], challenge), person)))
     good = httpx.post(f"{stack.auth_url}/oauth/token", data={**form, "code": code, "code_verifier": verifier})
     assert good.status_code == 200, good.text
-    assert good.json()["token_type"].lower() == "bearer" and good.json()["expires_in"] > 0
-    again = httpx.post(f"{stack.auth_url}/oauth/token", data={**form, "code": code, "code_verifier": verifier})
-    assert again.status_code == 400 and again.json()["error"] == "invalid_grant"
+    assert good.json()["token_type"].lower() == "bearer"
+    assert good.json()["expires_in"] > 0
+    again = httpx.post(
+        f"{stack.auth_url}/oauth/token", data={**form, "code": code, "code_verifier": verifier}
+    )
+    assert again.status_code == 400
+    assert again.json()["error"] == "invalid_grant"
     # Approving without the page's CSRF token (another site posting the form) is refused.
     page = httpx.get(_authorize_url(stack, client["client_id"], challenge))
     forged = httpx.post(
@@ -387,7 +416,8 @@ def test_the_authorization_server_refuses_what_oauth_2_1_forbids(stack: Settings
         data={"authorization_id": _hidden(page.text, "authorization_id"), "action": "approve", "csrf": "x"},
         follow_redirects=False,
     )
-    assert forged.status_code == 403 and "location" not in forged.headers
+    assert forged.status_code == 403
+    assert "location" not in forged.headers
     # A confidential client must authenticate at the token endpoint.
     confidential = _register(stack, token_endpoint_auth_method="client_secret_post")
     assert confidential["client_secret"]
@@ -395,7 +425,8 @@ def test_the_authorization_server_refuses_what_oauth_2_1_forbids(stack: Settings
         f"{stack.auth_url}/oauth/token",
         data={**form, "client_id": confidential["client_id"], "code_verifier": verifier},
     )
-    assert no_secret.status_code == 401 and no_secret.json()["error"] == "invalid_client"
+    assert no_secret.status_code == 401
+    assert no_secret.json()["error"] == "invalid_client"
     metadata = httpx.get(f"{stack.api_url}/.well-known/oauth-authorization-server/auth/v1").json()
     assert metadata["issuer"] == stack.auth_url
     assert metadata["code_challenge_methods_supported"] == ["S256"]
@@ -406,10 +437,10 @@ def test_a_client_id_metadata_document_identifies_a_client(stack: Settings, pers
     document_url = f"http://127.0.0.1:{port}/oauth/client.json"
 
     class Document(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 (the standard library's name)
+        def do_GET(self) -> None:
             body = (
-                '{"client_id": "%s", "client_name": "Metadata Client", "redirect_uris": ["%s"]}'
-                % (document_url, REDIRECT)
+                f'{{"client_id": "{document_url}", "client_name": "Metadata Client", '
+                f'"redirect_uris": ["{REDIRECT}"]}}'
             ).encode()
             self.send_response(200)
             self.send_header("content-type", "application/json")
@@ -417,7 +448,7 @@ def test_a_client_id_metadata_document_identifies_a_client(stack: Settings, pers
             self.end_headers()
             self.wfile.write(body)
 
-        def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        def log_message(self, format: str, *args: object) -> None:
             return
 
     server = HTTPServer(("127.0.0.1", port), Document)
@@ -425,7 +456,8 @@ def test_a_client_id_metadata_document_identifies_a_client(stack: Settings, pers
     try:
         verifier, challenge = _pkce()
         page = httpx.get(_authorize_url(stack, document_url, challenge))
-        assert page.status_code == 200 and "Metadata Client" in page.text
+        assert page.status_code == 200
+        assert "Metadata Client" in page.text
         location = asyncio.run(consent(_authorize_url(stack, document_url, challenge), person))
         issued = httpx.post(
             f"{stack.auth_url}/oauth/token",
@@ -438,6 +470,9 @@ def test_a_client_id_metadata_document_identifies_a_client(stack: Settings, pers
             },
         )
         assert issued.status_code == 200, issued.text
-        assert jwt.decode(issued.json()["access_token"], options={"verify_signature": False})["client_id"] == document_url
+        assert (
+            jwt.decode(issued.json()["access_token"], options={"verify_signature": False})["client_id"]
+            == document_url
+        )
     finally:
         server.shutdown()
