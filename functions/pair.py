@@ -1,7 +1,6 @@
 """POST /functions/v1/pair {"code": "ABCDE-FGHJK"}: exchange a device's activation code for its JWT, once.
 
-The code goes to the `pair_device` RPC under the caller's token (the anon key is enough: the code is the
-proof); the RPC voids any earlier credential of that device and answers the new one, which this function signs
+The code goes to the `pair_device` RPC under the anon key (the code is the proof); the RPC voids any earlier credential of that device and answers the new one, which this function signs
 into a device token (ARCHITECTURE.md §5: role `device`, sub = the device's uuid, workspace_id, cred).
 Attempts are limited per address (BUSYMATE_PAIR_RATE_LIMIT per 5 minutes).
 """
@@ -40,7 +39,9 @@ async def handle(request: FunctionRequest) -> FunctionResponse:
     code = body.get("code") if isinstance(body, dict) else None
     if not isinstance(code, str) or not code.strip():
         return FunctionResponse.json(400, {"error": "validation_failed", "message": "code is required"})
-    status, answer = await request.rest("POST", "/rpc/pair_device", {"code": code}, request.bearer())
+    # Always under the anon key: the code is the proof, and a device recovering from an unpair may still send
+    # its voided token, which must not stand in the way.
+    status, answer = await request.rest("POST", "/rpc/pair_device", {"code": code})
     if status != 200 or not isinstance(answer, dict):
         message = answer.get("message") if isinstance(answer, dict) else None
         error = "invalid_code" if status == 400 else "pairing_failed"

@@ -426,6 +426,7 @@ def serve(settings: Settings) -> None:
         log_level="warning",
         server_header=False,
         timeout_keep_alive=75,  # like a gateway: clients keep their connections between bursts
+        timeout_graceful_shutdown=3,  # then close what is still open (sockets, streams) and exit
     )
 
 

@@ -87,3 +87,8 @@ begin
 end
 $owners$;
 alter sequence auth.refresh_tokens_id_seq owner to supabase_auth_admin;
+
+-- As on Supabase, postgres (migrations, the SQL editor, tests) may manage them too.
+grant all on auth.sessions, auth.refresh_tokens, auth.identities, auth.oauth_clients, auth.oauth_authorizations
+to postgres, dashboard_user;
+grant usage, select on sequence auth.refresh_tokens_id_seq to postgres, dashboard_user;

@@ -15,19 +15,27 @@ API_VERSION = "2024-01-01"
 class AuthError(Exception):
     """An error in GoTrue's shape: the HTTP status, a stable error_code and a message for people."""
 
-    def __init__(self, status: int, error_code: str, msg: str, headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        error_code: str,
+        msg: str,
+        headers: dict[str, str] | None = None,
+        extra: dict[str, object] | None = None,
+    ) -> None:
         super().__init__(msg)
         self.status = status
         self.error_code = error_code
         self.msg = msg
         self.headers = headers or {}
+        self.extra = extra or {}  # e.g. weak_password: {"reasons": [...]}, which the clients read
 
     def body(self, api_version: str | None) -> dict[str, object]:
         """`{"code": 400, "error_code": ..., "msg": ...}`, or the 2024-01-01 shape when the client asked for
         it."""
         if api_version is not None and api_version >= API_VERSION:
-            return {"code": self.error_code, "message": self.msg}
-        return {"code": self.status, "error_code": self.error_code, "msg": self.msg}
+            return {"code": self.error_code, "message": self.msg, **self.extra}
+        return {"code": self.status, "error_code": self.error_code, "msg": self.msg, **self.extra}
 
 
 def bad_json() -> AuthError:

@@ -238,12 +238,17 @@ class AuthApi:
             if email.lower() != str(user["email"] or "").lower():
                 changes["email"] = email
         if body.get("password") is not None:
-            changes["encrypted_password"] = await hash_password(_password(body.get("password")))
+            password = _password(body.get("password"))
+            if await password_matches(password, user["encrypted_password"]):
+                raise AuthError(
+                    422, "same_password", "New password should be different from the old password."
+                )
+            changes["encrypted_password"] = await hash_password(password)
         data = body.get("data")
         if data is not None:
             if not isinstance(data, dict):
                 raise AuthError(400, "validation_failed", "data must be a JSON object")
-            changes["raw_user_meta_data"] = {**(user["raw_user_meta_data"] or {}), **data}
+            changes["raw_user_meta_data"] = _merge(user["raw_user_meta_data"], data)
         if changes:
             user = await self.store.update_user(user["id"], changes)
         if "encrypted_password" in changes:
@@ -330,15 +335,13 @@ class AuthApi:
         if body.get("password") is not None:
             changes["encrypted_password"] = await hash_password(_password(body["password"]))
         if body.get("user_metadata") is not None:
-            changes["raw_user_meta_data"] = {
-                **(user["raw_user_meta_data"] or {}),
-                **_object(body["user_metadata"], "user_metadata"),
-            }
+            changes["raw_user_meta_data"] = _merge(
+                user["raw_user_meta_data"], _object(body["user_metadata"], "user_metadata")
+            )
         if body.get("app_metadata") is not None:
-            changes["raw_app_meta_data"] = {
-                **(user["raw_app_meta_data"] or {}),
-                **_object(body["app_metadata"], "app_metadata"),
-            }
+            changes["raw_app_meta_data"] = _merge(
+                user["raw_app_meta_data"], _object(body["app_metadata"], "app_metadata")
+            )
         if body.get("email_confirm") is True and user["email_confirmed_at"] is None:
             changes["email_confirmed_at"] = "now"
         if body.get("ban_duration") is not None:
@@ -357,11 +360,27 @@ def _email(value: object) -> str:
 
 
 def _password(value: object) -> str:
+    weak = {"weak_password": {"reasons": ["length"]}}
     if not isinstance(value, str) or len(value) < MIN_PASSWORD:
-        raise AuthError(422, "weak_password", f"Password should be at least {MIN_PASSWORD} characters.")
+        raise AuthError(
+            422, "weak_password", f"Password should be at least {MIN_PASSWORD} characters.", extra=weak
+        )
     if len(value.encode()) > MAX_PASSWORD:
-        raise AuthError(422, "weak_password", f"Password cannot be longer than {MAX_PASSWORD} characters")
+        raise AuthError(
+            422, "weak_password", f"Password cannot be longer than {MAX_PASSWORD} characters", extra=weak
+        )
     return value
+
+
+def _merge(old: object, changes: dict[str, object]) -> dict[str, object]:
+    """GoTrue's metadata update: keys set, a key set to null removed."""
+    merged = dict(old) if isinstance(old, dict) else {}
+    for key, value in changes.items():
+        if value is None:
+            merged.pop(key, None)
+        else:
+            merged[key] = value
+    return merged
 
 
 def _object(value: object, name: str) -> dict[str, object]:

@@ -237,6 +237,7 @@ class Hub:
         )
         self.replication: Replication | None = None
         self.sockets: set[Socket] = set()
+        self._background: set[asyncio.Task[None]] = set()
 
     # -- connect ---------------------------------------------------------------------------------------
 
@@ -555,15 +556,27 @@ class Hub:
         if claims.get("role") == "device" and not await self.access.device_is_current(claims):
             raise RealtimeError(f"Unauthorized: {DEVICE_REVOKED}")
 
-    def revoke_device(self, device_uuid: str) -> None:
-        """`unpair` was published for a device: close what it joined, and sockets it opened with its token."""
+    async def recheck_device(self, device_uuid: str) -> None:
+        """`unpair` or `paired` was published for a device: close what is held with a credential no longer current
+        (the channels it joined, and sockets it opened with its token)."""
+        verdicts: dict[str, bool] = {}
+
+        async def current(claims: dict[str, object]) -> bool:
+            cred = str(claims.get("cred"))
+            if cred not in verdicts:
+                verdicts[cred] = await self.access.device_is_current(claims)
+            return verdicts[cred]
+
+        def held(claims: dict[str, object]) -> bool:
+            return claims.get("role") == "device" and claims.get("sub") == device_uuid
+
         for sock in list(self.sockets):
-            if sock.claims.get("role") == "device" and sock.claims.get("sub") == device_uuid:
+            if held(sock.claims) and not await current(sock.claims):
                 sock.closed = True
                 sock.wakeup.set()
                 continue
             for channel in list(sock.channels.values()):
-                if channel.claims.get("role") == "device" and channel.claims.get("sub") == device_uuid:
+                if held(channel.claims) and not await current(channel.claims):
                     channel.system("system", "error", DEVICE_REVOKED)
                     self._close(channel)
 
@@ -577,9 +590,11 @@ class Hub:
         binary: bytes | None,
     ) -> None:
         """A committed realtime.messages broadcast, with `meta.id`."""
-        if event == "unpair" and topic.startswith("device:"):
-            # Delivered first, so the device hears why, then its channels close.
-            asyncio.get_running_loop().call_soon(self.revoke_device, topic[len("device:") :])
+        if event in ("unpair", "paired") and topic.startswith("device:"):
+            # Delivered first, so the device hears why, then what holds a voided credential closes.
+            task = asyncio.get_running_loop().create_task(self.recheck_device(topic[len("device:") :]))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
         if (topic, private) not in self.topics:
             return
         full = PREFIX + topic

@@ -83,6 +83,8 @@ begin
     update public.devices as d set credential_id = gen_random_uuid()
     where d.uuid = used.device_uuid
     returning d.* into paired;
+    -- Realtime hears it and closes channels still held with an earlier credential of this device.
+    perform realtime.send(jsonb_build_object('device_uuid', paired.uuid), 'paired', 'device:' || paired.uuid);
     return jsonb_build_object(
         'device_uuid', paired.uuid, 'workspace_id', paired.workspace_id, 'credential_id', paired.credential_id,
         'name', paired.name, 'source', paired.source, 'proxy_port', paired.proxy_port
