@@ -557,8 +557,8 @@ class Hub:
             raise RealtimeError(f"Unauthorized: {DEVICE_REVOKED}")
 
     async def recheck_device(self, device_uuid: str) -> None:
-        """`unpair` or `paired` was published for a device: close what is held with a credential no longer current
-        (the channels it joined, and sockets it opened with its token)."""
+        """`unpair` or `paired` was published for a device: close what is held with a credential that is no
+        longer current (the channels it joined, and sockets it opened with its token)."""
         verdicts: dict[str, bool] = {}
 
         async def current(claims: dict[str, object]) -> bool:
