@@ -1,7 +1,8 @@
 """POST /functions/v1/pair {"code": "ABCDE-FGHJK"}: exchange a device's activation code for its JWT, once.
 
 The code goes to the `pair_device` RPC under the anon key (the code is the proof); the RPC voids any earlier
-credential of that device and answers the new one, which this function signs into a device token (ARCHITECTURE.md §5: role `device`, sub = the device's uuid, workspace_id, cred).
+credential of that device and answers the new one, which this function signs into a device token
+(ARCHITECTURE.md §5: role `device`, sub = the device's uuid, workspace_id, cred).
 Attempts are limited per address (BUSYMATE_PAIR_RATE_LIMIT per 5 minutes).
 """
 

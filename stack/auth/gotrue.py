@@ -360,7 +360,7 @@ def _email(value: object) -> str:
 
 
 def _password(value: object) -> str:
-    weak = {"weak_password": {"reasons": ["length"]}}
+    weak: dict[str, object] = {"weak_password": {"reasons": ["length"]}}
     if not isinstance(value, str) or len(value) < MIN_PASSWORD:
         raise AuthError(
             422, "weak_password", f"Password should be at least {MIN_PASSWORD} characters.", extra=weak
