@@ -7,14 +7,13 @@ of `admin@busymate.local`, created through the admin API on first use and given 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
 import time
 from pathlib import Path
 from typing import Any
-
-import httpx
 
 from busymate import tokens
 from busymate.client import Api
@@ -39,23 +38,8 @@ def _write_private(path: Path, payload: dict[str, Any]) -> None:
 def _auth_post(
     settings: Settings, path: str, body: dict[str, object], token: str | None = None
 ) -> dict[str, Any]:
-    anon = tokens.anon_key(settings.jwt_secret)
-    headers = {"apikey": anon, "authorization": f"Bearer {token or anon}"}
-    try:
-        response = httpx.post(f"{settings.auth_url}{path}", json=body, headers=headers, timeout=30)
-    except httpx.HTTPError as exc:
-        raise BusymateError(
-            f"the API server does not answer at {settings.api_url}: start it with `busymate start`"
-        ) from exc
-    try:
-        answer = response.json()
-    except ValueError:
-        answer = {}
-    if response.status_code >= 400:
-        message = (
-            answer.get("msg") or answer.get("message") or answer.get("error_description") or response.text
-        )
-        raise BusymateError(f"sign-in refused: {message}")
+    with Api(settings, token) as api:
+        answer = api.request("POST", f"/auth/v1{path}", json=body)
     return answer if isinstance(answer, dict) else {}
 
 
@@ -140,15 +124,10 @@ def forget_session(settings: Settings) -> bool:
     if not path.exists():
         return False
     saved = json.loads(path.read_text())
-    try:
-        anon = tokens.anon_key(settings.jwt_secret)
-        httpx.post(
-            f"{settings.auth_url}/logout?scope=local",
-            headers={"apikey": anon, "authorization": f"Bearer {saved['access_token']}"},
-            timeout=10,
-        )
-    except httpx.HTTPError:
-        pass  # the server is down: forgetting locally is still right
+    with Api(settings, str(saved["access_token"])) as api, contextlib.suppress(BusymateError):
+        api.request(
+            "POST", "/auth/v1/logout", params={"scope": "local"}
+        )  # the server may be down: forget anyway
     path.unlink()
     return True
 

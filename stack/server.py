@@ -237,15 +237,12 @@ class App:
             cookies,
         )
         if self.oauth.handles(request):
-            answer = await self.oauth.handle(request)
-        else:
-            if not path.startswith("/auth/v1") or not sub.startswith(("/health", "/.well-known/")):
-                if path.startswith("/auth/v1"):
-                    self._gateway(headers, query, verify=False)
-                else:
-                    return _json(404, {"message": "no Route matched with those values"})
-            answer = await self.auth.handle(request)
-        return _answer(answer)
+            return _answer(await self.oauth.handle(request))
+        if not path.startswith("/auth/v1"):
+            return _json(404, {"message": "no Route matched with those values"})
+        if not sub.startswith(("/health", "/.well-known/")):
+            self._gateway(headers, query, verify=False)  # Kong's key check; GoTrue checks tokens itself
+        return _answer(await self.auth.handle(request))
 
     async def _function(self, scope: Scope, receive: Receive, send: Send, headers: dict[str, str]) -> None:
         """/functions/v1/<name>: run the function, streaming its body if it streams."""

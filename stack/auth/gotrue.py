@@ -13,6 +13,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -407,8 +408,6 @@ def _ban_until(value: object) -> object:
     if match is None:
         raise AuthError(400, "validation_failed", "ban_duration must be 'none' or a duration such as '24h'")
     seconds = int(match[1]) * {"h": 3600, "m": 60, "s": 1}[match[2]]
-    from datetime import UTC, datetime, timedelta
-
     return datetime.now(UTC) + timedelta(seconds=seconds)
 
 

@@ -24,7 +24,7 @@ import secrets
 import time
 import uuid
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import unquote, urlencode, urlsplit
 
 import httpx
 from psycopg.rows import dict_row
@@ -481,8 +481,6 @@ class OAuthServer:
                 raw = base64.b64decode(basic[6:].strip()).decode()
             except (ValueError, UnicodeDecodeError) as exc:
                 raise OAuthError("invalid_client", "malformed Basic credentials", 401) from exc
-            from urllib.parse import unquote
-
             basic_id, _, basic_secret = raw.partition(":")
             client_id, secret = unquote(basic_id), unquote(basic_secret)
         client = await self.client(client_id) if client_id else None

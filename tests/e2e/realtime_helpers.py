@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any
+from urllib.parse import quote
 
 import psycopg
 from psycopg.types.json import Jsonb
@@ -25,7 +26,8 @@ from realtime.types import (
     RealtimeChannelPresenceConfig,
     ReplayOption,
 )
-from websockets.asyncio.client import ClientConnection
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import InvalidStatus
 
 from busymate import tokens
 from busymate.settings import Settings
@@ -285,3 +287,42 @@ class Frames:
         except AssertionError:
             return
         raise AssertionError(f"unexpected frame {frame!r}")
+
+
+# -- raw sockets: connect-time refusals and private joins, as the forgery and pairing suites use them ----
+
+
+def ws_url(settings: Settings, apikey: str) -> str:
+    """The Realtime socket URL (vsn 1.0.0) with `apikey`."""
+    base = settings.api_url.replace("http", "ws", 1)
+    return f"{base}/realtime/v1/websocket?apikey={quote(apikey, safe='')}&vsn=1.0.0"
+
+
+async def connect_status(url: str) -> int | None:
+    """The HTTP status of a refused upgrade, or None when the socket opened."""
+    try:
+        async with connect(url, open_timeout=10):
+            return None
+    except InvalidStatus as exc:
+        return exc.response.status_code
+
+
+async def join_private(ws: ClientConnection, topic: str, token: str | None) -> tuple[Frames, dict[str, Any]]:
+    """phx_join a private topic (access_token `token` when given): the socket's frames and the reply."""
+    frames = Frames(ws)
+    payload: dict[str, Any] = {
+        "config": {
+            "broadcast": {"self": False, "ack": False},
+            "presence": {"key": "", "enabled": False},
+            "postgres_changes": [],
+            "private": True,
+        }
+    }
+    if token is not None:
+        payload["access_token"] = token
+    ref = frames.ref()
+    await frames.send(topic, "phx_join", payload, ref, ref)
+    reply = await frames.next_where(lambda m: m["event"] == "phx_reply" and m["ref"] == ref)
+    assert reply["topic"] == topic, reply
+    result: dict[str, Any] = reply["payload"]
+    return frames, result

@@ -18,19 +18,17 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote
 
 import httpx
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import InvalidStatus
+from websockets.asyncio.client import connect
 
 from busymate import tokens
 from busymate.keys import EcKey, SigningKeys, load_or_create_ec_key
 from busymate.settings import Settings
-from tests.e2e.realtime_helpers import Frames, db_send
+from tests.e2e.realtime_helpers import Frames, connect_status, db_send, join_private, ws_url
 from tests.world import World
 
 TIMEOUT = 30.0  # seconds for one realtime scenario
@@ -311,50 +309,13 @@ def test_rest_accepts_a_good_token(forge: Forge, case: str) -> None:
 # -- /realtime/v1 ------------------------------------------------------------------------------------------
 
 
-def _ws_url(settings: Settings, apikey: str) -> str:
-    base = settings.api_url.replace("http", "ws", 1)
-    return f"{base}/realtime/v1/websocket?apikey={quote(apikey, safe='')}&vsn=1.0.0"
-
-
-async def _connect_status(url: str) -> int | None:
-    """The HTTP status of a refused upgrade, or None when the socket opened."""
-    try:
-        async with connect(url, open_timeout=10):
-            return None
-    except InvalidStatus as exc:
-        return exc.response.status_code
-
-
-async def _join(ws: ClientConnection, topic: str, token: str | None) -> dict[str, Any]:
-    """phx_join on a private topic (with `token` as access_token), and the reply's payload."""
-    frames = Frames(ws)
-    payload: dict[str, Any] = {
-        "config": {
-            "broadcast": {"self": False, "ack": False},
-            "presence": {"key": "", "enabled": False},
-            "postgres_changes": [],
-            "private": True,
-        }
-    }
-    if token is not None:
-        payload["access_token"] = token
-    ref = frames.ref()
-    await frames.send(topic, "phx_join", payload, ref, ref)
-    reply = await frames.next_where(lambda m: m["event"] == "phx_reply" and m["ref"] == ref)
-    assert reply["topic"] == topic, reply
-    result: dict[str, Any] = reply["payload"]
-    return result
-
-
 def _is_probe(event: str) -> Callable[[dict[str, Any]], bool]:
     return lambda m: m["event"] == "broadcast" and m["payload"].get("event") == event
 
 
 @pytest.mark.parametrize("case", FORGERIES)
 def test_realtime_refuses_the_token_as_apikey(forge: Forge, case: str) -> None:
-    status = asyncio.run(
-        asyncio.wait_for(_connect_status(_ws_url(forge.settings, FORGERIES[case](forge))), 20)
-    )
+    status = asyncio.run(asyncio.wait_for(connect_status(ws_url(forge.settings, FORGERIES[case](forge))), 20))
     assert status == 401, f"the socket was {'opened' if status is None else f'answered {status}'}"
 
 
@@ -365,14 +326,14 @@ def test_realtime_refuses_the_token_in_a_join(forge: Forge, case: str) -> None:
     settings, world = forge.settings, forge.world
     sub = f"ws:{world.ids['w1']}"
     topic = f"realtime:{sub}"
-    url = _ws_url(settings, world.anon_key)
+    url = ws_url(settings, world.anon_key)
     token = FORGERIES[case](forge)
 
     async def scenario() -> None:
         async with connect(url) as good_ws, connect(url) as bad_ws:
-            good_reply = await _join(good_ws, topic, world.tokens["member"])
+            good_reply = (await join_private(good_ws, topic, world.tokens["member"]))[1]
             assert good_reply["status"] == "ok", good_reply
-            bad_reply = await _join(bad_ws, topic, token)
+            bad_reply = (await join_private(bad_ws, topic, token))[1]
             assert bad_reply["status"] == "error", bad_reply
             probe = f"probe-{uuid.uuid4().hex[:12]}"
             await db_send(settings, {"case": case}, probe, sub)
@@ -389,13 +350,13 @@ def test_realtime_closes_a_channel_refreshed_with_the_token(forge: Forge, case: 
     settings, world = forge.settings, forge.world
     sub = f"ws:{world.ids['w1']}"
     topic = f"realtime:{sub}"
-    url = _ws_url(settings, world.anon_key)
+    url = ws_url(settings, world.anon_key)
     token = FORGERIES[case](forge)
 
     async def scenario() -> None:
         async with connect(url) as good_ws, connect(url) as refreshed_ws:
-            assert (await _join(good_ws, topic, world.tokens["member"]))["status"] == "ok"
-            assert (await _join(refreshed_ws, topic, world.tokens["member"]))["status"] == "ok"
+            assert ((await join_private(good_ws, topic, world.tokens["member"]))[1])["status"] == "ok"
+            assert ((await join_private(refreshed_ws, topic, world.tokens["member"]))[1])["status"] == "ok"
             frames = Frames(refreshed_ws)
             await frames.send(topic, "access_token", {"access_token": token}, frames.ref(), None)
             error = await frames.next_where(lambda m: m["event"] == "system")
@@ -417,12 +378,12 @@ def test_realtime_accepts_a_good_token(forge: Forge, case: str) -> None:
 
     async def scenario() -> None:
         async with (
-            connect(_ws_url(settings, token)) as own_ws,
-            connect(_ws_url(settings, world.anon_key)) as anon_ws,
+            connect(ws_url(settings, token)) as own_ws,
+            connect(ws_url(settings, world.anon_key)) as anon_ws,
         ):
-            own = await _join(own_ws, f"realtime:{sub}", None)  # the connect-time token decides
+            own = (await join_private(own_ws, f"realtime:{sub}", None))[1]  # the connect-time token decides
             assert own["status"] == "ok", own
-            joined = await _join(anon_ws, f"realtime:{sub}", token)
+            joined = (await join_private(anon_ws, f"realtime:{sub}", token))[1]
             assert joined["status"] == "ok", joined
             probe = f"probe-{uuid.uuid4().hex[:12]}"
             await db_send(settings, {"case": case}, probe, sub)

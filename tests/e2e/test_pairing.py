@@ -16,18 +16,17 @@ import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
-from urllib.parse import quote
 
 import httpx
 import psycopg
 import pytest
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
 
 from busymate import tokens
 from busymate.keys import load_or_create_ec_key
 from busymate.settings import Settings
-from tests.e2e.realtime_helpers import Frames, db_send
+from tests.e2e.realtime_helpers import connect_status, db_send, join_private, ws_url
 from tests.world import World
 
 CODE = re.compile(r"^[A-HJ-NP-Z2-9]{5}-[A-HJ-NP-Z2-9]{5}$")
@@ -98,41 +97,6 @@ def credential_of(settings: Settings, device_uuid: str) -> str | None:
         ).fetchone()
     assert row is not None
     return None if row[0] is None else str(row[0])
-
-
-def ws_url(settings: Settings, apikey: str) -> str:
-    """The Realtime socket URL (vsn 1.0.0) with `apikey`."""
-    base = settings.api_url.replace("http", "ws", 1)
-    return f"{base}/realtime/v1/websocket?apikey={quote(apikey, safe='')}&vsn=1.0.0"
-
-
-async def connect_status(url: str) -> int | None:
-    """The HTTP status of a refused upgrade, or None when the socket opened."""
-    try:
-        async with connect(url, open_timeout=10):
-            return None
-    except InvalidStatus as exc:
-        return exc.response.status_code
-
-
-async def join_private(ws: ClientConnection, topic: str, token: str | None) -> tuple[Frames, dict[str, Any]]:
-    """phx_join a private topic (access_token `token` when given): the socket's frames and the reply."""
-    frames = Frames(ws)
-    payload: dict[str, Any] = {
-        "config": {
-            "broadcast": {"self": False, "ack": False},
-            "presence": {"key": "", "enabled": False},
-            "postgres_changes": [],
-            "private": True,
-        }
-    }
-    if token is not None:
-        payload["access_token"] = token
-    ref = frames.ref()
-    await frames.send(topic, "phx_join", payload, ref, ref)
-    reply = await frames.next_where(lambda m: m["event"] == "phx_reply" and m["ref"] == ref)
-    result: dict[str, Any] = reply["payload"]
-    return frames, result
 
 
 @pytest.fixture

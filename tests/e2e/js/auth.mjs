@@ -21,7 +21,7 @@
 import { randomUUID } from "node:crypto";
 import { createClient } from "@supabase/supabase-js";
 import WebSocket from "ws";
-import { CheckFailed, expect, failureOf, runChecks } from "./harness.mjs";
+import { CheckFailed, Inbox, WAIT, expect, failureOf, runChecks, sleep } from "./harness.mjs";
 
 const env = (name) => {
   const value = process.env[name];
@@ -38,11 +38,9 @@ const TAG = env("TAG");
 const MEMBER = JSON.parse(env("MEMBER"));
 const { ids } = WORLD;
 
-const WAIT = 5000; // how long a check waits for anything the server should send
 const QUIET = 600; // how long a check listens for something that must NOT arrive
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
-const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 // ---------------------------------------------------------------------------------------------------------------
 // What the current check put on the wire: HTTP exchanges (kept whole, for assertions), WebSocket frames, statuses.
@@ -271,41 +269,6 @@ function wireOf(exchange) {
 }
 
 const same = (a, b) => JSON.stringify(a) === JSON.stringify(b);
-
-// A list of what arrived on a binding, with a wait for the first item that matches.
-class Inbox {
-  constructor(name) {
-    this.name = name;
-    this.items = [];
-    this.waiters = [];
-    this.push = (item) => {
-      this.items.push(item);
-      for (const waiter of [...this.waiters]) {
-        if (waiter.match(item)) waiter.resolve(item);
-      }
-    };
-  }
-
-  waitFor(match, what, timeout = WAIT) {
-    const found = this.items.find(match);
-    if (found) return Promise.resolve(found);
-    return new Promise((resolve, reject) => {
-      const waiter = {
-        match,
-        resolve: (item) => {
-          clearTimeout(timer);
-          this.waiters = this.waiters.filter((w) => w !== waiter);
-          resolve(item);
-        },
-      };
-      const timer = setTimeout(() => {
-        this.waiters = this.waiters.filter((w) => w !== waiter);
-        reject(new CheckFailed(`${this.name}: nothing within ${timeout} ms: ${what}`, { received: this.items }));
-      }, timeout);
-      this.waiters.push(waiter);
-    });
-  }
-}
 
 function subscribe(channel, label) {
   const statuses = new Inbox(`${label} ${channel.topic} subscribe statuses`);

@@ -1,8 +1,13 @@
-// What rest.mjs and realtime.mjs share: assertions that say what came back, HS256 signing, and the main loop
-// that runs each named check once and prints one JSON object with every result.
+// What rest.mjs, realtime.mjs and auth.mjs share: assertions that say what came back, HS256 signing, waiting
+// for what the server sends (Inbox), and the main loop that runs each named check once and prints one JSON object
+// with every result.
 
 import { createHmac } from "node:crypto";
 import { readFileSync } from "node:fs";
+
+export const WAIT = 5000; // how long a check waits for anything the server should send
+
+export const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 export const ONLY = (process.env.ONLY || "").split(",").filter(Boolean);
 
@@ -49,4 +54,43 @@ export function runChecks(checks, run) {
       process.exit(1);
     },
   );
+}
+
+// A list of what arrived on a binding, with a wait for the first item that matches.
+export class Inbox {
+  constructor(name) {
+    this.name = name;
+    this.items = [];
+    this.waiters = [];
+    this.push = (item) => {
+      this.items.push(item);
+      for (const waiter of [...this.waiters]) {
+        if (waiter.match(item)) waiter.resolve(item);
+      }
+    };
+  }
+
+  waitFor(match, what, timeout = WAIT) {
+    const found = this.items.find(match);
+    if (found) return Promise.resolve(found);
+    return new Promise((resolve, reject) => {
+      const waiter = {
+        match,
+        resolve: (item) => {
+          clearTimeout(timer);
+          this.waiters = this.waiters.filter((w) => w !== waiter);
+          resolve(item);
+        },
+      };
+      const timer = setTimeout(() => {
+        this.waiters = this.waiters.filter((w) => w !== waiter);
+        reject(new CheckFailed(`${this.name}: nothing within ${timeout} ms: ${what}`, { received: this.items }));
+      }, timeout);
+      this.waiters.push(waiter);
+    });
+  }
+
+  count(match) {
+    return this.items.filter(match).length;
+  }
 }

@@ -20,7 +20,7 @@
 import { randomUUID } from "node:crypto";
 import { createClient } from "@supabase/supabase-js";
 import WebSocket from "ws";
-import { CheckFailed, expect, failureOf, runChecks, signHs256 } from "./harness.mjs";
+import { CheckFailed, Inbox, WAIT, expect, failureOf, runChecks, signHs256, sleep } from "./harness.mjs";
 
 const env = (name) => {
   const value = process.env[name];
@@ -36,7 +36,6 @@ const WORLD = JSON.parse(env("WORLD"));
 const REPLAY = JSON.parse(env("REPLAY"));
 const { ids, tokens } = WORLD;
 
-const WAIT = 5000; // how long a check waits for anything the server should send
 const QUIET = 600; // how long a check listens for something that must NOT arrive
 const EMAIL = { member: "member-e2e@test.busymate.local", nocaps: "nocaps-e2e@test.busymate.local" };
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
@@ -186,7 +185,6 @@ function expectSame(got, expected, what) {
   expect(same(got, expected), `${what}: expected ${JSON.stringify(expected)}`, got);
 }
 
-const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 // ---------------------------------------------------------------------------------------------------------------
 // Clients, as an integrator following the Supabase docs would create them on Node 20: the `ws` package as the
@@ -240,45 +238,6 @@ async function closeAll() {
       await Promise.race([c.realtime.disconnect().catch(() => null), sleep(500)]);
     }),
   );
-}
-
-// A list of what arrived on a binding, with a wait for the first item that matches.
-class Inbox {
-  constructor(name) {
-    this.name = name;
-    this.items = [];
-    this.waiters = [];
-    this.push = (item) => {
-      this.items.push(item);
-      for (const waiter of [...this.waiters]) {
-        if (waiter.match(item)) waiter.resolve(item);
-      }
-    };
-  }
-
-  waitFor(match, what, timeout = WAIT) {
-    const found = this.items.find(match);
-    if (found) return Promise.resolve(found);
-    return new Promise((resolve, reject) => {
-      const waiter = {
-        match,
-        resolve: (item) => {
-          clearTimeout(timer);
-          this.waiters = this.waiters.filter((w) => w !== waiter);
-          resolve(item);
-        },
-      };
-      const timer = setTimeout(() => {
-        this.waiters = this.waiters.filter((w) => w !== waiter);
-        reject(new CheckFailed(`${this.name}: nothing within ${timeout} ms: ${what}`, { received: this.items }));
-      }, timeout);
-      this.waiters.push(waiter);
-    });
-  }
-
-  count(match) {
-    return this.items.filter(match).length;
-  }
 }
 
 // subscribe() with every status the callback reports; `first` resolves with the first one.
