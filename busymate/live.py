@@ -1,0 +1,251 @@
+"""A small, reconnecting client of /realtime/v1 for Busymate's own workers (`busymate tail`, the proxy).
+
+It speaks the wire protocol the official clients speak (Phoenix frames, vsn 1.0.0, private channels joined
+with the caller's access token, a heartbeat every 25 s) and adds what a long-running worker needs: when the
+socket drops it reconnects with backoff, asks for a fresh token, joins its topics again and tells the caller
+through `on_state`, so a subscriber always knows it may have missed messages while it was away.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+log = logging.getLogger("busymate.live")
+
+HEARTBEAT = 25.0
+JOIN_TIMEOUT = 10.0
+BACKOFF = (0.5, 1.0, 2.0, 5.0, 10.0)
+
+Handler = Callable[[str, str, dict[str, Any]], Awaitable[None] | None]
+"""Called with (topic, event, payload) for each broadcast on a joined topic."""
+StateHandler = Callable[[str, str], Awaitable[None] | None]
+"""Called with (state, detail): `connected`, `joined`, `disconnected`, `refused`."""
+
+
+class JoinRefused(Exception):
+    """The server refused a join (the token may not read the topic)."""
+
+
+@dataclass
+class _Topic:
+    name: str
+    handler: Handler
+
+
+def socket_url(api_url: str, apikey: str) -> str:
+    """The Realtime socket URL of a stack (http -> ws, https -> wss)."""
+    base = "ws" + api_url.removeprefix("http")
+    return f"{base}/realtime/v1/websocket?apikey={quote(apikey, safe='')}&vsn=1.0.0"
+
+
+async def _call(fn: Callable[..., Awaitable[None] | None], *args: Any) -> None:
+    result = fn(*args)
+    if result is not None:
+        await result
+
+
+class LiveClient:
+    """Private channels on one socket, kept joined until `close()`.
+
+    `token` is called before each (re)connect and may return a fresh access token.
+    """
+
+    def __init__(
+        self,
+        api_url: str,
+        apikey: str,
+        token: Callable[[], Awaitable[str]],
+        on_state: StateHandler | None = None,
+    ) -> None:
+        self._url = socket_url(api_url, apikey)
+        self._token = token
+        self._on_state = on_state
+        self._topics: dict[str, _Topic] = {}
+        self._refs = itertools.count(1)
+        self._ws: ClientConnection | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._replies: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        self._joined = asyncio.Event()
+        self._closing = False
+        self.reconnects = 0
+
+    def subscribe(self, topic: str, handler: Handler) -> None:
+        """Join `topic` (now if connected, and after every reconnect)."""
+        self._topics[topic] = _Topic(topic, handler)
+        if self._ws is not None:
+            asyncio.get_running_loop().create_task(self._join_quietly(self._topics[topic]))
+
+    async def start(self, wait: float | None = JOIN_TIMEOUT) -> None:
+        """Connect in the background; wait until the first joins succeeded (or raise after `wait`)."""
+        self._task = asyncio.create_task(self._run(), name="busymate-live")
+        if wait is not None:
+            waiter = asyncio.create_task(self._joined.wait())
+            done, _ = await asyncio.wait({waiter, self._task}, timeout=wait, return_when="FIRST_COMPLETED")
+            if self._task in done:
+                waiter.cancel()
+                self._task.result()
+            if not done:
+                waiter.cancel()
+                raise TimeoutError(
+                    f"Realtime did not answer within {wait:.0f} s at {self._url.split('?')[0]}"
+                )
+
+    async def close(self) -> None:
+        """Leave and close the socket."""
+        self._closing = True
+        if self._ws is not None:
+            with contextlib.suppress(Exception):
+                await self._ws.close()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+
+    async def set_token(self, token: str) -> None:
+        """Send a fresh access token on every joined channel (before the old one expires)."""
+        ws = self._ws
+        if ws is None:
+            return
+        for topic in self._topics:
+            with contextlib.suppress(ConnectionClosed):
+                await self._send(ws, topic, "access_token", {"access_token": token})
+
+    async def _state(self, state: str, detail: str = "") -> None:
+        if self._on_state is not None:
+            await _call(self._on_state, state, detail)
+
+    async def _send(self, ws: ClientConnection, topic: str, event: str, payload: dict[str, Any]) -> str:
+        ref = str(next(self._refs))
+        frame = {
+            "topic": f"realtime:{topic}",
+            "event": event,
+            "payload": payload,
+            "ref": ref,
+            "join_ref": ref,
+        }
+        await ws.send(json.dumps(frame))
+        return ref
+
+    async def _join(self, ws: ClientConnection, topic: _Topic, token: str) -> None:
+        payload = {
+            "config": {
+                "broadcast": {"self": False, "ack": False},
+                "presence": {"key": "", "enabled": False},
+                "postgres_changes": [],
+                "private": True,
+            },
+            "access_token": token,
+        }
+        ref = await self._send_expecting(ws, topic.name, "phx_join", payload)
+        reply = await asyncio.wait_for(self._replies[ref], JOIN_TIMEOUT)
+        if reply.get("status") != "ok":
+            raise JoinRefused(f"{topic.name}: {json.dumps(reply.get('response'))}")
+
+    async def _send_expecting(
+        self, ws: ClientConnection, topic: str, event: str, payload: dict[str, Any]
+    ) -> str:
+        ref = str(next(self._refs))
+        self._replies[ref] = asyncio.get_running_loop().create_future()
+        frame = {
+            "topic": f"realtime:{topic}",
+            "event": event,
+            "payload": payload,
+            "ref": ref,
+            "join_ref": ref,
+        }
+        await ws.send(json.dumps(frame))
+        return ref
+
+    async def _join_quietly(self, topic: _Topic) -> None:
+        ws = self._ws
+        if ws is None:
+            return
+        try:
+            await self._join(ws, topic, await self._token())
+        except (JoinRefused, TimeoutError, ConnectionClosed) as exc:
+            await self._state("refused", str(exc))
+
+    async def _heartbeat(self, ws: ClientConnection) -> None:
+        while True:
+            await asyncio.sleep(HEARTBEAT)
+            await self._send(ws, "phoenix", "heartbeat", {})
+
+    async def _reader(self, ws: ClientConnection) -> None:
+        async for raw in ws:
+            frame = json.loads(raw)
+            event = frame.get("event")
+            if event == "phx_reply":
+                waiter = self._replies.pop(str(frame.get("ref")), None)
+                if waiter is not None and not waiter.done():
+                    waiter.set_result(frame.get("payload") or {})
+                continue
+            topic = str(frame.get("topic", "")).removeprefix("realtime:")
+            payload = frame.get("payload") or {}
+            if event == "broadcast" and topic in self._topics:
+                try:
+                    await _call(
+                        self._topics[topic].handler,
+                        topic,
+                        str(payload.get("event")),
+                        payload.get("payload") or {},
+                    )
+                except Exception:
+                    log.exception("handler for %s failed", topic)
+            elif event in ("phx_close", "phx_error") or (
+                event == "system" and payload.get("status") == "error"
+            ):
+                await self._state("refused", f"{topic}: {payload.get('message') or event}")
+                if event != "system":
+                    await ws.close()
+
+    async def _run(self) -> None:
+        attempt = 0
+        while not self._closing:
+            try:
+                token = await self._token()
+                async with connect(self._url, open_timeout=10, max_size=64 * 1024 * 1024) as ws:
+                    self._ws = ws
+                    reader = asyncio.create_task(self._reader(ws))
+                    beat = asyncio.create_task(self._heartbeat(ws))
+                    try:
+                        for topic in list(self._topics.values()):
+                            await self._join(ws, topic, token)
+                        attempt = 0
+                        await self._state("joined" if not self.reconnects else "rejoined", "")
+                        self._joined.set()
+                        await reader
+                        await self._state("disconnected", "the server closed the socket")
+                    finally:
+                        beat.cancel()
+                        reader.cancel()
+                        self._ws = None
+                        for waiter in self._replies.values():
+                            waiter.cancel()
+                        self._replies.clear()
+            except JoinRefused as exc:
+                if not self._joined.is_set():
+                    raise
+                await self._state("refused", str(exc))
+            except InvalidStatus as exc:
+                if exc.response.status_code in (401, 403) and not self._joined.is_set():
+                    raise JoinRefused(f"the server refused the socket ({exc.response.status_code})") from exc
+                await self._state("disconnected", f"HTTP {exc.response.status_code}")
+            except (OSError, ConnectionClosed, TimeoutError) as exc:
+                await self._state("disconnected", str(exc) or type(exc).__name__)
+            if self._closing:
+                return
+            delay = BACKOFF[min(attempt, len(BACKOFF) - 1)]
+            attempt += 1
+            self.reconnects += 1
+            await asyncio.sleep(delay)

@@ -1,0 +1,100 @@
+"""`busymate proxy`: run the capturing proxy, and hand out its CA."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from busymate.cli.common import err, friendly, out, settings_from
+from busymate.cli.devices import device_token
+from busymate.cli.session import acting_token
+from busymate.errors import BusymateError
+from busymate.proxy import ca
+from busymate.proxy.addon import ProxyConfig
+from busymate.proxy.run import parse_ports, serve
+
+app = typer.Typer(help="The capturing proxy: a port per proxy device, its CA.", no_args_is_help=True)
+
+DEFAULT_PORTS = "9100-9199"
+
+
+def _ports(text: str) -> range:
+    try:
+        return parse_ports(text)
+    except ValueError as exc:
+        raise BusymateError(str(exc)) from exc
+
+
+@app.command()
+@friendly
+def run(
+    ctx: typer.Context,
+    ports: Annotated[
+        str, typer.Option("--ports", envvar="BUSYMATE_PROXY_PORTS", help="The port pool devices draw from.")
+    ] = DEFAULT_PORTS,
+    host: Annotated[
+        str, typer.Option("--host", envvar="BUSYMATE_PROXY_HOST", help="Address the ports listen on.")
+    ] = "0.0.0.0",  # noqa: S104 - the source gate refuses every address a device does not allow
+    breakpoint_timeout: Annotated[
+        float,
+        typer.Option(
+            "--breakpoint-timeout",
+            envvar="BUSYMATE_BREAKPOINT_TIMEOUT",
+            help="Seconds a paused flow waits before it goes on (recorded as timed_out).",
+        ),
+    ] = 60.0,
+    upstream_ca: Annotated[
+        Path | None,
+        typer.Option(
+            "--upstream-ca", envvar="BUSYMATE_PROXY_UPSTREAM_CA", help="Extra CA (PEM) for servers."
+        ),
+    ] = None,
+    insecure: Annotated[
+        bool, typer.Option("--insecure", help="Do not verify servers' certificates (never in production).")
+    ] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log every connection.")] = False,
+) -> None:
+    """Run the proxy in the foreground until Ctrl-C: ports open and close as proxy devices come and go."""
+    settings = settings_from(ctx)
+    config = ProxyConfig(
+        settings=settings, ports=_ports(ports), listen_host=host, breakpoint_timeout=breakpoint_timeout
+    )
+    acting_token(settings)  # fail early, with the CLI's message, when the API is not there
+    err.print(
+        f"Busymate proxy: pool {config.ports.start}-{config.ports.stop - 1} on {host}, "
+        f"API {settings.api_url}, CA {ca.ensure_ca(settings.state_dir)}",
+        soft_wrap=True,
+    )
+    code = asyncio.run(
+        serve(
+            config,
+            lambda: acting_token(settings)[0],
+            lambda row: device_token(settings, row),
+            upstream_ca=upstream_ca,
+            insecure=insecure,
+            verbose=verbose,
+        )
+    )
+    raise typer.Exit(code)
+
+
+@app.command("ca")
+@friendly
+def ca_command(
+    ctx: typer.Context,
+    form: Annotated[str, typer.Option("--format", help="path, pem, der or mobileconfig.")] = "path",
+) -> None:
+    """The proxy's CA: its path (default), or the certificate itself to stdout."""
+    settings = settings_from(ctx)
+    path = ca.ensure_ca(settings.state_dir)
+    if form == "path":
+        out.print(str(path))
+        return
+    makers = {"pem": ca.ca_pem, "der": ca.ca_der, "mobileconfig": ca.ios_profile}
+    if form not in makers:
+        raise BusymateError(f"--format is one of path, pem, der, mobileconfig (not {form!r})")
+    os.write(1, makers[form](settings.state_dir))

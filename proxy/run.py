@@ -1,0 +1,87 @@
+"""Run mitmproxy (mitmdump's master) with the Busymate addon in this process."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from mitmproxy import options
+from mitmproxy.tools.dump import DumpMaster
+
+from busymate.proxy import ca
+from busymate.proxy.addon import Busymate, ProxyConfig
+
+log = logging.getLogger("busymate.proxy")
+
+
+def state_file(state_dir: Path) -> Path:
+    """Where a running proxy says who it is and which ports it has open."""
+    return ca.confdir(state_dir) / "proxy.json"
+
+
+def parse_ports(text: str) -> range:
+    """`9100-9199` (or one port) as a range; ValueError with the reason otherwise."""
+    first, _, last = text.partition("-")
+    try:
+        lo, hi = int(first), int(last or first)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a port range like 9100-9199") from None
+    if not 0 < lo <= hi < 65536:
+        raise ValueError(f"{text!r} is not a port range like 9100-9199 (1-65535, low to high)")
+    return range(lo, hi + 1)
+
+
+async def serve(
+    config: ProxyConfig,
+    operator_token: Callable[[], str],
+    device_token: Callable[[dict[str, Any]], str],
+    *,
+    upstream_ca: Path | None = None,
+    insecure: bool = False,
+    verbose: bool = False,
+) -> int:
+    """Run until SIGINT or SIGTERM; returns the exit code."""
+    logging.getLogger("busymate").setLevel(logging.DEBUG if verbose else logging.INFO)
+    ca.ensure_ca(config.settings.state_dir)
+    opts = options.Options(listen_host=config.listen_host, confdir=str(ca.confdir(config.settings.state_dir)))
+    master = DumpMaster(opts, with_termlog=True, with_dumper=False)
+    opts.update(
+        mode=[],
+        termlog_verbosity="debug" if verbose else "info",
+        ssl_insecure=insecure,
+        ssl_verify_upstream_trusted_ca=str(upstream_ca) if upstream_ca else None,
+    )
+    addon = Busymate(config, operator_token, device_token, on_ports=lambda ports: _write_state(config, ports))
+    master.addons.add(addon)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, master.shutdown)
+    try:
+        await master.run()
+    finally:
+        state_file(config.settings.state_dir).unlink(missing_ok=True)
+    return 0
+
+
+def _write_state(config: ProxyConfig, ports: dict[int, dict[str, str]]) -> None:
+    path = state_file(config.settings.state_dir)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(
+        json.dumps(
+            {
+                "pid": os.getpid(),
+                "listen_host": config.listen_host,
+                "pool": [config.ports.start, config.ports.stop - 1],
+                "ports": {str(p): d for p, d in sorted(ports.items())},
+                "ca": str(ca.cert_path(config.settings.state_dir)),
+            },
+            indent=2,
+        )
+    )
+    tmp.replace(path)
