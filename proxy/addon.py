@@ -358,7 +358,10 @@ class Busymate:
             peername=("127.0.0.1", 0), sockname=("127.0.0.1", device.port), timestamp_start=time.time()
         )
         flow = http.HTTPFlow(client, connection.Server(address=None))
-        flow.request = http.Request.make(row["method"], url, body, http.Headers(headers))
+        request = http.Request.make(row["method"], url, body, http.Headers(headers))
+        if "host" not in request.headers:  # captured over HTTP/2, which names the host in :authority
+            request.headers.insert(0, "host", request.host_header or request.authority or request.host)
+        flow.request = request
         flow.metadata[DEVICE] = device.uuid
         flow.metadata["busymate.resend_of"] = str(payload["entry_id"])
         ctx.master.commands.call("replay.client", [flow])

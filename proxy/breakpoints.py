@@ -134,8 +134,15 @@ def _body_of(edits: dict[str, Any]) -> bytes | None:
 
 
 def _set_headers(message: http.Message, headers: Any) -> None:
-    pairs = headers.items() if isinstance(headers, dict) else headers
-    message.headers = http.Headers([(str(k).encode(), str(v).encode()) for k, v in pairs])
+    """An object sets (or, with null, removes) the headers it names; a list of pairs replaces them all."""
+    if isinstance(headers, dict):
+        for name, value in headers.items():
+            if value is None:
+                message.headers.pop(str(name), None)
+            else:
+                message.headers[str(name)] = str(value)
+        return
+    message.headers = http.Headers([(str(k).encode(), str(v).encode()) for k, v in headers])
 
 
 def apply_edits(flow: http.HTTPFlow, phase: str, edits: dict[str, Any]) -> None:
