@@ -10,6 +10,8 @@ PG_PACKAGES := postgresql-15 postgresql-15-pgtap postgresql-15-cron postgresql-1
 PG_FILES := /usr/lib/postgresql/15/bin/initdb /usr/share/postgresql/15/extension/pgtap.control \
 	/usr/lib/postgresql/15/lib/pg_cron.so /usr/share/postgresql/15/extension/pg_partman.control \
 	/usr/lib/postgresql/15/lib/wal2json.so /usr/bin/pg_prove
+TEST_PACKAGES := chromium curl
+TEST_FILES := /usr/bin/chromium /usr/bin/curl
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 # A working CPython 3.13: a plain python3.13 that runs, else pyenv's, else any under ~/.pyenv.
@@ -22,7 +24,7 @@ for c in "$${PYTHON:-}" "$$(command -v python3.13 2>/dev/null)" \
 done; exit 1
 endef
 
-.PHONY: help up test lint pytest bench sysdeps venv clean typecheck-tree
+.PHONY: help up test lint pytest bench sysdeps testdeps venv clean typecheck-tree
 help:
 	@echo "make up     start Busymate (installs what is missing first)"
 	@echo "make test   run every test: lint, pytest and the pgTAP files"
@@ -38,6 +40,16 @@ sysdeps:
 			>/dev/null || { echo "error: could not install $(PG_PACKAGES); install them and run make again" >&2; exit 1; }; \
 	fi
 
+# What the end-to-end tests drive through the proxy: curl and headless Chromium.
+testdeps:
+	@missing=""; for f in $(TEST_FILES); do [ -e "$$f" ] || missing="$$missing $$f"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "Installing $(TEST_PACKAGES) for the end-to-end tests (missing:$$missing)"; \
+		$(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $(TEST_PACKAGES) \
+			>/dev/null || { echo "error: could not install $(TEST_PACKAGES); install them and run make again" >&2; exit 1; }; \
+	fi
+
 $(BIN)/python:
 	@py=$$($(find_python)) || { echo "error: CPython 3.13 not found; install it (pyenv install 3.13) or set PYTHON=/path/to/python3.13" >&2; exit 1; }; \
 	echo "Building $(VENV) with $$py"; "$$py" -m venv $(VENV)
@@ -50,7 +62,7 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml
 venv: $(VENV)/.installed
 
 up: sysdeps venv
-	$(BIN)/busymate start
+	$(BIN)/busymate up
 
 # mypy cannot follow setuptools' package-dir mapping (and skips symlinks), so it reads a tree of hard
 # links shaped like the install; its messages name build/typecheck/busymate/<folder>/<file>.
@@ -69,12 +81,12 @@ lint: venv typecheck-tree
 	MYPYPATH=$(TYPECHECK) $(BIN)/mypy bench  # apart: bench/realtime.py would shadow the realtime package
 	$(BIN)/sqlfluff lint --processes 2 sql supabase
 
-pytest: sysdeps venv
+pytest: sysdeps testdeps venv
 	$(BIN)/pytest
 
 test: sysdeps venv lint pytest
 
-bench: sysdeps venv
+bench: sysdeps testdeps venv
 	@for b in bench/*.py; do echo "# $$b"; $(BIN)/python -P $$b || exit 1; done
 
 clean:

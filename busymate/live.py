@@ -30,7 +30,8 @@ BACKOFF = (0.5, 1.0, 2.0, 5.0, 10.0)
 Handler = Callable[[str, str, dict[str, Any]], Awaitable[None] | None]
 """Called with (topic, event, payload) for each broadcast on a joined topic."""
 StateHandler = Callable[[str, str], Awaitable[None] | None]
-"""Called with (state, detail): `connected`, `joined`, `disconnected`, `refused`."""
+"""Called with (state, detail): `joined`, `rejoined` (after a drop: messages may have been missed),
+`disconnected`, `refused`."""
 
 
 class JoinRefused(Exception):
@@ -120,6 +121,9 @@ class LiveClient:
         for topic in self._topics:
             with contextlib.suppress(ConnectionClosed):
                 await self._send(ws, topic, "access_token", {"access_token": token})
+
+    def _stopping(self) -> bool:
+        return self._closing
 
     async def _state(self, state: str, detail: str = "") -> None:
         if self._on_state is not None:
@@ -222,10 +226,11 @@ class LiveClient:
                         for topic in list(self._topics.values()):
                             await self._join(ws, topic, token)
                         attempt = 0
-                        await self._state("joined" if not self.reconnects else "rejoined", "")
+                        await self._state("rejoined" if self._joined.is_set() else "joined", "")
                         self._joined.set()
                         await reader
-                        await self._state("disconnected", "the server closed the socket")
+                        if not self._stopping():
+                            await self._state("disconnected", "the server closed the socket")
                     finally:
                         beat.cancel()
                         reader.cancel()
@@ -243,7 +248,11 @@ class LiveClient:
                 await self._state("disconnected", f"HTTP {exc.response.status_code}")
             except (OSError, ConnectionClosed, TimeoutError) as exc:
                 await self._state("disconnected", str(exc) or type(exc).__name__)
-            if self._closing:
+            except Exception as exc:  # a token that could not be had, a handler that failed: try again
+                if not self._joined.is_set():
+                    raise
+                await self._state("disconnected", f"{type(exc).__name__}: {exc}")
+            if self._stopping():
                 return
             delay = BACKOFF[min(attempt, len(BACKOFF) - 1)]
             attempt += 1

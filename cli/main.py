@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from busymate import __version__
-from busymate.cli import auth, db, devices, proxy, tail
+from busymate.cli import auth, db, devices, proxy, tail, up
 from busymate.cli.common import err, friendly, out, settings_from
 from busymate.cli.status import Output, print_status
 from busymate.stack import migrate
@@ -25,6 +25,7 @@ app.add_typer(devices.app, name="devices")
 app.add_typer(proxy.app, name="proxy")
 auth.register(app)
 tail.register(app)
+app.command()(up.up)
 
 
 def _version(value: bool) -> None:

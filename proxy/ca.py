@@ -13,7 +13,7 @@ import uuid
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
 from mitmproxy.certs import CertStore
 
 BASENAME = "mitmproxy"  # the name mitmproxy looks for in its confdir
@@ -65,9 +65,7 @@ def ios_profile(state_dir: Path) -> bytes:
     """An iOS/macOS configuration profile installing the CA (then trust it in Certificate Trust Settings)."""
     der = ca_der(state_dir)
     cert = x509.load_der_x509_certificate(der)
-    stable = uuid.uuid5(
-        uuid.NAMESPACE_URL, f"busymate-ca:{cert.fingerprint(cert.signature_hash_algorithm)!r}"
-    )
+    stable = uuid.uuid5(uuid.NAMESPACE_URL, f"busymate-ca:{cert.fingerprint(hashes.SHA256()).hex()}")
     payload = {
         "PayloadContent": [
             {

@@ -114,15 +114,29 @@ class ApiServer:
         os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            try:
-                os.kill(pid, 0)
-            except OSError:
+            if _exited(pid):
                 break
             time.sleep(0.05)
         else:
             os.kill(pid, signal.SIGKILL)
+            _exited(pid)
         self.pid_file.unlink(missing_ok=True)
         return True
+
+
+def _exited(pid: int) -> bool:
+    """Whether `pid` is gone; reaps it when it is our child (an exited child stays a zombie until then)."""
+    try:
+        done, _ = os.waitpid(pid, os.WNOHANG)
+        if done == pid:
+            return True
+    except ChildProcessError:
+        pass  # not our child: ask the kernel whether it still exists
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return True
+    return False
 
 
 def _tail(path: Path, lines: int = 20) -> str:

@@ -33,7 +33,7 @@ WAIT = 15.0
 def free_port_block(size: int) -> range:
     """`size` consecutive ports nobody listens on (tests never use fixed ports)."""
     for _ in range(200):
-        base = random.randrange(20000, 60000 - size)
+        base = random.randrange(20000, 60000 - size)  # noqa: S311 - not a secret
         block = range(base, base + size)
         if all(_free(p) for p in block):
             return block
@@ -76,7 +76,7 @@ def rpc(settings: Settings, token: str, name: str, args: dict[str, Any]) -> Any:
 def sql(settings: Settings, query: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
     """Rows of a query as the database owner (what the tests read back)."""
     with psycopg.connect(settings.db_url(), autocommit=True) as conn:
-        cursor = conn.execute(query, params)  # type: ignore[arg-type]
+        cursor = conn.execute(query, params)
         return cursor.fetchall() if cursor.description else []
 
 

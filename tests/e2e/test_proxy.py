@@ -1,8 +1,8 @@
-"""`busymate proxy run` end to end: curl, headless Chromium, httpx and websockets through device ports to a local
-HTTPS origin (HTTP/1.1 and HTTP/2, large, binary, server-sent events, WebSocket); each flow lands in `entries`
-under the device of the port it came through and reaches a /realtime/v1 subscriber. Refusals (a source outside
-`allowed_sources`, an unpaired device's port, a port outside the pool), the CA downloads, breakpoints (edit,
-abort, time out, a response edit) and resend.
+"""`busymate proxy run` end to end: curl, headless Chromium, httpx and websockets through device ports to a
+local HTTPS origin (HTTP/1.1 and HTTP/2, large, binary, server-sent events, WebSocket); each flow lands in
+`entries` under the device of the port it came through and reaches a /realtime/v1 subscriber. Refusals (a
+source outside `allowed_sources`, an unpaired device's port, a port outside the pool), the CA downloads,
+breakpoints (edit, abort, time out, a response edit) and resend.
 """
 
 from __future__ import annotations
@@ -133,7 +133,8 @@ def test_curl_http1_and_http2_are_stored_under_the_device_of_the_port(
         assert any(
             name.lower() == "user-agent" and "curl" in value for name, value in entry["request_headers"]
         )
-        assert entry["duration_ms"] is not None and entry["duration_ms"] >= entry["ttfb_ms"] >= 0
+        assert entry["duration_ms"] is not None
+        assert entry["duration_ms"] >= entry["ttfb_ms"] >= 0
 
 
 def test_a_second_device_port_attributes_to_the_second_device(
@@ -155,7 +156,7 @@ def test_each_flow_reaches_a_realtime_subscriber_of_the_workspace(
         inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         async with realtime_client(stack, world.tokens["admin"]) as client:
             channel = client.channel(f"ws:{world.ids['w1']}", options(private=True))
-            await joined(channel.on_broadcast("INSERT", lambda m: inbox.put_nowait(m)))
+            await joined(channel.on_broadcast("INSERT", lambda m: inbox.put_nowait(dict(m))))
             done = await asyncio.to_thread(curl, capture, capture.port("a"), f"/json?{mark}")
             assert done.returncode == 0, done.stderr
             while True:
@@ -185,7 +186,8 @@ def test_large_bodies_are_capped_and_binary_bodies_kept_byte_for_byte(
     for size in (3_000_000, 6_000_000):  # buffered, then streamed through (over 4 MiB)
         mark = marker()
         done = curl(capture, port, f"/large?size={size}&{mark}")
-        assert done.returncode == 0 and len(done.stdout) == size, done.stderr
+        assert done.returncode == 0, done.stderr
+        assert len(done.stdout) == size
         [entry] = stored(stack, mark)
         assert entry["response_body_size"] == size
         assert entry["response_body_truncated"] is True
@@ -202,7 +204,8 @@ def test_large_bodies_are_capped_and_binary_bodies_kept_byte_for_byte(
     assert _post(capture, port, f"/echo?{mark}", upload) == upload
     [entry] = stored(stack, mark)
     assert entry["method"] == "POST"
-    assert entry["request_body_size"] == len(upload) and entry["request_body_truncated"] is True
+    assert entry["request_body_size"] == len(upload)
+    assert entry["request_body_truncated"] is True
     assert bytes(entry["request_body"]) == upload[:CAP]
 
 
@@ -389,7 +392,8 @@ def paused_event(stack: Settings, mark: str) -> dict[str, Any]:
     def find() -> dict[str, Any] | None:
         rows = sql(
             stack,
-            "select to_jsonb(e) from public.breakpoint_events as e where e.snapshot -> 'request' ->> 'url' like %s",
+            "select to_jsonb(e) from public.breakpoint_events as e "
+            "where e.snapshot -> 'request' ->> 'url' like %s",
             (f"%{mark}%",),
         )
         return rows[0][0] if rows else None
@@ -441,7 +445,8 @@ def test_breakpoints_pause_then_edit_abort_or_time_out(
     mark = marker()
     held = Paused(capture, f"/json?{mark}")
     event = paused_event(stack, mark)
-    assert event["active"] is True and event["phase"] == "request"
+    assert event["active"] is True
+    assert event["phase"] == "request"
     assert event["device_uuid"] == capture.devices["a"]["uuid"]
     assert event["snapshot"]["request"]["method"] == "GET"
     time.sleep(0.5)
@@ -472,7 +477,8 @@ def test_breakpoints_pause_then_edit_abort_or_time_out(
     held = Paused(capture, f"/json?{mark}")
     event = paused_event(stack, mark)
     done = held.done()
-    assert done.returncode == 0 and time.monotonic() - held.started >= BREAKPOINT_TIMEOUT - 0.5
+    assert done.returncode == 0
+    assert time.monotonic() - held.started >= BREAKPOINT_TIMEOUT - 0.5
     assert "x-edited" not in json.loads(done.stdout)["headers"]
     assert until(lambda: event_outcome(stack, event["id"]) == "timed_out", "timed_out")
 
@@ -480,7 +486,8 @@ def test_breakpoints_pause_then_edit_abort_or_time_out(
     mark = marker()
     held = Paused(capture, f"/status/200?{mark}")
     event = paused_event(stack, mark)
-    assert event["phase"] == "response" and event["snapshot"]["response"]["status"] == 200
+    assert event["phase"] == "response"
+    assert event["snapshot"]["response"]["status"] == 200
     rpc(
         stack,
         admin,
@@ -488,9 +495,11 @@ def test_breakpoints_pause_then_edit_abort_or_time_out(
         {"event_id": event["id"], "action": "edit", "edits": {"status": 418, "body": "edited"}},
     )
     done = held.done()
-    assert done.returncode == 0 and done.stdout == b"edited"
+    assert done.returncode == 0
+    assert done.stdout == b"edited"
     entry = stored(stack, mark)[0]
-    assert entry["status"] == 418 and bytes(entry["response_body"]) == b"edited"
+    assert entry["status"] == 418
+    assert bytes(entry["response_body"]) == b"edited"
 
 
 def test_resend_replays_a_stored_request_through_its_device(
@@ -501,7 +510,8 @@ def test_resend_replays_a_stored_request_through_its_device(
     [first] = stored(stack, mark)
     rpc(stack, world.tokens["admin"], "resend_entry", {"entry_id": first["id"]})
     first_again, second = stored(stack, mark, count=2)
-    assert first_again["id"] == first["id"] and second["id"] != first["id"]
+    assert first_again["id"] == first["id"]
+    assert second["id"] != first["id"]
     assert second["device_uuid"] == capture.devices["a"]["uuid"]
     assert (second["method"], second["path"], second["status"]) == ("GET", "/json", 200)
     assert json.loads(bytes(second["response_body"]))["headers"]["x-sent"] == "once"
