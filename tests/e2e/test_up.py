@@ -1,0 +1,114 @@
+"""`busymate up` on a machine with nothing running: it starts Postgres, the API server and the proxy, makes the
+local admin and a proxy device for this machine, prints where everything is, shows a request made through the
+printed proxy port in its live feed, and Ctrl-C stops everything it started."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import httpx
+from busymate.stack import ephemeral
+from busymate.stack.api import settings_env
+from busymate.stack.postgres import free_port, port_is_free
+from tests.conftest import PROJECT_DIR
+from tests.e2e.proxy_helpers import free_port_block, until
+
+
+class Lines:
+    """A stream's lines, collected by a thread."""
+
+    def __init__(self, stream: object) -> None:
+        self.lines: list[str] = []
+        self._thread = threading.Thread(target=self._read, args=(stream,), daemon=True)
+        self._thread.start()
+
+    def _read(self, stream: object) -> None:
+        for raw in stream:  # type: ignore[attr-defined]
+            self.lines.append(raw.decode(errors="replace").rstrip("\n"))
+
+    @property
+    def text(self) -> str:
+        return "\n".join(self.lines)
+
+
+def test_busymate_up_runs_the_main_job_and_ctrl_c_stops_what_it_started(tmp_path: Path) -> None:
+    settings = ephemeral.settings_for(PROJECT_DIR, tmp_path / ".busymate").with_overrides(
+        api_port=free_port()
+    )
+    pool = free_port_block(5)
+    env = {
+        **os.environ,
+        **settings_env(settings),
+        "BUSYMATE_PROXY_PORTS": f"{pool.start}-{pool.stop - 1}",
+        "COLUMNS": "160",
+    }
+    proc = subprocess.Popen(
+        [str(Path(sys.executable).parent / "busymate"), "up"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+    )
+    out, err = Lines(proc.stdout), Lines(proc.stderr)
+    try:
+        until(
+            lambda: "Following the live feed" in out.text or proc.poll() is not None,
+            "busymate up to be ready",
+            240,
+            0.2,
+        )
+        assert proc.poll() is None, f"{out.text}\n{err.text}"
+        text = out.text
+        for shown in ("API URL", "anon key", "service_role key", "admin@busymate.local", "CA certificate"):
+            assert shown in text, text
+        admin = json.loads((settings.state_dir / "local-admin.json").read_text())
+        assert admin["password"] in text
+        match = re.search(r"proxy\s+http://127\.0\.0\.1:(\d+)", text)
+        assert match is not None, text
+        port = int(match.group(1))
+        assert port == pool.start
+        ca_file = settings.state_dir / "proxy" / "mitmproxy-ca-cert.pem"
+        assert str(ca_file) in text
+        assert f"curl --proxy http://127.0.0.1:{port} --cacert {ca_file}" in text
+        assert "Made the proxy device 'this machine'" in err.text
+
+        until(lambda: "connected: following workspace local" in err.text, "the feed to connect", 30)
+        # The curl line's offline twin: through the printed proxy port, into the live feed.
+        health = httpx.get(
+            f"{settings.api_url}/auth/v1/health?via=proxy", proxy=f"http://127.0.0.1:{port}", timeout=10
+        )
+        assert health.status_code == 200
+
+        def feed() -> list[str]:
+            return out.lines[
+                next(i for i, line in enumerate(out.lines) if "Following the live feed" in line) :
+            ]
+
+        until(
+            lambda: any("/auth/v1/health" in line for line in feed()),
+            f"the request in the live feed:\n{out.text}\n{err.text}\n{(settings.state_dir / 'proxy.log').read_text()}",
+            15,
+        )
+        row = next(line for line in feed() if "/auth/v1/health" in line)
+        assert "this machine" in row
+        assert "GET" in row
+        assert "200" in row
+
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(60) == 0, err.text
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert "Stopping what `busymate up` started: proxy, api, postgres" in err.text
+    assert port_is_free("127.0.0.1", settings.api_port)
+    assert port_is_free("127.0.0.1", settings.db_port)
+    assert port_is_free("127.0.0.1", port)
+    assert not (settings.state_dir / "proxy" / "proxy.json").exists()
