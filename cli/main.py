@@ -10,6 +10,7 @@ from busymate import __version__
 from busymate.cli import auth, db, devices, proxy, tail, up
 from busymate.cli.common import err, friendly, out, settings_from
 from busymate.cli.status import Output, print_status
+from busymate.proxy.run import stop_running
 from busymate.stack import migrate
 from busymate.stack.api import ApiServer
 from busymate.stack.postgres import Cluster
@@ -59,8 +60,10 @@ def start(ctx: typer.Context) -> None:
 @app.command()
 @friendly
 def stop(ctx: typer.Context) -> None:
-    """Stop the API server and Postgres; stopping what is stopped is fine."""
+    """Stop the proxy, the API server and Postgres; stopping what is stopped is fine."""
     settings = settings_from(ctx)
+    if stop_running(settings.state_dir):
+        out.print("proxy stopped")
     api = ApiServer(settings).stop()
     db = Cluster(settings).stop()
     out.print(

@@ -28,7 +28,7 @@ from busymate.cli.tail import follow
 from busymate.client import Api
 from busymate.errors import BusymateError
 from busymate.proxy import ca
-from busymate.proxy.run import parse_ports, state_file
+from busymate.proxy.run import parse_ports, running_pid, state_file
 from busymate.settings import Settings
 from busymate.stack import migrate
 from busymate.stack.api import ApiServer, settings_env
@@ -36,15 +36,6 @@ from busymate.stack.postgres import Cluster
 
 DEVICE_NAME = "this machine"
 PROXY_LOG = "proxy.log"
-
-
-def _proxy_pid(settings: Settings) -> int | None:
-    try:
-        pid = int(json.loads(state_file(settings.state_dir).read_text())["pid"])
-        os.kill(pid, 0)
-    except (OSError, ValueError, KeyError):
-        return None
-    return pid
 
 
 def _machine_device(api: Api, pool: range) -> dict[str, Any]:
@@ -170,7 +161,7 @@ def up(
                 f"`busymate devices remove '{DEVICE_NAME}'` and run `busymate up` again"
             )
         port = int(device["proxy_port"])
-        if _proxy_pid(settings) is None:
+        if running_pid(settings.state_dir) is None:
             proxy = _start_proxy(settings, ports, port)
             started.append("proxy")
         _print_summary(settings, device, admin, port)

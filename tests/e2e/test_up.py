@@ -105,9 +105,12 @@ def test_busymate_up_runs_the_main_job_and_ctrl_c_stops_what_it_started(tmp_path
         proc.send_signal(signal.SIGINT)
         assert proc.wait(60) == 0, err.text
     finally:
-        if proc.poll() is None:
+        if proc.poll() is None:  # a failure above: leave nothing running
             proc.kill()
             proc.wait()
+            subprocess.run(
+                [str(Path(sys.executable).parent / "busymate"), "stop"], env=env, timeout=120, check=False
+            )
     assert "Stopping what `busymate up` started: proxy, api, postgres" in err.text
     assert port_is_free("127.0.0.1", settings.api_port)
     assert port_is_free("127.0.0.1", settings.db_port)
