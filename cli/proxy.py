@@ -15,7 +15,7 @@ from busymate.cli.session import acting_token
 from busymate.errors import BusymateError
 from busymate.proxy import ca
 from busymate.proxy.addon import ProxyConfig
-from busymate.proxy.run import parse_ports, serve
+from busymate.proxy.run import parse_ports, running_pid, serve
 
 app = typer.Typer(help="The capturing proxy: a port per proxy device, its CA.", no_args_is_help=True)
 
@@ -63,6 +63,11 @@ def run(
     config = ProxyConfig(
         settings=settings, ports=_ports(ports), listen_host=host, breakpoint_timeout=breakpoint_timeout
     )
+    running = running_pid(settings.state_dir)
+    if running is not None:
+        raise BusymateError(
+            f"a proxy already runs for this project (pid {running}): stop it with `busymate stop` or Ctrl-C"
+        )
     acting_token(settings)  # fail early, with the CLI's message, when the API is not there
     err.print(
         f"Busymate proxy: pool {config.ports.start}-{config.ports.stop - 1} on {host}, "

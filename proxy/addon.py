@@ -21,6 +21,7 @@ from typing import Any
 
 import httpx
 from mitmproxy import connection, ctx, http
+from mitmproxy.flow import Error
 
 from busymate import tokens
 from busymate.errors import BusymateError
@@ -485,6 +486,15 @@ class Busymate:
             return
         dev = self.device_of(flow)
         if dev is not None and flow.request is not None:
+            self._capture(flow, dev)
+
+    def http_connect_error(self, flow: http.HTTPFlow) -> None:
+        """A CONNECT that failed (the server is unreachable, say) is captured with its error."""
+        dev = self.device_of(flow)
+        if dev is not None and not flow.metadata.get("busymate.captured"):
+            if flow.error is None:
+                said = flow.response.get_text(strict=False) if flow.response is not None else None
+                flow.error = Error(f"CONNECT failed: {(said or 'no answer').strip()[:500]}")
             self._capture(flow, dev)
 
     def websocket_end(self, flow: http.HTTPFlow) -> None:

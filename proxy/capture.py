@@ -87,7 +87,7 @@ def entry_row(flow: http.HTTPFlow, cap: int) -> tuple[dict[str, Any], int]:
     req = flow.request
     res = flow.response
     path, _, query = req.path.partition("?")
-    scheme = req.scheme
+    scheme = req.scheme or "https"  # a CONNECT (authority form) has none: its tunnel is almost always TLS
     if flow.websocket is not None:
         scheme = "wss" if scheme == "https" else "ws"
     request_body, request_body_size, request_truncated, request_size = _body(
