@@ -184,3 +184,14 @@ def running_proxy(settings: Settings, pool: range, upstream_ca: Path, **env: str
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def fresh_workspace(settings: Settings, name: str) -> str:
+    """A workspace of its own (other suites count the devices of the shared world's workspaces)."""
+    slug = f"{name}-{uuid.uuid4().hex[:8]}"
+    [(workspace_id,)] = sql(
+        settings,
+        "insert into public.workspaces (slug, name) values (%s, %s) returning id::text",
+        (slug, slug),
+    )
+    return str(workspace_id)

@@ -33,6 +33,7 @@ from tests.e2e.proxy_helpers import (
     ProxyProcess,
     entries_with,
     free_port_block,
+    fresh_workspace,
     rpc,
     running_proxy,
     spki_hash,
@@ -54,6 +55,8 @@ class Capture:
     origin: Origin
     devices: dict[str, dict[str, Any]]
     outside_port: int
+    w1: str  # the workspaces of devices a and b (this module's own)
+    w2: str
 
     def port(self, device: str) -> int:
         return int(self.devices[device]["proxy_port"])
@@ -65,13 +68,14 @@ def capture(stack: Settings, world: World, tmp_path_factory: pytest.TempPathFact
     pool = range(block.start, block.start + 10)
     admin = world.tokens["admin"]
     tag = uuid.uuid4().hex[:6]
+    workspaces = {"w1": fresh_workspace(stack, "proxy-w1"), "w2": fresh_workspace(stack, "proxy-w2")}
     devices = {
         name: rpc(
             stack,
             admin,
             "create_device",
             {
-                "workspace_id": world.ids[ws],
+                "workspace_id": workspaces[ws],
                 "name": f"proxy-{name}-{tag}",
                 "source": "proxy",
                 "allowed_sources": ["127.0.0.1/32"],
@@ -87,7 +91,7 @@ def capture(stack: Settings, world: World, tmp_path_factory: pytest.TempPathFact
         ) as proxy,
     ):
         proxy.wait_ports(lambda ports: {pool[0], pool[1]} <= ports, "the ports of devices a and b")
-        yield Capture(proxy, origin, devices, block[13])
+        yield Capture(proxy, origin, devices, block[13], workspaces["w1"], workspaces["w2"])
 
 
 def marker() -> str:
@@ -122,7 +126,7 @@ def test_curl_http1_and_http2_are_stored_under_the_device_of_the_port(
         assert done.stdout.decode().startswith("hello HTTP/"), done.stdout
         [entry] = stored(stack, mark)
         assert entry["device_uuid"] == capture.devices["a"]["uuid"]
-        assert entry["workspace_id"] == world.ids["w1"]
+        assert entry["workspace_id"] == capture.w1
         assert (entry["source"], entry["method"], entry["scheme"]) == ("proxy", "GET", "https")
         assert (entry["host"], entry["port"], entry["path"]) == ("localhost", capture.origin.port, "/hello")
         assert entry["query"] == mark
@@ -144,7 +148,7 @@ def test_a_second_device_port_attributes_to_the_second_device(
     assert curl(capture, capture.port("b"), f"/hello?{mark}").returncode == 0
     [entry] = stored(stack, mark)
     assert entry["device_uuid"] == capture.devices["b"]["uuid"]
-    assert entry["workspace_id"] == world.ids["w2"]
+    assert entry["workspace_id"] == capture.w2
 
 
 def test_each_flow_reaches_a_realtime_subscriber_of_the_workspace(
@@ -155,7 +159,7 @@ def test_each_flow_reaches_a_realtime_subscriber_of_the_workspace(
     async def scenario() -> None:
         inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         async with realtime_client(stack, world.tokens["admin"]) as client:
-            channel = client.channel(f"ws:{world.ids['w1']}", options(private=True))
+            channel = client.channel(f"ws:{capture.w1}", options(private=True))
             await joined(channel.on_broadcast("INSERT", lambda m: inbox.put_nowait(dict(m))))
             done = await asyncio.to_thread(curl, capture, capture.port("a"), f"/json?{mark}")
             assert done.returncode == 0, done.stderr
@@ -326,7 +330,7 @@ def test_an_unpaired_device_port_closes(stack: Settings, world: World, capture: 
         world.tokens["admin"],
         "create_device",
         {
-            "workspace_id": world.ids["w1"],
+            "workspace_id": capture.w1,
             "name": f"proxy-c-{uuid.uuid4().hex[:6]}",
             "source": "proxy",
             "allowed_sources": ["127.0.0.0/8"],
@@ -414,7 +418,7 @@ def rules(stack: Settings, world: World, capture: Capture) -> Iterator[None]:
         response = httpx.post(
             f"{stack.api_url}/rest/v1/breakpoints",
             json={
-                "workspace_id": world.ids["w1"],
+                "workspace_id": capture.w1,
                 "device_uuid": capture.devices["a"]["uuid"],
                 "phase": phase,
                 "method": "GET",

@@ -21,7 +21,7 @@ from busymate.settings import Settings
 from busymate.stack.api import ApiServer
 from busymate.stack.postgres import free_port
 from tests.e2e.origin import Origin
-from tests.e2e.proxy_helpers import free_port_block, rpc, running_proxy, sql, until
+from tests.e2e.proxy_helpers import free_port_block, fresh_workspace, rpc, running_proxy, sql, until
 from tests.world import World
 
 REQUESTS = 5000
@@ -55,7 +55,7 @@ def test_stopping_the_api_for_30_seconds_loses_nothing(
         world.tokens["admin"],
         "create_device",
         {
-            "workspace_id": world.ids["w1"],
+            "workspace_id": fresh_workspace(settings, "spool"),
             "name": f"spool-{uuid.uuid4().hex[:6]}",
             "source": "proxy",
             "allowed_sources": ["127.0.0.1/32"],
