@@ -158,7 +158,7 @@ class Busymate:
         except (TimeoutError, OSError, BusymateError) as exc:
             log.warning("no live control channel yet (%s): retrying in the background", exc)
         self._tasks = [
-            asyncio.create_task(self._every(RECONCILE_EVERY, lambda: self.reconcile("periodic"))),
+            asyncio.create_task(self._every(RECONCILE_EVERY, self._reconcile_periodically)),
             asyncio.create_task(self._every(RULES_EVERY, self._read_rules)),
             asyncio.create_task(self._every(TOKEN_EVERY, self._refresh_live_token)),
         ]
@@ -182,12 +182,28 @@ class Busymate:
         await self.http.aclose()
 
     async def _every(self, seconds: float, job: Any) -> None:
+        failing = False
         while True:
             await asyncio.sleep(seconds)
             try:
                 await job()
-            except Exception as exc:  # the next round tries again
-                log.warning("background job failed: %s", exc)
+            except Exception as exc:  # the next round tries again; say so once, not every round
+                if not failing:
+                    log.warning(
+                        "%s failed (%s: %s); retrying every %.0f s",
+                        job.__name__,
+                        type(exc).__name__,
+                        exc,
+                        seconds,
+                    )
+                failing = True
+            else:
+                if failing:
+                    log.info("%s works again", job.__name__)
+                failing = False
+
+    async def _reconcile_periodically(self) -> None:
+        await self.reconcile("periodic")
 
     async def _refresh_live_token(self) -> None:
         if self.live is not None:

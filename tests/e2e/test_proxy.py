@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
 from cryptography import x509
 from websockets.asyncio.client import connect
@@ -519,3 +520,37 @@ def test_resend_replays_a_stored_request_through_its_device(
     assert second["device_uuid"] == capture.devices["a"]["uuid"]
     assert (second["method"], second["path"], second["status"]) == ("GET", "/json", 200)
     assert json.loads(bytes(second["response_body"]))["headers"]["x-sent"] == "once"
+
+
+def test_a_credential_the_api_refuses_closes_the_port_and_says_why(
+    stack: Settings, world: World, capture: Capture
+) -> None:
+    port = capture.proxy.pool[3]
+    device = rpc(
+        stack,
+        world.tokens["admin"],
+        "create_device",
+        {
+            "workspace_id": capture.w1,
+            "name": f"proxy-d-{uuid.uuid4().hex[:6]}",
+            "source": "proxy",
+            "allowed_sources": ["127.0.0.1/32"],
+            "proxy_port": port,
+        },
+    )
+    capture.proxy.wait_ports(lambda ports: port in ports, f"port {port} to open for a new device")
+    # The credential changes behind the proxy's back (no devices:all message: triggers off for this session),
+    # so the token it holds is refused at its next write.
+    with psycopg.connect(stack.db_url(user="supabase_admin"), autocommit=True) as conn:
+        conn.execute("set session_replication_role = replica")
+        conn.execute(
+            "update public.devices set credential_id = gen_random_uuid() where uuid = %s", (device["uuid"],)
+        )
+    mark = marker()
+    assert curl(capture, port, f"/hello?{mark}").returncode == 0  # captured, then refused at the database
+    capture.proxy.wait_log(f"the API refused the credential of device '{device['name']}'")
+    capture.proxy.wait_ports(lambda ports: port not in ports, f"port {port} to close after the 401")
+    assert curl(capture, port, f"/hello?{marker()}").returncode != 0
+    assert entries_with(stack, mark) == []
+    spool = capture.proxy.settings.state_dir / "proxy" / "spool" / device["uuid"]
+    assert list(spool.glob("*.json"))  # the flow waits in the spool, not lost
