@@ -449,7 +449,7 @@ class Busymate:
 
     async def request(self, flow: http.HTTPFlow) -> None:
         """Answer the CA host ourselves; refuse flows of a closed device; pause at request breakpoints."""
-        if flow.request.pretty_host == ca.CA_HOST:
+        if flow.request.host == ca.CA_HOST:  # the absolute-form URL of a plain-HTTP proxy request
             status, kind, body = ca.download(self.settings.state_dir, flow.request.path)
             flow.response = http.Response.make(
                 status, body, {"content-type": kind, "cache-control": "no-store"}
