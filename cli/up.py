@@ -23,7 +23,7 @@ import typer
 from busymate import tokens
 from busymate.cli.common import err, friendly, out, settings_from
 from busymate.cli.devices import PORT_POOL, find_device
-from busymate.cli.session import ADMIN_FILE, acting_token
+from busymate.cli.session import ADMIN_FILE, acting_token, local_admin
 from busymate.cli.tail import follow
 from busymate.client import Api
 from busymate.errors import BusymateError
@@ -149,8 +149,9 @@ def up(
             server.start()
             started.append("api")
         err.print(f"API server on {settings.api_url}")
-        token, _ = acting_token(settings)  # creates the local admin on first run
-        admin = json.loads((settings.state_dir / ADMIN_FILE).read_text())
+        email, password = local_admin(settings)  # made on first run
+        admin = {"email": email, "password": password}
+        token, who = acting_token(settings)  # a `busymate login` session, else the local admin
         ca.ensure_ca(settings.state_dir)
         with Api(settings, token) as api:
             device = _machine_device(api, pool)
@@ -170,7 +171,7 @@ def up(
             started.clear()
             return
         with contextlib.suppress(KeyboardInterrupt, asyncio.CancelledError):
-            asyncio.run(follow(settings, workspace_id, label="local", identity=(token, admin["email"])))
+            asyncio.run(follow(settings, workspace_id, label="local", identity=(token, who)))
     finally:
         _stop(settings, started, proxy, cluster, server)
 
