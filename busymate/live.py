@@ -129,8 +129,13 @@ class LiveClient:
         if self._on_state is not None:
             await _call(self._on_state, state, detail)
 
-    async def _send(self, ws: ClientConnection, topic: str, event: str, payload: dict[str, Any]) -> str:
+    async def _send(
+        self, ws: ClientConnection, topic: str, event: str, payload: dict[str, Any], *, reply: bool = False
+    ) -> str:
+        """One client frame; with `reply`, a future for its phx_reply is kept under the frame's ref."""
         ref = str(next(self._refs))
+        if reply:
+            self._replies[ref] = asyncio.get_running_loop().create_future()
         frame = {
             "topic": f"realtime:{topic}",
             "event": event,
@@ -151,25 +156,10 @@ class LiveClient:
             },
             "access_token": token,
         }
-        ref = await self._send_expecting(ws, topic.name, "phx_join", payload)
+        ref = await self._send(ws, topic.name, "phx_join", payload, reply=True)
         reply = await asyncio.wait_for(self._replies[ref], JOIN_TIMEOUT)
         if reply.get("status") != "ok":
             raise JoinRefused(f"{topic.name}: {json.dumps(reply.get('response'))}")
-
-    async def _send_expecting(
-        self, ws: ClientConnection, topic: str, event: str, payload: dict[str, Any]
-    ) -> str:
-        ref = str(next(self._refs))
-        self._replies[ref] = asyncio.get_running_loop().create_future()
-        frame = {
-            "topic": f"realtime:{topic}",
-            "event": event,
-            "payload": payload,
-            "ref": ref,
-            "join_ref": ref,
-        }
-        await ws.send(json.dumps(frame))
-        return ref
 
     async def _join_quietly(self, topic: _Topic) -> None:
         ws = self._ws

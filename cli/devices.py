@@ -55,7 +55,7 @@ def find_device(api: Api, ref: str) -> dict[str, Any]:
     return rows[0]
 
 
-def _workspace(api: Api, slug: str | None) -> dict[str, Any]:
+def pick_workspace(api: Api, slug: str | None) -> dict[str, Any]:
     rows = api.select("workspaces", {"select": "id,slug,name", "order": "created_at"})
     if slug is not None:
         rows = [w for w in rows if w["slug"] == slug]
@@ -138,7 +138,7 @@ def add(
     """Add a device and print its one-time activation code (exchange it at /functions/v1/pair)."""
     settings = settings_from(ctx)
     with _api(settings) as api:
-        ws = _workspace(api, workspace)
+        ws = pick_workspace(api, workspace)
         if source is Source.proxy and port is None:
             port = _free_port(api)
         device = api.rpc(

@@ -32,7 +32,7 @@ from rich.text import Text
 
 from busymate import tokens
 from busymate.cli.common import err, friendly, settings_from
-from busymate.cli.devices import _workspace
+from busymate.cli.devices import pick_workspace
 from busymate.cli.session import acting_token
 from busymate.client import Api
 from busymate.errors import BusymateError
@@ -701,7 +701,7 @@ def tail(
     try:
         identity = acting_token(settings)
         with Api(settings, identity[0]) as api:
-            ws = _workspace(api, workspace)
+            ws = pick_workspace(api, workspace)
         asyncio.run(
             follow(
                 settings,

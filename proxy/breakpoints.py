@@ -147,28 +147,26 @@ def _set_headers(message: http.Message, headers: Any) -> None:
 
 def apply_edits(flow: http.HTTPFlow, phase: str, edits: dict[str, Any]) -> None:
     """Change the paused request or response as the edits say; unknown keys are ignored."""
+    message: http.Message
     if phase == "request":
-        req = flow.request
+        message = req = flow.request
         if isinstance(edits.get("method"), str):
             req.method = edits["method"].upper()
         if isinstance(edits.get("url"), str):
             req.url = edits["url"]
         if isinstance(edits.get("path"), str):
             req.path = edits["path"]
-        if "headers" in edits and isinstance(edits["headers"], dict | list):
-            _set_headers(req, edits["headers"])
-        body = _body_of(edits)
-        if body is not None:
-            req.content = body
     elif flow.response is not None:
-        res = flow.response
+        message = res = flow.response
         if isinstance(edits.get("status"), int):
             res.status_code = edits["status"]
-        if "headers" in edits and isinstance(edits["headers"], dict | list):
-            _set_headers(res, edits["headers"])
-        body = _body_of(edits)
-        if body is not None:
-            res.content = body
+    else:
+        return
+    if isinstance(edits.get("headers"), dict | list):
+        _set_headers(message, edits["headers"])
+    body = _body_of(edits)
+    if body is not None:
+        message.content = body
 
 
 class Breakpoints:

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from busymate.cli.session import ADMIN_FILE, local_admin
 from busymate.settings import Settings
 from busymate.stack import ephemeral, migrate, pgtap
 from busymate.stack.api import ApiServer
@@ -24,6 +28,23 @@ def base_settings(state_dir: Path) -> Settings:
 def start_cluster(state_dir: Path) -> tuple[Cluster, Settings]:
     """Start a throw-away cluster for this checkout."""
     return ephemeral.start_cluster(PROJECT_DIR, state_dir)
+
+
+@contextmanager
+def second_api_server(stack: Settings, name: str, **overrides: Any) -> Iterator[tuple[Settings, ApiServer]]:
+    """Another API server on the session's database, with its own port and state folder, that a test may stop
+    and start. The CLI there acts as the main server's local admin (creating it afresh would reset its
+    password under the main server's CLI)."""
+    local_admin(stack)
+    settings = stack.with_overrides(api_port=free_port(), state_dir=stack.state_dir / name, **overrides)
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    shutil.copy(stack.state_dir / ADMIN_FILE, settings.state_dir / ADMIN_FILE)
+    server = ApiServer(settings)
+    server.start()
+    try:
+        yield settings, server
+    finally:
+        server.stop()
 
 
 @pytest.fixture(scope="session")

@@ -98,8 +98,8 @@ def test_websocket_echo(origin: Origin) -> None:
         assert ws.recv(timeout=5) == b"\x00\xff"
 
 
-@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
 def test_curl_http2(origin: Origin) -> None:
+    assert shutil.which("curl") is not None, "curl is not installed (make testdeps installs it)"
     result = subprocess.run(
         ["curl", "-sS", "--cacert", str(origin.ca_file), "--http2", f"{origin.url}/hello"],
         capture_output=True,

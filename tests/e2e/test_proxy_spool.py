@@ -6,7 +6,6 @@ test.
 
 from __future__ import annotations
 
-import shutil
 import ssl
 import threading
 import time
@@ -16,10 +15,9 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from busymate.cli.session import acting_token
 from busymate.settings import Settings
 from busymate.stack.api import ApiServer
-from busymate.stack.postgres import free_port
+from tests.conftest import second_api_server
 from tests.e2e.origin import Origin
 from tests.e2e.proxy_helpers import free_port_block, fresh_workspace, rpc, running_proxy, sql, until
 from tests.world import World
@@ -33,16 +31,8 @@ WORKERS = 4
 @pytest.fixture(scope="module")
 def own_api(stack: Settings) -> Iterator[tuple[Settings, ApiServer]]:
     """A second API server on the session's database that this module may stop and start."""
-    acting_token(stack)  # make sure the local admin exists, then share its sign-in
-    settings = stack.with_overrides(api_port=free_port(), state_dir=stack.state_dir / "spool-test")
-    settings.state_dir.mkdir(parents=True, exist_ok=True)
-    shutil.copy(stack.state_dir / "local-admin.json", settings.state_dir / "local-admin.json")
-    server = ApiServer(settings)
-    server.start()
-    try:
-        yield settings, server
-    finally:
-        server.stop()
+    with second_api_server(stack, "spool-test") as started:
+        yield started
 
 
 def test_stopping_the_api_for_30_seconds_loses_nothing(

@@ -8,7 +8,6 @@ import contextlib
 import json
 import os
 import queue
-import shutil
 import signal
 import subprocess
 import sys
@@ -26,11 +25,11 @@ import pytest
 
 from busymate.cli import tail as tail_module
 from busymate.cli.common import err
-from busymate.cli.session import ADMIN_FILE, local_admin
 from busymate.cli.tail import FIREHOSE_COLUMNS, Feed, Filters, Printer, breakpoint_event, parse_statuses
 from busymate.settings import Settings
 from busymate.stack.api import ApiServer, settings_env
 from busymate.stack.postgres import free_port
+from tests.conftest import second_api_server
 from tests.world import World
 
 WORKSPACE = "w1-e2e"
@@ -458,27 +457,11 @@ def test_bad_status_is_a_usage_error(stack: Settings) -> None:
 
 
 @pytest.fixture(scope="module")
-def restartable(pg: Settings, stack: Settings) -> Iterator[tuple[Settings, ApiServer]]:
+def restartable(stack: Settings) -> Iterator[tuple[Settings, ApiServer]]:
     """A second API server on the session's database, which a test may stop and start again; its sessions
     last 12 s, so a tail must hand its channel fresh tokens to keep it."""
-    settings = pg.with_overrides(
-        api_port=free_port(),
-        jwt_expiry=12,
-        state_dir=pg.state_dir / "tail-restartable",
-        jwt_alg="ES256",
-        auth_rate_limit=100_000,
-        pair_rate_limit=100_000,
-    )
-    settings.state_dir.mkdir(parents=True, exist_ok=True)
-    # The CLI acts as the local admin of the main server (creating it afresh would reset its password).
-    local_admin(stack)
-    shutil.copy(stack.state_dir / ADMIN_FILE, settings.state_dir / ADMIN_FILE)
-    server = ApiServer(settings)
-    server.start()
-    try:
-        yield settings, server
-    finally:
-        server.stop()
+    with second_api_server(stack, "tail-restartable", jwt_expiry=12) as started:
+        yield started
 
 
 def test_the_feed_outlives_its_token(
