@@ -61,8 +61,9 @@ def _device(conn: Conn) -> str:
     ).fetchone()
     assert ws is not None
     dev = conn.execute(
-        "insert into public.devices (workspace_id, name, source, credential_id) "
-        "values (%s, 'bench', 'proxy', gen_random_uuid()) returning uuid, credential_id",
+        "with d as (insert into public.devices (workspace_id, name, source) values (%s, 'bench', 'proxy') "
+        "returning uuid) insert into private.device_credentials (device_uuid) select uuid from d "
+        "returning device_uuid, credential_id",
         (ws[0],),
     ).fetchone()
     assert dev is not None

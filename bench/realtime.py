@@ -302,8 +302,10 @@ def _world(settings: Settings) -> tuple[str, str, str]:
             "insert into public.workspace_members (workspace_id, user_id) values (%s, %s)", (ws[0], uid)
         )
         dev = conn.execute(
-            "insert into public.devices (workspace_id, name, source, credential_id) "
-            "values (%s, 'bench', 'proxy', gen_random_uuid()) returning uuid, credential_id",
+            "with d as (insert into public.devices (workspace_id, name, source) "
+            "values (%s, 'bench', 'proxy') returning uuid) "
+            "insert into private.device_credentials (device_uuid) select uuid from d "
+            "returning device_uuid, credential_id",
             (ws[0],),
         ).fetchone()
         assert dev is not None

@@ -24,7 +24,7 @@ app = typer.Typer(
 )
 
 PORT_POOL = range(9100, 9200)
-COLUMNS = "uuid,name,source,workspace_id,proxy_port,allowed_sources,credential_id,last_seen_at,created_at"
+COLUMNS = "uuid,name,source,workspace_id,proxy_port,allowed_sources,paired,last_seen_at,created_at"
 
 
 class Source(StrEnum):
@@ -79,18 +79,32 @@ def _free_port(api: Api) -> int:
     )
 
 
-def device_token(settings: Settings, device: dict[str, Any]) -> str:
-    """A device JWT for the device's current credential, signed with the project's key."""
-    if not device.get("credential_id"):
+def device_credential(settings: Settings, device: dict[str, Any]) -> str:
+    """The device's current credential, which only its owner (with devices:edit) or an admin may have."""
+    with _api(settings) as api:
+        rows = api.rpc("device_credentials", {"device_uuids": [device["uuid"]]})
+    if not rows:
+        raise BusymateError(
+            f"only the owner of device {device['name']!r} or an admin may have its token: sign in as one "
+            "with `busymate login`"
+        )
+    if not rows[0].get("credential_id"):
         raise BusymateError(
             f"device {device['name']!r} is unpaired: pair it with `busymate devices pair {device['uuid']}`"
         )
+    return str(rows[0]["credential_id"])
+
+
+def device_token(settings: Settings, device: dict[str, Any]) -> str:
+    """A device JWT for the device's current credential (asked of the API unless the row carries it), signed
+    with the project's key."""
+    credential = device.get("credential_id") or device_credential(settings, device)
     keys = SigningKeys.for_project(settings.jwt_secret, settings.state_dir, settings.jwt_alg)
     claims = device_claims(
         {
             "device_uuid": device["uuid"],
             "workspace_id": device["workspace_id"],
-            "credential_id": device["credential_id"],
+            "credential_id": credential,
         },
         settings.auth_url,
         int(time.time()),
@@ -195,10 +209,7 @@ def list_devices(
     with _api(settings) as api:
         rows = api.select("devices", {"select": COLUMNS, "order": "created_at"})
     if as_json:
-        listed = [
-            {**{k: v for k, v in r.items() if k != "credential_id"}, "paired": r["credential_id"] is not None}
-            for r in rows
-        ]
+        listed = [dict(r) for r in rows]
         out.print_json(json.dumps(listed))
         return
     table = Table("name", "source", "port", "allowed from", "credential", "last seen", "uuid")
@@ -208,7 +219,7 @@ def list_devices(
             r["source"],
             str(r["proxy_port"] or ""),
             ", ".join(r["allowed_sources"] or []),
-            "[green]active[/]" if r["credential_id"] else "[red]unpaired[/]",
+            "[green]active[/]" if r["paired"] else "[red]unpaired[/]",
             str(r["last_seen_at"] or "never"),
             r["uuid"],
         )

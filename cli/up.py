@@ -156,7 +156,7 @@ def up(
         with Api(settings, token) as api:
             device = _machine_device(api, pool)
             workspace_id = str(device["workspace_id"])
-        if not device.get("credential_id"):
+        if not device.get("paired"):
             raise BusymateError(
                 f"the device {DEVICE_NAME!r} is unpaired, so the proxy keeps its port closed: remove it with "
                 f"`busymate devices remove '{DEVICE_NAME}'` and run `busymate up` again"

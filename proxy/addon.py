@@ -17,6 +17,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -35,9 +36,12 @@ from busymate.settings import Settings
 log = logging.getLogger("busymate.proxy")
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
-DEVICE_COLUMNS = "uuid,name,workspace_id,source,proxy_port,allowed_sources,credential_id"
+DEVICE_COLUMNS = "uuid,name,workspace_id,source,proxy_port,allowed_sources,paired,paired_at"
 RECONCILE_EVERY = 30.0
 RULES_EVERY = 2.0
+PAUSED_EVERY = 1.0  # read back the rows of paused flows, in case a wake-up was lost
+RESENDS_EVERY = 5.0  # look for resends nobody woke us for
+RESEND_LAPSES = 300.0  # claim_resend_requests hands out requests this young only
 TOKEN_EVERY = 600.0
 DEFAULT_CAP = 1024 * 1024
 STREAM_OVER = 4 * 1024 * 1024  # bodies larger than this (or of unknown length) pass through without buffering
@@ -55,6 +59,7 @@ class Device:
     allowed: tuple[Network, ...]
     credential_id: str
     token: str
+    paired_at: str | None = None  # which credential this is: a new pairing moves it
 
     def allows(self, address: str) -> bool:
         """Whether a connection from `address` may use this device's port."""
@@ -116,7 +121,11 @@ class Busymate:
             self._refused,
             interval=config.flush_interval,
         )
-        self.breakpoints = Breakpoints(self._record_pause, self._time_out, config.breakpoint_timeout)
+        self.breakpoints = Breakpoints(
+            self._record_pause, self._time_out, config.breakpoint_timeout, self._read_resolved
+        )
+        self.control_topics: set[str] = set()  # proxy-control:<workspace> joined so far
+        self.no_credential: set[str] = set()  # devices whose credential the operator may not have (said once)
         self.live: LiveClient | None = None
         self.http = httpx.AsyncClient(base_url=self.settings.api_url, timeout=15.0)
         self._tasks: list[asyncio.Task[None]] = []
@@ -152,15 +161,17 @@ class Busymate:
         await self.reconcile("start")
         self.live = LiveClient(self.settings.api_url, self.anon_key, self.operator_token, self._live_state)
         self.live.subscribe("devices:all", self._on_devices)
-        self.live.subscribe("proxy-control", self._on_control)
         try:
             await self.live.start()
         except (TimeoutError, OSError, BusymateError) as exc:
             log.warning("no live control channel yet (%s): retrying in the background", exc)
+        self._follow_workspaces()  # after the first join: a workspace topic refused must not stop the start
         self._tasks = [
             asyncio.create_task(self._every(RECONCILE_EVERY, self._reconcile_periodically)),
             asyncio.create_task(self._every(RULES_EVERY, self._read_rules)),
             asyncio.create_task(self._every(TOKEN_EVERY, self._refresh_live_token)),
+            asyncio.create_task(self._every(PAUSED_EVERY, self._check_paused)),
+            asyncio.create_task(self._every(RESENDS_EVERY, self._poll_resends)),
         ]
         await self._read_rules()
         self.ready.set()
@@ -214,6 +225,8 @@ class Busymate:
             log.info("control channel back: reconciling devices")
             await self.reconcile("reconnect")
             await self._read_rules()
+            await self._check_paused()  # wake-ups sent while we were away
+            await self._poll_resends()
         elif state in ("disconnected", "refused"):
             log.warning("control channel %s: %s", state, detail)
             if state == "refused":
@@ -256,15 +269,45 @@ class Busymate:
             if response.status_code != 200:
                 log.warning("could not list devices (%s): ports unchanged", response.status_code)
                 return
+            rows = response.json()
+            credentials = await self._credentials([r for r in rows if self._needs_credential(r)])
             wanted: dict[int, Device] = {}
-            for row in response.json():
-                device = self._wanted(row)
+            for row in rows:
+                device = self._wanted(row, credentials)
                 if device is not None:
                     wanted[device.port] = device
             await self._apply(wanted, why)
+            self._follow_workspaces()
 
-    def _wanted(self, row: dict[str, Any]) -> Device | None:
-        port, name, cred = int(row["proxy_port"]), row["name"], row["credential_id"]
+    def _needs_credential(self, row: dict[str, Any]) -> bool:
+        """A paired device of the pool whose current credential the proxy lacks (new, or paired again)."""
+        old, version = self.by_uuid.get(row["uuid"]), row.get("paired_at")
+        return (
+            bool(row.get("paired"))
+            and int(row["proxy_port"]) in self.config.ports
+            and not (row["uuid"] in self.refused and self.refused[row["uuid"]] == version)
+            and (old is None or old.paired_at != version)
+        )
+
+    async def _credentials(self, rows: list[dict[str, Any]]) -> dict[str, str]:
+        """The credentials to sign these devices' tokens with, in one call (owners and admins get them)."""
+        if not rows:
+            return {}
+        response = await self.api(
+            "POST", "/rest/v1/rpc/device_credentials", json={"device_uuids": [r["uuid"] for r in rows]}
+        )
+        if response.status_code != 200:
+            log.warning(
+                "could not read device credentials (%s %s): their ports stay closed",
+                response.status_code,
+                response.text[:200],
+            )
+            return {}
+        rows = response.json()
+        return {str(r["device_uuid"]): str(r["credential_id"]) for r in rows if r.get("credential_id")}
+
+    def _wanted(self, row: dict[str, Any], credentials: dict[str, str]) -> Device | None:
+        port, name, version = int(row["proxy_port"]), row["name"], row.get("paired_at")
         if port not in self.config.ports:
             if (row["uuid"], port) not in self.warned:
                 self.warned.add((row["uuid"], port))
@@ -276,15 +319,37 @@ class Busymate:
                     self.config.ports.stop - 1,
                 )
             return None
-        if not cred:
+        if not row.get("paired"):
             return None
-        if row["uuid"] in self.refused and self.refused[row["uuid"]] == cred:
+        if row["uuid"] in self.refused and self.refused[row["uuid"]] == version:
             return None
         self.refused.pop(row["uuid"], None)
         old = self.by_uuid.get(row["uuid"])
-        token = old.token if old is not None and old.credential_id == cred else self._device_token(row)
+        if old is not None and old.paired_at == version:
+            cred, token = old.credential_id, old.token
+        elif row["uuid"] in credentials:
+            cred = credentials[row["uuid"]]
+            token = self._device_token({**row, "credential_id": cred})
+        else:
+            if row["uuid"] not in self.no_credential:
+                self.no_credential.add(row["uuid"])
+                log.warning(
+                    "device %r: only its owner or an admin may have its credential, and the proxy runs as "
+                    "neither: port %d not opened",
+                    name,
+                    port,
+                )
+            return None
+        self.no_credential.discard(row["uuid"])
         return Device(
-            row["uuid"], name, row["workspace_id"], port, _networks(row["allowed_sources"]), cred, token
+            row["uuid"],
+            name,
+            row["workspace_id"],
+            port,
+            _networks(row["allowed_sources"]),
+            cred,
+            token,
+            version,
         )
 
     async def _apply(self, wanted: dict[int, Device], why: str) -> None:
@@ -325,7 +390,7 @@ class Busymate:
         dev = self.by_uuid.get(device_uuid)
         if dev is None:
             return
-        self.refused[device_uuid] = dev.credential_id
+        self.refused[device_uuid] = dev.paired_at
         log.error(
             "the API refused the credential of device %r (%s): closing port %d; its captured flows wait in "
             "the spool until it is paired again",
@@ -341,29 +406,76 @@ class Busymate:
 
     # ----------------------------------------------------------------- control messages
 
-    async def _on_control(self, topic: str, event: str, payload: dict[str, Any]) -> None:
-        if event == "breakpoint-continue":
-            self.breakpoints.decide(payload)
-        elif event == "resend-request" and str(payload.get("device_uuid")) in self.by_uuid:
-            await self.resend(payload)
+    def _follow_workspaces(self) -> None:
+        """Listen on proxy-control:<workspace> of each workspace this proxy serves a device in."""
+        if self.live is None:
+            return
+        for workspace_id in sorted({d.workspace_id for d in self.by_uuid.values()}):
+            topic = f"proxy-control:{workspace_id}"
+            if topic not in self.control_topics:
+                self.control_topics.add(topic)
+                self.live.subscribe(topic, self._on_control)
 
-    async def resend(self, payload: dict[str, Any]) -> None:
-        """Replay a stored request through its device; the new flow is captured like any other."""
-        device = self.by_uuid[str(payload["device_uuid"])]
+    async def _on_control(self, topic: str, event: str, payload: dict[str, Any]) -> None:
+        """A wake-up: read what the database recorded. Nothing in the message itself is acted on."""
+        workspace_id = topic.removeprefix("proxy-control:")
+        if event == "breakpoint-continue":
+            event_id = str(payload.get("event_id"))
+            if event_id in self.breakpoints.paused:
+                await self.breakpoints.check([event_id])
+        elif event == "resend-request":
+            await self._claim_resends([d for d in self.by_uuid.values() if d.workspace_id == workspace_id])
+
+    async def _check_paused(self) -> None:
+        await self.breakpoints.check()
+
+    async def _read_resolved(self, device_uuid: str, event_ids: list[str]) -> list[dict[str, Any]]:
+        """The resolved rows among these paused flows of a device, read under the device's own token."""
+        dev = self.by_uuid.get(device_uuid)
+        if dev is None:
+            return []
         response = await self.api(
             "GET",
-            "/rest/v1/entries",
+            "/rest/v1/breakpoint_events",
+            token=dev.token,
             params={
-                "select": "method,scheme,host,port,path,query,request_headers,request_body",
-                "id": f"eq.{payload['entry_id']}",
-                "captured_at": f"eq.{payload['captured_at']}",
+                "select": "id,active,outcome,edits",
+                "id": f"in.({','.join(event_ids)})",
+                "active": "is.false",
             },
         )
-        rows = response.json() if response.status_code == 200 else []
-        if not rows:
-            log.warning("resend: entry %s not found (%s)", payload.get("entry_id"), response.status_code)
-            return
-        row = rows[0]
+        rows: list[dict[str, Any]] = response.json() if response.status_code == 200 else []
+        return rows
+
+    async def _poll_resends(self) -> None:
+        """Claim the resends whose wake-up never came (one small read when there are none)."""
+        since = datetime.now(UTC) - timedelta(seconds=RESEND_LAPSES)
+        response = await self.api(
+            "GET",
+            "/rest/v1/resend_requests",
+            params={
+                "select": "device_uuid",
+                "claimed_at": "is.null",
+                "requested_at": f"gt.{since.isoformat()}",
+            },
+        )
+        if response.status_code == 200:
+            pending = {str(r["device_uuid"]) for r in response.json()}
+            await self._claim_resends([d for d in self.by_uuid.values() if d.uuid in pending])
+
+    async def _claim_resends(self, devices: list[Device]) -> None:
+        """Each device claims its pending resends (once: the database hands each to one claim only)."""
+        for dev in devices:
+            response = await self.api("POST", "/rest/v1/rpc/claim_resend_requests", token=dev.token, json={})
+            if response.status_code != 200:
+                log.warning("could not claim the resends of device %r (%s)", dev.name, response.status_code)
+                continue
+            for row in response.json():
+                self.resend(dev, row)
+
+    def resend(self, device: Device, row: dict[str, Any]) -> None:
+        """Replay a stored request, as claim_resend_requests handed it over, through its device; the new flow
+        is captured like any other."""
         scheme = {"wss": "https", "ws": "http"}.get(row["scheme"], row["scheme"])
         port = f":{row['port']}" if row.get("port") else ""
         url = f"{scheme}://{row['host']}{port}{row['path']}" + (
@@ -380,9 +492,9 @@ class Busymate:
             request.headers.insert(0, "host", request.host_header or request.authority or request.host)
         flow.request = request
         flow.metadata[DEVICE] = device.uuid
-        flow.metadata["busymate.resend_of"] = str(payload["entry_id"])
+        flow.metadata["busymate.resend_of"] = str(row["entry_id"])
         ctx.master.commands.call("replay.client", [flow])
-        log.info("resending entry %s through device %r", payload["entry_id"], device.name)
+        log.info("resending entry %s through device %r", row["entry_id"], device.name)
 
     async def _record_pause(self, device_uuid: str, event: dict[str, Any]) -> bool:
         dev = self.by_uuid.get(device_uuid)

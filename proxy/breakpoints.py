@@ -1,13 +1,15 @@
-"""Breakpoints: pause a matching flow, record a breakpoint_event, wait for `breakpoint-continue`.
+"""Breakpoints: pause a matching flow, record a breakpoint_event, wait until the database says how it ended.
 
 Rules (public.breakpoints) are read under the proxy's operator token and matched per device and phase: method
 (exact, optional), host and path globs (`*` any run, `?` one character; host without letter case). A match
 intercepts the flow (mitmproxy's own intercept, so nothing is sent on), inserts a breakpoint_event under the
-device's credential (published on ws:<workspace_id>), and waits. `continue_breakpoint` publishes
-`breakpoint-continue` on proxy-control with the action: `continue` resumes, `edit` applies the edits first
-(request: method, url, path, headers, body / body_b64; response: status, headers, body / body_b64), `abort`
-kills the flow. After `timeout` seconds without an answer the event is marked timed_out and the flow goes on
-unchanged.
+device's credential (published on ws:<workspace_id>), and waits. `continue_breakpoint` stores the outcome and
+the edits in that row and wakes the proxy with `breakpoint-continue` on proxy-control:<workspace_id>; the
+proxy then reads the row back under the device's credential (and polls the rows of paused flows anyway, so a
+lost wake-up costs a second, not the flow). Only the row counts, never the message: `continued` resumes,
+`edited` applies the row's edits first (request: method, url, path, headers, body / body_b64; response:
+status, headers, body / body_b64), `aborted` kills the flow. After `timeout` seconds without an answer the
+event is marked timed_out and the flow goes on unchanged.
 """
 
 from __future__ import annotations
@@ -28,6 +30,11 @@ from mitmproxy import http
 log = logging.getLogger("busymate.proxy")
 
 SNAPSHOT_BODY = 64 * 1024  # how much of a paused body the event's snapshot shows
+ACTIONS = {"continued": "continue", "edited": "edit", "aborted": "abort", "timed_out": "continue"}
+
+ReadEvents = Callable[[str, list[str]], Awaitable[list[dict[str, Any]]]]
+"""(device uuid, event ids) -> the resolved breakpoint_events rows among them, read under the device's own
+token."""
 
 
 def glob(pattern: str, *, fold: bool) -> re.Pattern[str]:
@@ -177,12 +184,14 @@ class Breakpoints:
         record: Callable[[str, dict[str, Any]], Awaitable[bool]],
         time_out: Callable[[str, str], Awaitable[None]],
         timeout: float,
+        read: ReadEvents,
     ) -> None:
         self.rules: list[Rule] = []
         self.paused: dict[str, Paused] = {}
         self.timeout = timeout
         self._record = record
         self._time_out = time_out
+        self._read = read
 
     def set_rules(self, rows: list[dict[str, Any]]) -> None:
         """Replace the rules (enabled rows of public.breakpoints)."""
@@ -230,14 +239,17 @@ class Breakpoints:
                     asyncio.shield(paused.decided), max(0.0, self.timeout - (time.monotonic() - started))
                 )
             except TimeoutError:
-                log.info(
-                    "breakpoint event %s timed out after %.0f s: the flow goes on",
-                    paused.event_id,
-                    self.timeout,
-                )
-                await self._time_out(device_uuid, paused.event_id)
-                flow.resume()
-                return
+                await self.check([paused.event_id])  # resolved at the last moment, its wake-up on the way?
+                if not paused.decided.done():
+                    log.info(
+                        "breakpoint event %s timed out after %.0f s: the flow goes on",
+                        paused.event_id,
+                        self.timeout,
+                    )
+                    await self._time_out(device_uuid, paused.event_id)
+                    flow.resume()
+                    return
+                decision = paused.decided.result()
             action = decision.get("action")
             if action == "abort":
                 flow.resume()
@@ -250,10 +262,22 @@ class Breakpoints:
         finally:
             self.paused.pop(paused.event_id, None)
 
-    def decide(self, payload: dict[str, Any]) -> bool:
-        """A `breakpoint-continue` message; True when it was for a flow held here."""
-        paused = self.paused.get(str(payload.get("event_id")))
-        if paused is None or paused.decided.done():
+    def resolved(self, row: dict[str, Any]) -> bool:
+        """A breakpoint_events row as the database has it; True when it resolved a flow held here."""
+        paused = self.paused.get(str(row.get("id")))
+        action = ACTIONS.get(str(row.get("outcome")))
+        if paused is None or paused.decided.done() or row.get("active") is not False or action is None:
             return False
-        paused.decided.set_result(payload)
+        paused.decided.set_result({"action": action, "edits": row.get("edits")})
         return True
+
+    async def check(self, event_ids: list[str] | None = None) -> None:
+        """Read back the rows of paused flows (these, or all) and let go of the ones resolved there."""
+        by_device: dict[str, list[str]] = {}
+        for event_id in self.paused if event_ids is None else event_ids:
+            paused = self.paused.get(event_id)
+            if paused is not None and not paused.decided.done():
+                by_device.setdefault(paused.device_uuid, []).append(event_id)
+        for device_uuid, ids in by_device.items():
+            for row in await self._read(device_uuid, ids):
+                self.resolved(row)

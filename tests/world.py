@@ -99,12 +99,18 @@ def make_world(settings: Settings, tag: str) -> World:
             ("d_unpaired", "member", "w1", False),
         ):
             row = conn.execute(
-                "insert into public.devices (workspace_id, owner_user_id, name, source, credential_id) "
-                "values (%s, %s, %s, 'proxy', case when %s then gen_random_uuid() end) "
-                "returning uuid, credential_id",
-                (ids[ws], ids[owner], f"{name}-{tag}", cred),
+                "insert into public.devices (workspace_id, owner_user_id, name, source) "
+                "values (%s, %s, %s, 'proxy') returning uuid, null::uuid",
+                (ids[ws], ids[owner], f"{name}-{tag}"),
             ).fetchone()
             assert row is not None
+            if cred:  # the credential lives apart, where no API role reads it
+                row = conn.execute(
+                    "insert into private.device_credentials (device_uuid) values (%s) "
+                    "returning device_uuid, credential_id",
+                    (row[0],),
+                ).fetchone()
+                assert row is not None
             ids[name] = str(row[0])
             now = int(time.time())
             world.tokens[name] = tokens.sign_hs256(

@@ -100,12 +100,13 @@ as $$
 declare
     claims jsonb;
 begin
-    -- A definer so it can read the device row whoever is acting; the table arrives with the product schema.
+    -- A definer so it can read the device and its credential whoever is acting; both arrive with the product schema.
     select jsonb_build_object(
-        'sub', d.uuid, 'role', 'device', 'workspace_id', d.workspace_id, 'cred', d.credential_id,
+        'sub', d.uuid, 'role', 'device', 'workspace_id', d.workspace_id, 'cred', c.credential_id,
         'iss', 'busymate-tests', 'exp', extract(epoch from now() + interval '1 hour')::bigint
     ) into claims
-    from public.devices as d where d.uuid = device;
+    from public.devices as d left join private.device_credentials as c on c.device_uuid = d.uuid
+    where d.uuid = device;
     if claims is null then
         raise exception 'tests: no device %', device;
     end if;

@@ -39,11 +39,13 @@ begin
         update public.profiles set role = who.role where id = uid;
         insert into public.workspace_members (workspace_id, user_id) values (tests.id(who.workspace), uid);
     end loop;
-    insert into public.devices (uuid, workspace_id, owner_user_id, name, source, proxy_port, credential_id) values
-    (tests.id('d1'), tests.id('w1'), tests.id('owner'), 'owner-proxy', 'proxy', 9101, gen_random_uuid()),
-    (tests.id('d2'), tests.id('w2'), tests.id('outsider'), 'outsider-proxy', 'proxy', 9102, gen_random_uuid()),
-    (tests.id('d3'), tests.id('w1'), tests.id('member'), 'member-chrome', 'bmc', null, gen_random_uuid()),
-    (tests.id('d_unpaired'), tests.id('w1'), tests.id('owner'), 'owner-old-phone', 'ios', null, null);
+    insert into public.devices (uuid, workspace_id, owner_user_id, name, source, proxy_port) values
+    (tests.id('d1'), tests.id('w1'), tests.id('owner'), 'owner-proxy', 'proxy', 9101),
+    (tests.id('d2'), tests.id('w2'), tests.id('outsider'), 'outsider-proxy', 'proxy', 9102),
+    (tests.id('d3'), tests.id('w1'), tests.id('member'), 'member-chrome', 'bmc', null),
+    (tests.id('d_unpaired'), tests.id('w1'), tests.id('owner'), 'owner-old-phone', 'ios', null);
+    insert into private.device_credentials (device_uuid)
+    select tests.id(d) from unnest(array['d1', 'd2', 'd3']) as d;
     insert into public.device_status (device_uuid, online, vpn_state)
     select tests.id(d), true, 'off' from unnest(array['d1', 'd2', 'd3']) as d;
     insert into public.settings_device (device_uuid, overrides) values

@@ -90,10 +90,12 @@ def own_devices(settings: Settings, token: str) -> httpx.Response:
 
 
 def credential_of(settings: Settings, device_uuid: str) -> str | None:
-    """devices.credential_id, read as the database owner."""
+    """The device's current credential (private.device_credentials), read as the database owner."""
     with psycopg.connect(settings.db_url(), autocommit=True) as conn:
         row = conn.execute(
-            "select credential_id::text from public.devices where uuid = %s", (device_uuid,)
+            "select c.credential_id::text from public.devices as d "
+            "left join private.device_credentials as c on c.device_uuid = d.uuid where d.uuid = %s",
+            (device_uuid,),
         ).fetchone()
     assert row is not None
     return None if row[0] is None else str(row[0])
@@ -407,7 +409,8 @@ def test_unpairing_refuses_the_token_and_closes_its_realtime_channels(
     asyncio.run(asyncio.wait_for(scenario(), TIMEOUT))
 
     assert unpaired["uuid"] == device
-    assert unpaired["credential_id"] is None
+    assert unpaired["paired"] is False
+    assert "credential_id" not in unpaired
     assert credential_of(stack, device) is None
     refused = own_devices(stack, token)
     assert refused.status_code == 401, refused.text

@@ -544,7 +544,8 @@ def test_a_credential_the_api_refuses_closes_the_port_and_says_why(
     with psycopg.connect(stack.db_url(user="supabase_admin"), autocommit=True) as conn:
         conn.execute("set session_replication_role = replica")
         conn.execute(
-            "update public.devices set credential_id = gen_random_uuid() where uuid = %s", (device["uuid"],)
+            "update private.device_credentials set credential_id = gen_random_uuid() where device_uuid = %s",
+            (device["uuid"],),
         )
     mark = marker()
     assert curl(capture, port, f"/hello?{mark}").returncode == 0  # captured, then refused at the database

@@ -166,9 +166,13 @@ JOINS = [
     ("anon", "settings:global", False),
     ("member", "devices:all", True),
     ("nocaps", "devices:all", False),
-    ("member", "proxy-control", True),
-    ("nocaps", "proxy-control", False),
-    ("d1", "proxy-control", True),
+    ("member", "proxy-control:w1", True),
+    ("member", "proxy-control:w2", False),
+    ("nocaps", "proxy-control:w1", False),
+    ("d1", "proxy-control:w1", True),
+    ("d1", "proxy-control:w2", False),
+    ("member", "proxy-control", False),
+    ("admin", "proxy-control", False),
 ]
 
 

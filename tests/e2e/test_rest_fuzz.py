@@ -50,7 +50,7 @@ FUZZ = settings(
 
 COLUMNS = {
     "devices": ["uuid", "workspace_id", "owner_user_id", "name", "model", "os", "source", "connection_type",
-                "app_build", "country", "proxy_port", "allowed_sources", "credential_id", "last_seen_at",
+                "app_build", "country", "proxy_port", "allowed_sources", "paired", "last_seen_at",
                 "created_at"],
     "entries": ["id", "workspace_id", "device_uuid", "source", "captured_at", "method", "scheme", "host",
                 "port", "path", "query", "status", "duration_ms", "request_headers", "response_headers",

@@ -150,8 +150,9 @@ def test_horizontal_filters_logic_trees_and_negation(member: Client, world: Worl
 
     assert names(base().like("name", "d1-*")) == ["d1-e2e"]
     assert names(base().ilike("name", "D_UNPAIRED%")) == ["d_unpaired-e2e"]
-    assert names(base().is_("credential_id", "null")) == ["d_unpaired-e2e"]
-    assert names(base().not_.is_("credential_id", "null")) == ["d1-e2e"]
+    assert names(base().is_("paired", "false")) == ["d_unpaired-e2e"]
+    assert names(base().not_.is_("paired", "false")) == ["d1-e2e"]
+    assert names(base().is_("paired_at", "null")) == ["d_unpaired-e2e"]
     assert names(base().or_("name.eq.d1-e2e,name.eq.nothing")) == ["d1-e2e"]
     assert names(base().or_("and(name.like.d*,source.eq.proxy),name.eq.zzz").neq("name", "d1-e2e")) == [
         "d_unpaired-e2e"

@@ -144,7 +144,7 @@ select is(private.current_device(), null, 'a device JWT with another cred is not
 select tests.set_claims(
     'device', jsonb_build_object(
         'role', 'device', 'sub', tests.id('d1'), 'workspace_id', tests.id('w2'),
-        'cred', (select credential_id from public.devices where uuid = tests.id('d1'))
+        'cred', tests.device_claims(tests.id('d1')) -> 'cred'
     )
 );
 select is(private.current_device(), null, 'a device JWT naming another workspace is not the device');

@@ -51,8 +51,8 @@ from (
         'error=42501', 'the owner cannot delete a device directly'
     ),
     (
-        'device:d1', $$ update public.devices set credential_id = gen_random_uuid() where uuid = {d1} returning 1 $$,
-        'error=42501', 'a device cannot change its own credential'
+        'device:d1', $$ update public.devices set paired = false, paired_at = null where uuid = {d1} returning 1 $$,
+        'error=42501', 'a device cannot change its own pairing'
     ),
     (
         'device:d1', $$ delete from public.devices where uuid = {d1} returning 1 $$,
@@ -131,8 +131,12 @@ from (
 
 select is((select name from public.devices where uuid = tests.id('d1')), 'renamed by owner', 'the rename landed');
 select ok(
-    (select credential_id is not null and owner_user_id = tests.id('admin') from public.devices where name = 'added'),
-    'an added device has a credential and the admin as owner'
+    (
+        select d.paired and c.credential_id is not null and d.owner_user_id = tests.id('admin')
+        from public.devices as d inner join private.device_credentials as c on c.device_uuid = d.uuid
+        where d.name = 'added'
+    ),
+    'an added device has a credential, says it is paired, and has the admin as owner'
 );
 select is(
     (select count(*)::integer from public.device_status as s where s.device_uuid = (select d.uuid from public.devices as d where d.name = 'added')),
@@ -176,7 +180,9 @@ select tests.attempt('device:d1', $$ select 1 from public.devices where uuid = {
 select tests.authenticate_as('admin');
 select isnt(public.unpair_device(tests.id('d1')), null, 'an admin unpairs d1');
 reset role;
-select is((select credential_id from public.devices where uuid = tests.id('d1')), null, 'the credential is gone');
+select is(
+    (select count(*)::integer from private.device_credentials where device_uuid = tests.id('d1')), 0, 'the credential is gone'
+);
 select tests.attempt(
     'device:d1', $$ select 1 from public.devices where uuid = {d1} $$, 'rows=0',
     'the old JWT reads nothing on its next request'

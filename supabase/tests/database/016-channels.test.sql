@@ -1,7 +1,7 @@
 -- Channel authorization, tested the way Realtime decides it: a probe row read (receive) or inserted (send)
 -- under the caller's role and claims with realtime.topic set (contracts/realtime.md §2).
 begin;
-select plan(77);
+select plan(90);
 select tests.make_world();
 
 select
@@ -30,9 +30,15 @@ from (
     -- settings:global: every signed-in user and paired device
     ('nocaps', 'settings:global', true), ('device:d1', 'settings:global', true), ('device:d3', 'settings:global', true),
     ('device:d_unpaired', 'settings:global', false), ('anon', 'settings:global', false),
-    -- proxy-control: proxy devices and breakpoints:edit
-    ('device:d1', 'proxy-control', true), ('device:d3', 'proxy-control', false), ('member', 'proxy-control', true),
-    ('viewer', 'proxy-control', false), ('admin', 'proxy-control', true),
+    -- proxy-control:<workspace>: the workspace's proxy devices, breakpoints:edit there (admins: everywhere)
+    ('device:d1', 'proxy-control:{w1}', true), ('device:d1', 'proxy-control:{w2}', false),
+    ('device:d2', 'proxy-control:{w2}', true), ('device:d3', 'proxy-control:{w1}', false),
+    ('device:d_unpaired', 'proxy-control:{w1}', false), ('member', 'proxy-control:{w1}', true),
+    ('member', 'proxy-control:{w2}', false), ('outsider', 'proxy-control:{w1}', false),
+    ('viewer', 'proxy-control:{w1}', false), ('admin', 'proxy-control:{w2}', true),
+    ('member', 'proxy-control:not-a-uuid', false),
+    -- the retired single proxy-control: no API role
+    ('device:d1', 'proxy-control', false), ('member', 'proxy-control', false), ('admin', 'proxy-control', false),
     -- anything else: nobody but the service role
     ('admin', 'chat:lobby', false), ('member', 'ws:not-a-uuid', false), ('member', 'ws:', false),
     ('service_role', 'chat:lobby', true)
@@ -57,10 +63,13 @@ from (
     ('device:d1', 'device:{d1}', null, false), ('device:d2', 'device:{d1}', 'cdp-result', false),
     ('device:d_unpaired', 'device:{d_unpaired}', 'cdp-result', false), ('anon', 'device:{d1}', 'cdp-command', false),
     ('service_role', 'device:{d1}', 'unpair', true),
-    -- proxy-control: breakpoints:edit
-    ('member', 'proxy-control', 'breakpoint-continue', true), ('admin', 'proxy-control', 'resend-request', true),
-    ('viewer', 'proxy-control', 'breakpoint-continue', false), ('device:d1', 'proxy-control', 'breakpoint-continue', false),
-    ('anon', 'proxy-control', 'breakpoint-continue', false),
+    -- proxy-control:<workspace>: breakpoints:edit there; the retired proxy-control: nobody
+    ('member', 'proxy-control:{w1}', 'breakpoint-continue', true), ('admin', 'proxy-control:{w2}', 'resend-request', true),
+    ('member', 'proxy-control:{w2}', 'resend-request', false), ('outsider', 'proxy-control:{w1}', 'breakpoint-continue', false),
+    ('viewer', 'proxy-control:{w1}', 'breakpoint-continue', false),
+    ('device:d1', 'proxy-control:{w1}', 'breakpoint-continue', false),
+    ('anon', 'proxy-control:{w1}', 'breakpoint-continue', false),
+    ('member', 'proxy-control', 'breakpoint-continue', false), ('admin', 'proxy-control', 'resend-request', false),
     -- database-only topics
     ('admin', 'ws:{w1}', 'INSERT', false), ('member', 'ws:{w1}', 'INSERT', false), ('admin', 'devices:all', 'INSERT', false),
     ('admin', 'settings:global', 'UPDATE', false), ('admin', 'service_groups:all', 'INSERT', false),

@@ -27,14 +27,15 @@ from (
     ('device:d1', 'select id from public.entries', 'error=42501', 'not even their ids')
 ) as v (who, stmt, expected, label);
 
--- writing directly (PostgREST's POST /entries): a device for itself only; nobody updates or deletes
+-- writing directly (PostgREST's POST /entries): nobody; a device writes through ingest_entries only, whose rows
+-- the database builds (sizes, flags, times and source taken from the content and the credential, not the caller)
 select tests.attempt(who, stmt, expected, format('%s: %s', who, label), 'public.entries')
 from (
     values
     (
-        'device:d1', $$ insert into public.entries (workspace_id, device_uuid, source, method, host)
-                    select {w1}, {d1}, 'proxy', 'GET', 'h' || g || '.example.com' from generate_series(1, 500) as g returning 1 $$,
-        'rows=500', 'a device inserts a batch of 500 for itself in one statement'
+        'device:d1', $$ insert into public.entries (workspace_id, device_uuid, source, method, host, response_body, response_body_size)
+                    values ({w1}, {d1}, 'proxy', 'GET', 'x.com', '\x00ff', 1) returning 1 $$,
+        'error=42501', 'a device cannot insert entries directly, not even its own'
     ),
     (
         'device:d1', $$ insert into public.entries (workspace_id, device_uuid, source, method, host) values ({w1}, {d3}, 'bmc', 'GET', 'x.com') returning 1 $$,
@@ -63,6 +64,15 @@ from (
 ) as v (who, stmt, expected, label);
 
 -- the firehose: exactly one message per insert statement, with every new entry and no headers or bodies
+-- (the statement store_entries runs, as the definer)
+insert into public.entries (workspace_id, device_uuid, source, method, host)
+select
+    tests.id('w1') as workspace_id,
+    tests.id('d1') as device_uuid,
+    'proxy' as source,
+    'GET' as method,
+    'h' || g || '.example.com' as host
+from generate_series(1, 500) as g;
 select results_eq(
     $$ select count(*)::integer, min(topic), min((payload ->> 'count')::integer), min(jsonb_array_length(payload -> 'rows')),
               bool_and(payload -> 'record' = 'null'::jsonb)

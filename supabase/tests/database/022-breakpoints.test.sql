@@ -101,10 +101,10 @@ select results_eq(
     'each flow records its outcome, edits and who resolved it'
 );
 select results_eq(
-    $$ select payload ->> 'flow_id', payload ->> 'action', private from realtime.messages
-       where topic = 'proxy-control' and event = 'breakpoint-continue' order by payload ->> 'flow_id' $$,
-    $$ values ('flow-1', 'continue', true), ('flow-2', 'edit', true), ('flow-3', 'abort', true) $$,
-    'each resolution tells the proxy on proxy-control, once; the refused ones never'
+    $$ select payload ->> 'flow_id', payload ->> 'event_id' is not null, payload ? 'edits', private from realtime.messages
+       where topic = 'proxy-control:' || tests.id('w1') and event = 'breakpoint-continue' order by payload ->> 'flow_id' $$,
+    $$ values ('flow-1', true, false, true), ('flow-2', true, false, true), ('flow-3', true, false, true) $$,
+    'each resolution wakes the proxy on proxy-control:<workspace>, once, with ids only; the refused ones never'
 );
 select is(
     (select count(*)::integer from realtime.messages where topic = 'ws:' || tests.id('w1') and event = 'UPDATE'), 3,
@@ -141,9 +141,11 @@ from (
     ('member', $$ select public.resend_entry({entry1}) $$, 'rows=1', 'breakpoints:edit asks for a resend')
 ) as v (who, stmt, expected, label);
 select results_eq(
-    $$ select event, payload ->> 'entry_id', payload ->> 'device_uuid' from realtime.messages where topic = 'proxy-control' $$,
-    $$ values ('resend-request', tests.id('entry1')::text, tests.id('d1')::text) $$,
-    'one resend-request names the entry and the device that captured it'
+    $$ select m.event, r.entry_id, r.device_uuid, r.requested_by, r.claimed_at
+       from realtime.messages as m inner join public.resend_requests as r on r.id = (m.payload ->> 'request_id')::uuid
+       where m.topic = 'proxy-control:' || tests.id('w1') $$,
+    $$ values ('resend-request', tests.id('entry1'), tests.id('d1'), tests.id('member'), null::timestamptz) $$,
+    'one resend-request wakes w1''s proxy and points at the recorded request: the entry, its device, who asked'
 );
 
 select * from finish();
