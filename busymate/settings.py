@@ -47,6 +47,10 @@ def _port_like(env: Mapping[str, str], name: str, default: int) -> int:
     return int(raw)
 
 
+def _words(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    return tuple(word.strip() for word in (env.get(name) or "").split(",") if word.strip())
+
+
 def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
     raw = (env.get(name) or "").strip().lower()
     if raw == "":
@@ -87,6 +91,10 @@ class Settings:
     auth_rate_limit: int = 30
     pair_rate_limit: int = 30
     device_token_days: int = 365
+    # Upstreams the proxy refuses besides the stack's own ports and link-local addresses, and exceptions to
+    # both (`host`, `host:port`, CIDR, `CIDR:port`, `[v6]:port`; busymate/proxy/upstream.py checks them).
+    proxy_block: tuple[str, ...] = ()
+    proxy_allow: tuple[str, ...] = ()
     # Durability trades speed for safety; throw-away test clusters turn it off.
     durable: bool = True
     pg_bindir: Path | None = None
@@ -172,5 +180,7 @@ class Settings:
             auth_rate_limit=_port_like(env, "BUSYMATE_AUTH_RATE_LIMIT", 30),
             pair_rate_limit=_port_like(env, "BUSYMATE_PAIR_RATE_LIMIT", 30),
             device_token_days=_port_like(env, "BUSYMATE_DEVICE_TOKEN_DAYS", 365),
+            proxy_block=_words(env, "BUSYMATE_PROXY_BLOCK"),
+            proxy_allow=_words(env, "BUSYMATE_PROXY_ALLOW"),
             pg_bindir=bindir,
         )

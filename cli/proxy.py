@@ -16,6 +16,7 @@ from busymate.errors import BusymateError
 from busymate.proxy import ca
 from busymate.proxy.addon import ProxyConfig
 from busymate.proxy.run import parse_ports, running_pid, serve
+from busymate.proxy.upstream import Upstreams
 
 app = typer.Typer(help="The capturing proxy: a port per proxy device, its CA.", no_args_is_help=True)
 
@@ -57,12 +58,36 @@ def run(
         bool, typer.Option("--insecure", help="Do not verify servers' certificates (never in production).")
     ] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log every connection.")] = False,
+    block: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--block-upstream",
+            help="Never forward to this host, host:port, CIDR or CIDR:port; repeat "
+            "(default: BUSYMATE_PROXY_BLOCK).",
+        ),
+    ] = None,
+    allow: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--allow-upstream",
+            help="Forward to this one even if refused by default (the stack's ports, link-local); repeat "
+            "(default: BUSYMATE_PROXY_ALLOW).",
+        ),
+    ] = None,
 ) -> None:
     """Run the proxy in the foreground until Ctrl-C: ports open and close as proxy devices come and go."""
     settings = settings_from(ctx)
+    if block is not None:
+        settings = settings.with_overrides(proxy_block=tuple(block))
+    if allow is not None:
+        settings = settings.with_overrides(proxy_allow=tuple(allow))
     config = ProxyConfig(
         settings=settings, ports=_ports(ports), listen_host=host, breakpoint_timeout=breakpoint_timeout
     )
+    try:
+        Upstreams.for_proxy(settings, config.ports)  # a bad --block-upstream or --allow-upstream fails here
+    except ValueError as exc:
+        raise BusymateError(str(exc)) from None
     running = running_pid(settings.state_dir)
     if running is not None:
         raise BusymateError(

@@ -23,6 +23,7 @@ from typing import Any
 import httpx
 from mitmproxy import connection, ctx, http
 from mitmproxy.flow import Error
+from mitmproxy.proxy import server_hooks
 
 from busymate import tokens
 from busymate.errors import BusymateError
@@ -31,6 +32,7 @@ from busymate.proxy import ca
 from busymate.proxy.breakpoints import Breakpoints
 from busymate.proxy.capture import TAP, BodyTap, entry_row
 from busymate.proxy.spool import Writer
+from busymate.proxy.upstream import REFUSED, Upstreams, refuse
 from busymate.settings import Settings
 
 log = logging.getLogger("busymate.proxy")
@@ -126,6 +128,7 @@ class Busymate:
         )
         self.control_topics: set[str] = set()  # proxy-control:<workspace> joined so far
         self.no_credential: set[str] = set()  # devices whose credential the operator may not have (said once)
+        self.upstreams = Upstreams.for_proxy(self.settings, config.ports)
         self.live: LiveClient | None = None
         self.http = httpx.AsyncClient(base_url=self.settings.api_url, timeout=15.0)
         self._tasks: list[asyncio.Task[None]] = []
@@ -155,6 +158,7 @@ class Busymate:
 
     async def running(self) -> None:
         """mitmproxy is up: open the ports, start the writer and the control channel."""
+        self.upstreams.install(asyncio.get_running_loop())
         ca.ensure_ca(self.settings.state_dir)
         self.writer.start()
         await self._read_cap()
@@ -551,8 +555,10 @@ class Busymate:
         sockname = flow.client_conn.sockname
         return self.by_port.get(sockname[1]) if sockname else None
 
-    def requestheaders(self, flow: http.HTTPFlow) -> None:
-        """Large uploads pass through; their first `cap` bytes are kept."""
+    async def requestheaders(self, flow: http.HTTPFlow) -> None:
+        """Refuse an upstream never reached; large uploads pass through (their first `cap` bytes kept)."""
+        if await self._refused_upstream(flow, self.device_of(flow)):
+            return
         length = flow.request.headers.get("content-length")
         if length is not None and length.isdigit() and int(length) > STREAM_OVER:
             tap = BodyTap(self.cap)
@@ -577,9 +583,28 @@ class Busymate:
             )
             flow.metadata["busymate.skip"] = True
             return
+        if REFUSED in flow.metadata:
+            return
         rule = self.breakpoints.match(dev.workspace_id, dev.uuid, "request", flow)
         if rule is not None:
             await self.breakpoints.pause(flow, dev.workspace_id, dev.uuid, rule, "request")
+            if flow.live and flow.response is None:  # an edit may have changed where it goes
+                await self._refused_upstream(flow, dev)
+
+    async def _refused_upstream(self, flow: http.HTTPFlow, dev: Device | None) -> bool:
+        """Answer 403 (captured with its error) when the flow's upstream is one the proxy never reaches."""
+        if REFUSED in flow.metadata:
+            return True
+        refusal = await self.upstreams.check(flow.request.host, flow.request.port)
+        if refusal is None:
+            return False
+        refuse(flow, refusal)
+        peer = flow.client_conn.peername[0] if flow.client_conn.peername else "?"
+        who = f"device {dev.name!r}" if dev is not None else "a closed port"
+        log.warning(
+            "refused %s %s from %s (%s): %s", flow.request.method, refusal.where, peer, who, refusal.reason
+        )
+        return True
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         """Stream server-sent events and large or open-ended bodies, keeping their first `cap` bytes."""
@@ -601,7 +626,7 @@ class Busymate:
         dev = self.device_of(flow)
         if dev is None:
             return
-        if TAP + ".res" not in flow.metadata:
+        if TAP + ".res" not in flow.metadata and REFUSED not in flow.metadata:
             rule = self.breakpoints.match(dev.workspace_id, dev.uuid, "response", flow)
             if rule is not None:
                 await self.breakpoints.pause(flow, dev.workspace_id, dev.uuid, rule, "response")
@@ -615,6 +640,18 @@ class Busymate:
         dev = self.device_of(flow)
         if dev is not None and flow.request is not None:
             self._capture(flow, dev)
+
+    async def http_connect(self, flow: http.HTTPFlow) -> None:
+        """A CONNECT to an upstream the proxy never reaches gets a 403 (http_connect_error captures it)."""
+        await self._refused_upstream(flow, self.device_of(flow))
+
+    def server_connect(self, data: server_hooks.ServerConnectionHookData) -> None:
+        """Every upstream connection is checked, whatever opened it (a resend, an edited URL, an upload)."""
+        if data.server.address is not None:
+            refusal = self.upstreams.connecting(str(data.server.address[0]), int(data.server.address[1]))
+            if refusal is not None:
+                log.warning("%s (when connecting)", refusal)
+                data.server.error = str(refusal)
 
     def http_connect_error(self, flow: http.HTTPFlow) -> None:
         """A CONNECT that failed (the server is unreachable, say) is captured with its error."""
