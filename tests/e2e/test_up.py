@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import threading
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
@@ -81,11 +82,20 @@ def test_busymate_up_runs_the_main_job_and_ctrl_c_stops_what_it_started(tmp_path
         assert "Made the proxy device 'this machine'" in err.text
 
         until(lambda: "connected: following workspace local" in err.text, "the feed to connect", 30)
-        # The curl line's offline twin: through the printed proxy port, into the live feed.
-        health = httpx.get(
-            f"{settings.api_url}/auth/v1/health?via=proxy", proxy=f"http://127.0.0.1:{port}", timeout=10
+        # The curl line's offline twin: through the printed proxy port to a local origin, into the live feed.
+        (tmp_path / "origin").mkdir()
+        (tmp_path / "origin" / "health").write_text("ok")
+        origin = ThreadingHTTPServer(
+            ("127.0.0.1", 0), lambda *a: SimpleHTTPRequestHandler(*a, directory=str(tmp_path / "origin"))
         )
+        threading.Thread(target=origin.serve_forever, daemon=True).start()
+        proxied = f"http://127.0.0.1:{origin.server_address[1]}/health?via=proxy"
+        health = httpx.get(proxied, proxy=f"http://127.0.0.1:{port}", timeout=10)
+        origin.shutdown()
         assert health.status_code == 200
+        # The stack's own API is not reachable through a capture port (docs/proxy.md).
+        api = httpx.get(f"{settings.api_url}/auth/v1/health", proxy=f"http://127.0.0.1:{port}", timeout=10)
+        assert api.status_code == 403
 
         def feed() -> list[str]:
             return out.lines[
@@ -93,11 +103,11 @@ def test_busymate_up_runs_the_main_job_and_ctrl_c_stops_what_it_started(tmp_path
             ]
 
         until(
-            lambda: any("/auth/v1/health" in line for line in feed()),
+            lambda: any("/health" in line and "200" in line for line in feed()),
             f"the request in the live feed:\n{out.text}\n{err.text}",
             15,
         )
-        row = next(line for line in feed() if "/auth/v1/health" in line)
+        row = next(line for line in feed() if "/health" in line and "200" in line)
         assert "this machine" in row
         assert "GET" in row
         assert "200" in row
