@@ -51,6 +51,31 @@ def _words(env: Mapping[str, str], name: str) -> tuple[str, ...]:
     return tuple(word.strip() for word in (env.get(name) or "").split(",") if word.strip())
 
 
+DEFAULT_PROXY_PORTS = range(9100, 9200)
+
+
+def parse_port_range(text: str) -> range:
+    """`9100-9199` (or one port) as a range; ValueError with the reason otherwise."""
+    first, _, last = text.strip().partition("-")
+    try:
+        lo, hi = int(first), int(last or first)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a port range like 9100-9199") from None
+    if not 0 < lo <= hi < 65536:
+        raise ValueError(f"{text!r} is not a port range like 9100-9199 (1-65535, low to high)")
+    return range(lo, hi + 1)
+
+
+def _port_range(env: Mapping[str, str], name: str, default: range) -> range:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        return parse_port_range(raw)
+    except ValueError as exc:
+        raise BusymateError(f"{name}: {exc}") from None
+
+
 def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
     raw = (env.get(name) or "").strip().lower()
     if raw == "":
@@ -91,6 +116,8 @@ class Settings:
     auth_rate_limit: int = 30
     pair_rate_limit: int = 30
     device_token_days: int = 365
+    # The proxy's port pool: proxy devices draw their ports from it, and the proxy opens only these.
+    proxy_ports: range = DEFAULT_PROXY_PORTS
     # Upstreams the proxy refuses besides the stack's own ports and link-local addresses, and exceptions to
     # both (`host`, `host:port`, CIDR, `CIDR:port`, `[v6]:port`; busymate/proxy/upstream.py checks them).
     proxy_block: tuple[str, ...] = ()
@@ -180,6 +207,7 @@ class Settings:
             auth_rate_limit=_port_like(env, "BUSYMATE_AUTH_RATE_LIMIT", 30),
             pair_rate_limit=_port_like(env, "BUSYMATE_PAIR_RATE_LIMIT", 30),
             device_token_days=_port_like(env, "BUSYMATE_DEVICE_TOKEN_DAYS", 365),
+            proxy_ports=_port_range(env, "BUSYMATE_PROXY_PORTS", DEFAULT_PROXY_PORTS),
             proxy_block=_words(env, "BUSYMATE_PROXY_BLOCK"),
             proxy_allow=_words(env, "BUSYMATE_PROXY_ALLOW"),
             pg_bindir=bindir,

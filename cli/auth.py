@@ -5,14 +5,21 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from busymate import tokens
 from busymate.cli.common import err, fail, friendly, out, settings_from
 from busymate.cli.devices import device_token, find_device
-from busymate.cli.session import acting_token, forget_session, local_admin, sign_in, store_session
+from busymate.cli.session import (
+    acting_token,
+    admin_session,
+    admin_sign_in,
+    forget_session,
+    sign_in,
+    store_session,
+)
 from busymate.client import Api
 from busymate.settings import Settings
 
@@ -27,10 +34,11 @@ def _password(email: str, given: str | None) -> str:
     return str(typer.prompt(f"Password for {email}", hide_input=True))
 
 
-def _credentials(settings: Settings, email: str | None, password: str | None, admin: bool) -> tuple[str, str]:
+def _session(settings: Settings, email: str | None, password: str | None, admin: bool) -> dict[str, Any]:
+    """A new session: the local admin's (made again if the database lost it), or the user's."""
     if admin or email is None:
-        return local_admin(settings)
-    return email, _password(email, password)
+        return admin_sign_in(settings)
+    return sign_in(settings, email, _password(email, password))
 
 
 def token(
@@ -79,8 +87,10 @@ def token(
         err.print(f"(a token for {who})")
         out.print(acting, soft_wrap=True)
         return
-    user, secret = _credentials(settings, email, password, admin)
-    session = sign_in(settings, user, secret)
+    if admin and not as_json:  # the kept session: no sign-in spent per call
+        out.print(admin_session(settings)["access_token"], soft_wrap=True)
+        return
+    session = _session(settings, email, password, admin)
     if as_json:
         out.print_json(json.dumps(session))
     else:
@@ -99,8 +109,7 @@ def login(
 ) -> None:
     """Sign in and keep the session (under .busymate/, 0600) for the CLI's own commands."""
     settings = settings_from(ctx)
-    user, secret = _credentials(settings, email, password, admin)
-    session = sign_in(settings, user, secret)
+    session = _session(settings, email, password, admin)
     store_session(settings, session)
     err.print(
         f"signed in as {session['user']['email']}; the CLI now acts as this user (`busymate logout` to stop)"

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from busymate.cli.common import err, fail, friendly, out, settings_from
+from busymate.cli.session import forget_local_sessions
 from busymate.cli.status import Output, print_status
 from busymate.stack import migrate as migrations
 from busymate.stack import pgtap
@@ -73,6 +74,8 @@ def reset(ctx: typer.Context) -> None:
     _require_running(Cluster(settings))
     seconds = migrations.reset(settings, progress=lambda line: out.print(f"  {line}"))
     out.print(f"database reset in {seconds:.2f} s")
+    for what in forget_local_sessions(settings):  # their users and sessions went with the database
+        err.print(f"forgot {what}: the database no longer has it")
 
 
 @app.command("test")

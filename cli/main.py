@@ -9,6 +9,7 @@ import typer
 from busymate import __version__
 from busymate.cli import auth, db, devices, proxy, tail, up
 from busymate.cli.common import err, friendly, out, settings_from
+from busymate.cli.session import forget_local_sessions
 from busymate.cli.status import Output, print_status
 from busymate.proxy.run import stop_running
 from busymate.stack import migrate
@@ -52,6 +53,8 @@ def start(ctx: typer.Context) -> None:
     Cluster(settings).start()
     state = migrate.ensure_ready(settings, progress=lambda line: err.print(f"  {line}"))
     err.print(f"Postgres running on {settings.db_host}:{settings.db_port} (database {state})")
+    if state == "created":
+        forget_local_sessions(settings)  # sessions of a database that is gone
     pid = ApiServer(settings).start()
     err.print(f"API server running on {settings.api_url} (pid {pid}, log {ApiServer(settings).log_file})")
     print_status(settings, Output.pretty)

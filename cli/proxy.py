@@ -13,21 +13,21 @@ from busymate.cli.common import err, friendly, out, settings_from
 from busymate.cli.devices import device_token
 from busymate.cli.session import acting_token
 from busymate.errors import BusymateError
+from busymate.project import remember
 from busymate.proxy import ca
 from busymate.proxy.addon import ProxyConfig
-from busymate.proxy.run import parse_ports, running_pid, serve
+from busymate.proxy.run import running_pid, serve
 from busymate.proxy.upstream import Upstreams
+from busymate.settings import parse_port_range
 
 app = typer.Typer(help="The capturing proxy: a port per proxy device, its CA.", no_args_is_help=True)
-
-DEFAULT_PORTS = "9100-9199"
 
 
 def _ports(text: str) -> range:
     try:
-        return parse_ports(text)
+        return parse_port_range(text)
     except ValueError as exc:
-        raise BusymateError(str(exc)) from exc
+        raise BusymateError(f"--ports: {exc}") from exc
 
 
 @app.command()
@@ -35,8 +35,11 @@ def _ports(text: str) -> range:
 def run(
     ctx: typer.Context,
     ports: Annotated[
-        str, typer.Option("--ports", envvar="BUSYMATE_PROXY_PORTS", help="The port pool devices draw from.")
-    ] = DEFAULT_PORTS,
+        str | None,
+        typer.Option(
+            "--ports", help="The port pool devices draw from (default: BUSYMATE_PROXY_PORTS, else 9100-9199)."
+        ),
+    ] = None,
     host: Annotated[
         str, typer.Option("--host", envvar="BUSYMATE_PROXY_HOST", help="Address the ports listen on.")
     ] = "0.0.0.0",  # noqa: S104 - the source gate refuses every address a device does not allow
@@ -77,12 +80,14 @@ def run(
 ) -> None:
     """Run the proxy in the foreground until Ctrl-C: ports open and close as proxy devices come and go."""
     settings = settings_from(ctx)
+    if ports is not None:  # the same pool for the proxy and for `busymate devices add`
+        settings = settings.with_overrides(proxy_ports=_ports(ports))
     if block is not None:
         settings = settings.with_overrides(proxy_block=tuple(block))
     if allow is not None:
         settings = settings.with_overrides(proxy_allow=tuple(allow))
     config = ProxyConfig(
-        settings=settings, ports=_ports(ports), listen_host=host, breakpoint_timeout=breakpoint_timeout
+        settings=settings, ports=settings.proxy_ports, listen_host=host, breakpoint_timeout=breakpoint_timeout
     )
     try:
         Upstreams.for_proxy(settings, config.ports)  # a bad --block-upstream or --allow-upstream fails here
@@ -94,6 +99,7 @@ def run(
             f"a proxy already runs for this project (pid {running}): stop it with `busymate stop` or Ctrl-C"
         )
     acting_token(settings)  # fail early, with the CLI's message, when the API is not there
+    remember(settings, "proxy_ports")  # `busymate devices add` in a later shell draws from this pool
     err.print(
         f"Busymate proxy: pool {config.ports.start}-{config.ports.stop - 1} on {host}, "
         f"API {settings.api_url}, CA {ca.ensure_ca(settings.state_dir)}",

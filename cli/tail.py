@@ -274,6 +274,13 @@ class Printer:
             human_duration(entry.get("duration_ms")).rjust(self.DURATION),
         )
         self.console.print(line, soft_wrap=True)
+        if entry.get("error"):  # why it failed, under the host and path, cut to the terminal's width
+            indent = self.TIME + self.DEVICE + self.METHOD + self.STATUS + 4
+            reason = " ".join(str(entry["error"]).split())
+            self.console.print(
+                Text.assemble(" " * indent, (_fit(f"↳ {reason}", self.console.width - indent), "red")),
+                soft_wrap=True,
+            )
 
     def breakpoint(self, event: Mapping[str, Any], device_name: str) -> None:
         """A paused flow, or how one was resolved."""

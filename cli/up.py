@@ -22,14 +22,15 @@ import typer
 
 from busymate import tokens
 from busymate.cli.common import err, friendly, out, settings_from
-from busymate.cli.devices import PORT_POOL, find_device
+from busymate.cli.devices import find_device, free_port, pool_text
 from busymate.cli.session import ADMIN_FILE, acting_token, local_admin
 from busymate.cli.tail import follow
 from busymate.client import Api
 from busymate.errors import BusymateError
+from busymate.project import remember
 from busymate.proxy import ca
-from busymate.proxy.run import parse_ports, running_pid, state_file
-from busymate.settings import Settings
+from busymate.proxy.run import running_pid, state_file
+from busymate.settings import Settings, parse_port_range
 from busymate.stack import migrate
 from busymate.stack.api import ApiServer, settings_env
 from busymate.stack.postgres import Cluster
@@ -45,12 +46,7 @@ def _machine_device(api: Api, pool: range) -> dict[str, Any]:
     workspaces = api.select("workspaces", {"select": "id,slug", "slug": "eq.local"})
     if not workspaces:
         raise BusymateError("there is no `local` workspace: run `busymate db reset` (the seed makes it)")
-    taken = {
-        d["proxy_port"] for d in api.select("devices", {"select": "proxy_port", "proxy_port": "not.is.null"})
-    }
-    port = next((p for p in pool if p not in taken), None)
-    if port is None:
-        raise BusymateError(f"every port of the pool {pool.start}-{pool.stop - 1} is taken")
+    port = free_port(api, pool)
     device: dict[str, Any] = api.rpc(
         "create_device",
         {
@@ -65,11 +61,11 @@ def _machine_device(api: Api, pool: range) -> dict[str, Any]:
     return device
 
 
-def _start_proxy(settings: Settings, ports: str, port: int) -> subprocess.Popen[bytes]:
+def _start_proxy(settings: Settings, port: int) -> subprocess.Popen[bytes]:
     log = (settings.state_dir / PROXY_LOG).open("ab")
     proc = subprocess.Popen(
         [sys.executable, "-c", "from busymate.cli.main import app; app()", "proxy", "run"],
-        env={**os.environ, **settings_env(settings), "BUSYMATE_PROXY_PORTS": ports},
+        env={**os.environ, **settings_env(settings)},
         stdout=log,
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,
@@ -124,19 +120,25 @@ def _print_summary(
 def up(
     ctx: typer.Context,
     ports: Annotated[
-        str, typer.Option("--ports", envvar="BUSYMATE_PROXY_PORTS", help="The proxy's port pool.")
-    ] = f"{PORT_POOL.start}-{PORT_POOL.stop - 1}",
+        str | None,
+        typer.Option(
+            "--ports", help="The proxy's port pool (default: BUSYMATE_PROXY_PORTS, else 9100-9199)."
+        ),
+    ] = None,
     no_follow: Annotated[
         bool, typer.Option("--no-follow", help="Print where everything is and return (leave it running).")
     ] = False,
 ) -> None:
     """Start everything (Postgres, API, proxy), set up a first capture, follow the live feed until Ctrl-C."""
     settings = settings_from(ctx)
-    signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops it as cleanly as Ctrl-C
-    try:
-        pool = parse_ports(ports)
-    except ValueError as exc:
-        raise BusymateError(str(exc)) from exc
+    for sig in (signal.SIGTERM, signal.SIGHUP):  # `kill`, or the terminal closing, stop it as Ctrl-C does
+        signal.signal(sig, _interrupt)
+    if ports is not None:
+        try:
+            settings = settings.with_overrides(proxy_ports=parse_port_range(ports))
+        except ValueError as exc:
+            raise BusymateError(f"--ports: {exc}") from exc
+    pool = settings.proxy_ports
     cluster, server = Cluster(settings), ApiServer(settings)
     started: list[str] = []
     proxy: subprocess.Popen[bytes] | None = None
@@ -162,9 +164,16 @@ def up(
                 f"`busymate devices remove '{DEVICE_NAME}'` and run `busymate up` again"
             )
         port = int(device["proxy_port"])
+        if port not in pool:
+            raise BusymateError(
+                f"the device {DEVICE_NAME!r} has port {port}, outside the proxy's pool {pool_text(pool)}: "
+                f"remove it (`busymate devices remove '{DEVICE_NAME}'`) and run `busymate up` again, or "
+                "widen the pool"
+            )
         if running_pid(settings.state_dir) is None:
-            proxy = _start_proxy(settings, ports, port)
+            proxy = _start_proxy(settings, port)
             started.append("proxy")
+            remember(settings, "proxy_ports")
         _print_summary(settings, device, admin, port)
         if no_follow:
             proxy = None
@@ -187,9 +196,12 @@ def _stop(
     cluster: Cluster,
     server: ApiServer,
 ) -> None:
+    """Stop what `up` started, then say so: the terminal may be gone (a closed `| tee`, a hung-up shell),
+    and nothing here depends on it. A second Ctrl-C meanwhile does not cut the stopping short."""
     if not started:
         return
-    err.print(f"\nStopping what `busymate up` started: {', '.join(reversed(started))}")
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_IGN)
     if proxy is not None and proxy.poll() is None:
         proxy.send_signal(signal.SIGTERM)
         try:
@@ -200,4 +212,4 @@ def _stop(
         server.stop()
     if "postgres" in started:
         cluster.stop()
-    err.print("Stopped.")
+    err.print(f"\nStopped what `busymate up` started: {', '.join(reversed(started))}")

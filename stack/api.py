@@ -13,6 +13,7 @@ from pathlib import Path
 
 from busymate import tokens
 from busymate.errors import BusymateError
+from busymate.project import IDENTITY_HEADER, project_id, remember
 from busymate.settings import Settings
 from busymate.stack.postgres import port_is_free
 
@@ -35,6 +36,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
         "BUSYMATE_AUTH_RATE_LIMIT": str(settings.auth_rate_limit),
         "BUSYMATE_PAIR_RATE_LIMIT": str(settings.pair_rate_limit),
         "BUSYMATE_DEVICE_TOKEN_DAYS": str(settings.device_token_days),
+        "BUSYMATE_PROXY_PORTS": f"{settings.proxy_ports.start}-{settings.proxy_ports.stop - 1}",
     }
 
 
@@ -59,13 +61,14 @@ class ApiServer:
         return pid
 
     def answers(self) -> bool:
-        """Whether GET /rest/v1/ answers with the anon key."""
+        """Whether GET /rest/v1/ answers with the anon key, as this project's server."""
         request = urllib.request.Request(  # noqa: S310 (our own loopback URL)
             f"{self.settings.api_url}/rest/v1/", headers={"apikey": tokens.anon_key(self.settings.jwt_secret)}
         )
         try:
             with urllib.request.urlopen(request, timeout=2) as response:  # noqa: S310
-                return bool(response.status == 200)
+                ours = response.headers.get(IDENTITY_HEADER) == project_id(self.settings.state_dir)
+                return bool(response.status == 200 and ours)
         except (urllib.error.URLError, OSError):
             return False
 
@@ -81,6 +84,7 @@ class ApiServer:
                 "stop it or set BUSYMATE_API_PORT"
             )
         self.settings.state_dir.mkdir(parents=True, exist_ok=True)
+        project_id(self.settings.state_dir)  # made before the server reads it, so both see the same
         env = {**os.environ, **settings_env(self.settings)}
         with self.log_file.open("ab") as log:
             process = subprocess.Popen(
@@ -100,6 +104,7 @@ class ApiServer:
                     f"the API server exited with status {process.returncode}:\n{_tail(self.log_file)}"
                 )
             if self.answers():
+                remember(self.settings, "api_port", "db_port")  # for the project's later commands
                 return process.pid
             time.sleep(0.1)
         process.terminate()

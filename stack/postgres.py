@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from busymate.errors import BusymateError
+from busymate.project import remember
 from busymate.settings import Settings
 
 PG_MAJOR = "15"
@@ -284,6 +285,7 @@ class Cluster:
             raise BusymateError(
                 f"postgres did not start; see {self.data_dir / 'startup.log'} and {self.data_dir / 'log'}"
             )
+        remember(self.settings, "db_port")  # a later shell without BUSYMATE_DB_PORT finds it again
         return True
 
     def stop(self) -> bool:

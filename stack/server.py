@@ -25,6 +25,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from busymate import tokens
 from busymate.keys import SigningKeys
+from busymate.project import IDENTITY_HEADER, project_id
 from busymate.settings import Settings
 from busymate.stack.auth.errors import HttpRequest
 from busymate.stack.auth.gotrue import Answer, AuthApi, json_body
@@ -68,6 +69,7 @@ class App:
             settings.secret_key: {"role": "service_role", "iss": "supabase"},
         }
         self.max_body = settings.max_body_bytes
+        self.project_id = project_id(settings.state_dir)  # on every answer: the CLI checks whose server it is
         self.rest: RestApi | None = None
         self.hub: Hub | None = None
         self.auth: AuthApi | None = None
@@ -181,6 +183,7 @@ class App:
         if origin:
             response.headers["access-control-allow-origin"] = "*"
             response.headers["access-control-expose-headers"] = CORS_EXPOSE
+        response.headers[IDENTITY_HEADER] = self.project_id
         await _send(send, response)
 
     async def _route(
