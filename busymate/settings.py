@@ -116,6 +116,14 @@ class Settings:
     auth_rate_limit: int = 30
     pair_rate_limit: int = 30
     device_token_days: int = 365
+    # /realtime/v1 (stack/realtime/limits.py): how many of the pool's connections Realtime's checks may hold
+    # at once (the rest stay REST's), channels and joins per second per socket (Supabase's 100 and 100), and
+    # presence kept in memory: one tracked payload, and the whole server's.
+    realtime_db_connections: int = 3
+    realtime_max_channels_per_client: int = 100
+    realtime_max_joins_per_second: int = 100
+    realtime_presence_max_kb: int = 256
+    realtime_presence_total_mb: int = 64
     # The proxy's port pool: proxy devices draw their ports from it, and the proxy opens only these.
     proxy_ports: range = DEFAULT_PROXY_PORTS
     # Upstreams the proxy refuses besides the stack's own ports and link-local addresses, and exceptions to
@@ -207,6 +215,11 @@ class Settings:
             auth_rate_limit=_port_like(env, "BUSYMATE_AUTH_RATE_LIMIT", 30),
             pair_rate_limit=_port_like(env, "BUSYMATE_PAIR_RATE_LIMIT", 30),
             device_token_days=_port_like(env, "BUSYMATE_DEVICE_TOKEN_DAYS", 365),
+            realtime_db_connections=_port_like(env, "BUSYMATE_REALTIME_DB_CONNECTIONS", 3),
+            realtime_max_channels_per_client=_port_like(env, "BUSYMATE_REALTIME_MAX_CHANNELS", 100),
+            realtime_max_joins_per_second=_port_like(env, "BUSYMATE_REALTIME_MAX_JOINS_PER_SECOND", 100),
+            realtime_presence_max_kb=_port_like(env, "BUSYMATE_REALTIME_PRESENCE_MAX_KB", 256),
+            realtime_presence_total_mb=_port_like(env, "BUSYMATE_REALTIME_PRESENCE_TOTAL_MB", 64),
             proxy_ports=_port_range(env, "BUSYMATE_PROXY_PORTS", DEFAULT_PROXY_PORTS),
             proxy_block=_words(env, "BUSYMATE_PROXY_BLOCK"),
             proxy_allow=_words(env, "BUSYMATE_PROXY_ALLOW"),

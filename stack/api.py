@@ -36,6 +36,11 @@ def settings_env(settings: Settings) -> dict[str, str]:
         "BUSYMATE_AUTH_RATE_LIMIT": str(settings.auth_rate_limit),
         "BUSYMATE_PAIR_RATE_LIMIT": str(settings.pair_rate_limit),
         "BUSYMATE_DEVICE_TOKEN_DAYS": str(settings.device_token_days),
+        "BUSYMATE_REALTIME_DB_CONNECTIONS": str(settings.realtime_db_connections),
+        "BUSYMATE_REALTIME_MAX_CHANNELS": str(settings.realtime_max_channels_per_client),
+        "BUSYMATE_REALTIME_MAX_JOINS_PER_SECOND": str(settings.realtime_max_joins_per_second),
+        "BUSYMATE_REALTIME_PRESENCE_MAX_KB": str(settings.realtime_presence_max_kb),
+        "BUSYMATE_REALTIME_PRESENCE_TOTAL_MB": str(settings.realtime_presence_total_mb),
         "BUSYMATE_PROXY_PORTS": f"{settings.proxy_ports.start}-{settings.proxy_ports.stop - 1}",
     }
 

@@ -40,6 +40,7 @@ from busymate.stack.rest import schema as schema_cache
 from busymate.stack.rest.errors import ApiError
 from busymate.stack.rest.handler import ANON_ROLE, Call, Response, RestApi, error_response
 
+from busymate.stack.realtime.limits import Limits
 log = logging.getLogger("busymate.api")
 
 Scope = MutableMapping[str, Any]
@@ -108,7 +109,8 @@ class App:
         cache = await asyncio.to_thread(self._load_cache)
         self.rest = RestApi(self._pool, cache, max_rows=self.settings.max_rows)
         self._tasks.append(asyncio.create_task(self._listen()))
-        self.hub = Hub(self.verifier, self.keys, self.anon_key, self.service_key, Access(self._pool))
+        access = Access(self._pool, Limits.from_settings(self.settings))
+        self.hub = Hub(self.verifier, self.keys, self.anon_key, self.service_key, access)
         replication = Replication(self.hub, self.settings.db_url(), self._pool)
         self.hub.replication = replication
         self._tasks.append(asyncio.create_task(replication.run()))

@@ -4,17 +4,26 @@
 Reading a private topic is decided by the app's SELECT policies on `realtime.messages` (a probe row inserted
 and read back, then rolled back), sending by its INSERT policies (an insert in a savepoint, rolled back).
 Replay reads past messages under the same policies. Every statement's values are bound parameters.
+
+The pool is the API server's, shared with /rest/v1: Realtime holds at most `Limits.db_connections` of it at
+once (a semaphore), so a flood of joins queues here and never takes the connections REST needs.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import orjson
 import psycopg
 from psycopg_pool import AsyncConnectionPool
+
+from busymate.stack.realtime.limits import Limits
 
 log = logging.getLogger("busymate.realtime")
 
@@ -50,13 +59,21 @@ class Replayed:
 class Access:
     """Policy checks, replay and persisted sends over the API server's `authenticator` pool."""
 
-    def __init__(self, pool: AsyncConnectionPool) -> None:
+    def __init__(self, pool: AsyncConnectionPool, limits: Limits | None = None) -> None:
         self.pool = pool
+        self.limits = limits or Limits()
+        self._gate = asyncio.Semaphore(self.limits.db_connections)
+
+    @asynccontextmanager
+    async def connection(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+        """A connection of the shared pool, once fewer than `db_connections` are held by Realtime."""
+        async with self._gate, self.pool.connection() as conn:
+            yield conn
 
     async def device_is_current(self, claims: dict[str, object]) -> bool:
         """Whether a device token's credential is still the device's (not unpaired, not paired again)."""
         try:
-            async with self.pool.connection() as conn, conn.transaction(force_rollback=True):
+            async with self.connection() as conn, conn.transaction(force_rollback=True):
                 await conn.execute(SET_CONTEXT, _context(claims, "", {}))
                 row = await (await conn.execute("select private.current_device() is not null")).fetchone()
         except psycopg.Error as exc:
@@ -70,7 +87,7 @@ class Access:
         """(broadcast.read, presence.read) for a private topic."""
         probes = {"broadcast": str(uuid.uuid4()), "presence": str(uuid.uuid4())}
         try:
-            async with self.pool.connection() as conn, conn.transaction(force_rollback=True):
+            async with self.connection() as conn, conn.transaction(force_rollback=True):
                 await conn.execute("set local role service_role")
                 for extension, probe in probes.items():
                     await conn.execute(
@@ -99,7 +116,7 @@ class Access:
     ) -> bool:
         """Whether the caller's INSERT policies let it send `event` (or track presence) on a private topic."""
         try:
-            async with self.pool.connection() as conn, conn.transaction(force_rollback=True):
+            async with self.connection() as conn, conn.transaction(force_rollback=True):
                 await conn.execute(SET_CONTEXT, _context(claims, topic, headers))
                 await conn.execute(
                     "insert into realtime.messages (topic, extension, event, private) "
@@ -117,7 +134,7 @@ class Access:
         self, claims: dict[str, object], topic: str, headers: dict[str, str], since_ms: float, limit: int
     ) -> list[Replayed]:
         """Private broadcasts on `topic` since `since_ms` (epoch ms), oldest first, read as the caller."""
-        async with self.pool.connection() as conn, conn.transaction(force_rollback=True):
+        async with self.connection() as conn, conn.transaction(force_rollback=True):
             await conn.execute(SET_CONTEXT, _context(claims, topic, headers))
             cur = await conn.execute(
                 "select id::text, coalesce(event, ''), payload::text, binary_payload from realtime.messages "
@@ -136,7 +153,7 @@ class Access:
         A stored message reaches subscribers from the database, in commit order, and stays for replay.
         """
         stored = []
-        async with self.pool.connection() as conn, conn.transaction():
+        async with self.connection() as conn, conn.transaction():
             for m in messages:
                 topic = str(m["topic"])
                 await conn.execute(SET_CONTEXT, _context(claims, topic, headers))

@@ -3,7 +3,8 @@
 
 One asyncio task reads each socket and handles its frames in order; a second writes its outgoing queue, so a
 slow reader never holds up a fan-out. A frame for many subscribers is encoded once per serializer.
-Database messages come from `replication.Replication` in commit order.
+Database messages come from `replication.Replication` in commit order. What one client may take (channels,
+joins per second, presence kept in memory) is bounded by `limits.Limits`, with Supabase's reasons.
 """
 
 from __future__ import annotations
@@ -25,6 +26,13 @@ import orjson
 from busymate.stack.jwt import JwtVerifier, check_times
 from busymate.stack.realtime import protocol
 from busymate.stack.realtime.access import Access
+from busymate.stack.realtime.limits import (
+    PRESENCE_FULL,
+    TOO_MANY_CHANNELS,
+    TOO_MANY_JOINS,
+    TRACK_TOO_LARGE,
+    JoinRate,
+)
 from busymate.stack.realtime.protocol import V1, V2, Frame
 from busymate.stack.rest.errors import ApiError
 
@@ -54,6 +62,12 @@ def _truthy(value: object) -> bool:
 
 
 DEVICE_REVOKED = "This device credential is no longer valid: the device was unpaired or paired again"
+ACCESS_TOPIC = "access:"  # access:<user id> or access:all: what a user may read shrank (a trigger says so)
+
+
+def no_longer_readable(topic: str) -> str:
+    """Realtime's reason when a re-check finds a private channel no longer readable."""
+    return f"You no longer have permission to read from this Channel topic: {topic}"
 
 
 def token_claims(verifier: JwtVerifier, token: str, *, channel: bool = False) -> dict[str, object]:
@@ -99,6 +113,7 @@ class Channel:
     writes: dict[tuple[str, str | None], bool] = field(default_factory=dict)
     bindings: list[Binding] = field(default_factory=list)
     tracked: dict[str, object] | None = None
+    tracked_size: int = 0  # bytes of the tracked payload, counted in Hub.presence_bytes
     replay_buffer: list[tuple[str | None, str | bytes, str | bytes]] | None = None
     replayed: set[str] = field(default_factory=set)  # ids replayed that may still arrive live once
     expiry: asyncio.TimerHandle | None = None
@@ -144,6 +159,7 @@ class Socket:
         self.claims = claims
         self.headers = headers
         self.channels: dict[str, Channel] = {}
+        self.join_rate = JoinRate(hub.limits.max_joins_per_second)
         self.queue: deque[str | bytes] = deque()
         self.wakeup = asyncio.Event()
         self.closed = False
@@ -231,6 +247,8 @@ class Hub:
         self.anon_key = anon_key
         self.service_key = service_key
         self.access = access
+        self.limits = access.limits
+        self.presence_bytes = 0  # all tracked payloads together, held to limits.max_presence_total_bytes
         self.topics: dict[tuple[str, bool], set[Channel]] = defaultdict(set)
         self.presence: dict[tuple[str, bool], dict[str, list[tuple[Channel, dict[str, object]]]]] = (
             defaultdict(dict)
@@ -340,6 +358,14 @@ class Hub:
         if not frame.topic.startswith(PREFIX):
             refuse("unmatched topic")
             return
+        if not sock.join_rate.allow():
+            refuse(TOO_MANY_JOINS)  # and, as Realtime does, disconnect the socket
+            sock.closed = True
+            sock.wakeup.set()
+            return
+        if frame.topic not in sock.channels and len(sock.channels) >= self.limits.max_channels_per_client:
+            refuse(TOO_MANY_CHANNELS)
+            return
         sub = frame.topic[len(PREFIX) :]
         payload = frame.payload if isinstance(frame.payload, dict) else {}
         config = payload.get("config") if isinstance(payload.get("config"), dict) else {}
@@ -411,6 +437,8 @@ class Hub:
         except Exception:
             log.exception("replay on %s failed", channel.sub)
             rows = []
+        if channel.closed:  # closed meanwhile (its reader's access was revoked, say): nothing more goes out
+            return
         sock = channel.socket
         for row in rows:
             seen.add(row.id)
@@ -472,11 +500,7 @@ class Hub:
                 claims, channel.sub, channel.socket.headers
             )
             if not (channel.read_broadcast or channel.read_presence):
-                channel.system(
-                    "system",
-                    "error",
-                    f"You no longer have permission to read from this Channel topic: {channel.sub}",
-                )
+                channel.system("system", "error", no_longer_readable(channel.sub))
                 self._close(channel)
                 return
         self._arm_expiry(channel)
@@ -580,6 +604,59 @@ class Hub:
                     channel.system("system", "error", DEVICE_REVOKED)
                     self._close(channel)
 
+    def hold_for_recheck(self, user: str | None) -> None:
+        """What `user` (every user, for None) may read shrank: hold what reaches their private channels from
+        now on, in commit order, until each is re-checked; then deliver it, or close the channel."""
+        channels = [
+            channel
+            for sock in self.sockets
+            for channel in sock.channels.values()
+            if channel.private
+            and not channel.closed
+            and channel.claims.get("role") == "authenticated"
+            and (user is None or channel.claims.get("sub") == user)
+        ]
+        if not channels:
+            return
+        held = {channel for channel in channels if channel.replay_buffer is None}
+        for channel in held:
+            channel.replay_buffer = []
+        self._in_background(self._recheck(channels, held))
+
+    async def _recheck(self, channels: list[Channel], held: set[Channel]) -> None:
+        """Read permission again, as a refreshed token would: close what may no longer be read."""
+
+        async def one(channel: Channel) -> None:
+            verdict = await self.access.can_read(channel.claims, channel.sub, channel.socket.headers)
+            if channel.closed:
+                return
+            channel.writes.clear()
+            channel.read_broadcast, channel.read_presence = verdict
+            if not any(verdict):
+                channel.replay_buffer = None
+                channel.system("system", "error", no_longer_readable(channel.sub))
+                self._close(channel)
+            elif channel in held:
+                self._release(channel)
+
+        await asyncio.gather(*(one(channel) for channel in channels))
+
+    def _release(self, channel: Channel) -> None:
+        """Deliver what was held for a channel while it was re-checked."""
+        buffered = channel.replay_buffer or []
+        channel.replay_buffer = None
+        sock = channel.socket
+        for message_id, v1, v2 in buffered:
+            if message_id is not None and message_id in channel.replayed:
+                channel.replayed.discard(message_id)
+            elif channel.read_broadcast:
+                sock.enqueue(v2 if sock.vsn == V2 else v1)
+
+    def _in_background(self, work: Awaitable[None]) -> None:
+        task = asyncio.get_running_loop().create_task(_logged(work))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
     def deliver_database(
         self,
         topic: str,
@@ -595,6 +672,9 @@ class Hub:
             task = asyncio.get_running_loop().create_task(self.recheck_device(topic[len("device:") :]))
             self._background.add(task)
             task.add_done_callback(self._background.discard)
+        if private and event == "changed" and topic.startswith(ACCESS_TOPIC):
+            target = topic[len(ACCESS_TOPIC) :]
+            self.hold_for_recheck(None if target == "all" else target)
         if (topic, private) not in self.topics:
             return
         full = PREFIX + topic
@@ -627,18 +707,36 @@ class Hub:
     async def _presence_push(self, channel: Channel, frame: Frame) -> None:
         payload = frame.payload if isinstance(frame.payload, dict) else {}
         event = payload.get("event")
+        fields = payload.get("payload")
+        meta: dict[str, object] = dict(fields) if isinstance(fields, dict) else {}
+        size = len(orjson.dumps(meta)) if event == "track" else 0
+        if size > self.limits.max_presence_bytes:
+            # Kept in memory for the channel's life, so held to a limit; over it Realtime shuts the channel.
+            channel.system("system", "error", TRACK_TOO_LARGE)
+            self._close(channel)
+            return
         if not await self._may_write(channel, "presence", None):
             channel.push("phx_reply", {"status": "error", "response": {}}, frame.ref)
             return
+        if channel.closed:  # closed while its permission was read (a re-check, the socket gone)
+            return
         if event == "track":
-            fields = payload.get("payload")
-            meta: dict[str, object] = dict(fields) if isinstance(fields, dict) else {}
+            if self.presence_bytes - channel.tracked_size + size > self.limits.max_presence_total_bytes:
+                log.warning(
+                    "presence refused: the server holds %d bytes of presence state", self.presence_bytes
+                )
+                channel.push(
+                    "phx_reply", {"status": "error", "response": {"reason": PRESENCE_FULL}}, frame.ref
+                )
+                return
             meta["phx_ref"] = uuid.uuid4().hex[:20]
             previous = channel.tracked
             if previous is not None:
                 meta["phx_ref_prev"] = previous["phx_ref"]
             self._untrack_entry(channel)
             channel.tracked = meta
+            channel.tracked_size = size
+            self.presence_bytes += size
             channel.presence_enabled = True
             entries = self.presence[(channel.sub, channel.private)].setdefault(channel.presence_key, [])
             entries.append((channel, meta))
@@ -652,6 +750,8 @@ class Hub:
         state = self.presence.get((channel.sub, channel.private))
         previous = channel.tracked
         channel.tracked = None
+        self.presence_bytes -= channel.tracked_size
+        channel.tracked_size = 0
         if state is None or previous is None:
             return previous
         entries = state.get(channel.presence_key, [])
@@ -838,6 +938,14 @@ def _broadcast_frames(topic: str, message: dict[str, object]) -> tuple[str, str]
     """A broadcast encoded for both serializers, once each for every subscriber."""
     frame = Frame(topic, "broadcast", message)
     return protocol.encode(frame, V1), protocol.encode(frame, V2)
+
+
+async def _logged(work: Awaitable[None]) -> None:
+    """Run background work; an error is logged, never lost with its task."""
+    try:
+        await work
+    except Exception:
+        log.exception("a realtime background task failed")
 
 
 async def _refuse(scope: Scope, send: Send, status: int, message: str) -> None:

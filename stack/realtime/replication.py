@@ -7,6 +7,11 @@ partition's change is reported as its root table (the publication publishes thro
 postgres_changes change: the binding's event and filters, the columns the subscriber's role may select, and
 for INSERT/UPDATE on a table with row-level security the subscriber's own policies, checked in one query per
 (table, claims) per poll under the subscriber's role and claims. A failing check affects only that subscriber.
+A DELETE on such a table goes out as its key; a filter on another column is matched against the old row only
+for a subscriber whose policies passed on it (deletes.py), so a filter never tells what a row held.
+
+Database connections: the slot's and the catalog's (catalog.py) are Realtime's own; the checks take the shared
+pool through `Access.connection`, which caps how many Realtime holds.
 """
 
 from __future__ import annotations
@@ -26,7 +31,10 @@ import psycopg
 from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
 
+from busymate.stack.realtime import deletes
 from busymate.stack.realtime import filters as pgfilters
+from busymate.stack.realtime.catalog import APPLICATION_NAME, Catalog, Table
+from busymate.stack.realtime.limits import TOO_MANY_BINDINGS
 from busymate.stack.realtime.protocol import V1, V2, Frame, encode
 
 if TYPE_CHECKING:
@@ -34,27 +42,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("busymate.realtime")
 
-PUBLICATION = "supabase_realtime"
 BUSY_POLL = 0.005
 IDLE_POLL = 0.025
 BATCH = 1000
 TABLES_TTL = 30.0
 JSON_TYPES = {"json", "jsonb"}
 ACTIONS = {"I": "INSERT", "U": "UPDATE", "D": "DELETE"}
-
-
-@dataclass
-class Table:
-    """What postgres_changes needs to know about a published table."""
-
-    schema: str
-    name: str
-    columns: list[tuple[str, str]]  # (name, typname) in attnum order
-    types: dict[str, str]
-    sql_types: dict[str, str]  # name -> format_type, for casts in the RLS check
-    pk: list[str]
-    rls: bool
-    selectable: dict[str, set[str]] = field(default_factory=dict)  # role -> columns
 
 
 @dataclass(eq=False)
@@ -171,6 +164,9 @@ class Change:
     keys: list[object]  # the primary key as wal2json spelled it (Postgres's text output)
     # (channel, role, claims json) -> binding ids that passed event and filters
     targets: dict[tuple[Channel, str, str], list[int]]
+    # of those, the DELETE bindings whose filter read a non-key column: kept only if the old row was readable
+    unverified: dict[tuple[Channel, str, str], list[int]] = field(default_factory=dict)
+    old_text: dict[str, str | None] = field(default_factory=dict)  # the old row as Postgres's text output
 
 
 class Replication:
@@ -179,9 +175,10 @@ class Replication:
     def __init__(self, hub: Hub, conninfo: str, pool: AsyncConnectionPool) -> None:
         self.hub = hub
         self.conninfo = conninfo
-        self.pool = pool
+        self.pool = pool  # the API server's; used only through hub.access.connection()
+        self.catalog = Catalog(conninfo)
+        self.tables = self.catalog.tables
         self.bindings: dict[tuple[str, str], list[Binding]] = defaultdict(list)
-        self.tables: dict[tuple[str, str], Table] = {}
         self.roots: dict[tuple[str, str], tuple[str, str]] = {}
         self._add_tables = "realtime.*"
         self._tables_loaded = 0.0
@@ -192,78 +189,16 @@ class Replication:
 
     # -- subscriptions -----------------------------------------------------------------------------------
 
-    async def _published(self, schema: str, table: str) -> list[tuple[str, str]]:
-        like_schema = "%" if schema == "*" else schema
-        like_table = "%" if table == "*" else table
-        async with await psycopg.AsyncConnection.connect(self.conninfo, autocommit=True) as conn:
-            cur = await conn.execute(
-                "select schemaname::text, tablename::text from pg_catalog.pg_publication_tables "
-                "where pubname = %(pub)s and schemaname like %(s)s and tablename like %(t)s order by 1, 2",
-                {"pub": PUBLICATION, "s": like_schema, "t": like_table},
-            )
-            found = [(r[0], r[1]) for r in await cur.fetchall()]
-            for entity in found:
-                if entity not in self.tables:
-                    self.tables[entity] = await self._describe(conn, *entity)
-            return found
-
-    async def _describe(self, conn: psycopg.AsyncConnection[Any], schema: str, name: str) -> Table:
-        cur = await conn.execute(
-            "select a.attname::text, t.typname::text, pg_catalog.format_type(a.atttypid, a.atttypmod) "
-            "from pg_catalog.pg_attribute as a join pg_catalog.pg_type as t on t.oid = a.atttypid "
-            "where a.attrelid = (quote_ident(%(s)s) || '.' || quote_ident(%(t)s))::regclass "
-            "and a.attnum > 0 and not a.attisdropped order by a.attnum",
-            {"s": schema, "t": name},
-        )
-        columns = [(r[0], r[1], r[2]) for r in await cur.fetchall()]
-        cur = await conn.execute(
-            "select a.attname::text from pg_catalog.pg_index as i "
-            "join pg_catalog.pg_attribute as a on a.attrelid = i.indrelid and a.attnum = any(i.indkey) "
-            "where i.indrelid = (quote_ident(%(s)s) || '.' || quote_ident(%(t)s))::regclass "
-            "and i.indisprimary "
-            "order by array_position(i.indkey::int2[], a.attnum)",
-            {"s": schema, "t": name},
-        )
-        pk = [r[0] for r in await cur.fetchall()]
-        cur = await conn.execute(
-            "select relrowsecurity from pg_catalog.pg_class "
-            "where oid = (quote_ident(%(s)s) || '.' || quote_ident(%(t)s))::regclass",
-            {"s": schema, "t": name},
-        )
-        row = await cur.fetchone()
-        return Table(
-            schema,
-            name,
-            [(c[0], c[1]) for c in columns],
-            {c[0]: c[1] for c in columns},
-            {c[0]: c[2] for c in columns},
-            pk,
-            bool(row and row[0]),
-        )
-
-    async def _selectable(self, table: Table, role: str) -> set[str]:
-        known = table.selectable.get(role)
-        if known is not None:
-            return known
-        try:
-            async with await psycopg.AsyncConnection.connect(self.conninfo, autocommit=True) as conn:
-                cur = await conn.execute(
-                    "select a.attname::text from pg_catalog.pg_attribute as a "
-                    "where a.attrelid = (quote_ident(%(s)s) || '.' || quote_ident(%(t)s))::regclass "
-                    "and a.attnum > 0 and not a.attisdropped "
-                    "and pg_catalog.has_column_privilege(%(role)s, a.attrelid, a.attnum, 'SELECT')",
-                    {"s": table.schema, "t": table.name, "role": role},
-                )
-                known = {r[0] for r in await cur.fetchall()}
-        except psycopg.Error:
-            known = set()
-        table.selectable[role] = known
-        return known
-
     async def subscribe(self, channel: Channel, bindings: list[dict[str, object]]) -> None:
         """Bind a channel's postgres_changes; tell it Subscribed, or why not (the channel stays joined)."""
         role = str(channel.claims.get("role") or "anon")
-        for spec in bindings:
+        cap = self.hub.limits.max_bindings_per_channel
+        for position, spec in enumerate(bindings):
+            if position >= cap:
+                channel.system(
+                    "postgres_changes", "error", f"{TOO_MANY_BINDINGS} (at most {cap} per channel)"
+                )
+                break
             event = str(spec.get("event") or "*").upper()
             event = event if event in ("INSERT", "UPDATE", "DELETE") else "*"
             schema = spec.get("schema")
@@ -285,7 +220,7 @@ class Replication:
                 channel.system("postgres_changes", "error", str(exc))
                 continue
             try:
-                entities = await self._published(schema_name, table_name)
+                entities = await self.catalog.published(schema_name, table_name)
             except psycopg.Error as exc:
                 channel.system("postgres_changes", "error", f"Unable to subscribe to changes: {exc}")
                 continue
@@ -301,7 +236,7 @@ class Replication:
                 continue
             problem = None
             for entity in entities:
-                visible = await self._selectable(self.tables[entity], role)
+                visible = await self.catalog.selectable(self.tables[entity], role)
                 for f in parsed:
                     if f.column not in self.tables[entity].types:
                         problem = f"column {f.column!r} does not exist on {entity[0]}.{entity[1]}"
@@ -343,7 +278,7 @@ class Replication:
         for binding in channel.bindings:
             binding.use_claims()
             for entity in binding.entities:
-                await self._selectable(self.tables[entity], binding.role)
+                await self.catalog.selectable(self.tables[entity], binding.role)
 
     def unsubscribe(self, channel: Channel) -> None:
         """Forget a channel's bindings."""
@@ -361,19 +296,24 @@ class Replication:
 
     async def run(self) -> None:
         """Poll the slot forever; reconnect (with a new slot) when the connection is lost."""
-        while True:
-            try:
-                await self._run_once()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("replication lost its connection; retrying in 1 s")
-                self.ready.clear()
-                await asyncio.sleep(1)
+        try:
+            while True:
+                try:
+                    await self._run_once()
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.exception("replication lost its connection; retrying in 1 s")
+                    self.ready.clear()
+                    await asyncio.sleep(1)
+        finally:
+            await self.catalog.close()
 
     async def _run_once(self) -> None:
         slot = f"busymate_realtime_{os.getpid()}"
-        async with await psycopg.AsyncConnection.connect(self.conninfo, autocommit=True) as conn:
+        async with await psycopg.AsyncConnection.connect(
+            self.conninfo, autocommit=True, application_name=APPLICATION_NAME
+        ) as conn:
             await conn.execute("set search_path = ''")
             cur = await conn.execute(
                 "select count(*) from pg_catalog.pg_replication_slots where slot_name = %(slot)s",
@@ -483,23 +423,39 @@ class Replication:
         old = {
             c["name"]: _value(c.get("value"), table.types.get(c["name"], "")) for c in raw.get("identity", [])
         }
-        raw_values = {c["name"]: c.get("value") for c in raw.get("columns", [])}
+        raw_values = {
+            c["name"]: c.get("value") for c in raw.get("columns" if action != "DELETE" else "identity", [])
+        }
         keys = [raw_values.get(col) for col in table.pk]
         targets: dict[tuple[Channel, str, str], list[int]] = {}
+        unverified: dict[tuple[Channel, str, str], list[int]] = {}
         row = old if action == "DELETE" else record
+        # A DELETE with RLS goes out as its key: a filter on the key sees what the subscriber gets anyway; one
+        # on another column sees the old row only if its policies pass on it (see _check_deleted).
+        keyed = {k: v for k, v in old.items() if k in table.pk} if action == "DELETE" and table.rls else None
         for binding in self.bindings.get(root, ()):
             if binding.event not in ("*", action):
                 continue
-            if not pgfilters.matches(binding.filters, row, table.types):
-                continue
             key = (binding.channel, binding.role, binding.claims_json)
+            if keyed is not None and all(f.column in keyed for f in binding.filters):
+                if not pgfilters.matches(binding.filters, keyed, table.types):
+                    continue
+            elif not pgfilters.matches(binding.filters, row, table.types):
+                continue
+            elif keyed is not None and binding.role != "service_role":
+                unverified.setdefault(key, []).append(binding.id)
             targets.setdefault(key, []).append(binding.id)
         if not targets:
             return None
-        return Change(table, action, record, old, _commit_time(raw.get("timestamp")), keys, targets)
+        change = Change(table, action, record, old, _commit_time(raw.get("timestamp")), keys, targets)
+        if unverified:
+            change.unverified = unverified
+            change.old_text = {name: _text(value) for name, value in raw_values.items()}
+        return change
 
     async def _check_rls(self, changes: list[Change]) -> None:
         """Drop the targets whose own policies hide the row: one query per (table, claims)."""
+        await self._check_deleted([c for c in changes if c.unverified])
         groups: dict[tuple[str, str, str, str], list[Change]] = defaultdict(list)
         for change in changes:
             if change.action == "DELETE" or not change.table.rls or not change.table.pk:
@@ -538,7 +494,7 @@ class Replication:
             record_def=record_def,
         )
         rows_json = orjson.dumps([dict(zip(table.pk, k, strict=True)) for k in keys]).decode()
-        async with self.pool.connection() as conn, conn.transaction(force_rollback=True):
+        async with self.hub.access.connection() as conn, conn.transaction(force_rollback=True):
             await conn.execute(
                 "select set_config('role', %(role)s, true), "
                 "set_config('request.jwt.claims', %(claims)s, true)",
@@ -546,6 +502,37 @@ class Replication:
             )
             cur = await conn.execute(query, {"keys": rows_json})
             return {orjson.dumps(orjson.loads(r[0])).decode() for r in await cur.fetchall()}
+
+    async def _check_deleted(self, changes: list[Change]) -> None:
+        """Keep a DELETE binding that filtered on a non-key column only if its subscriber could read the old
+        row: one query per (table, claims), under the subscriber's role and claims."""
+        groups: dict[tuple[str, str, str, str], list[Change]] = defaultdict(list)
+        for change in changes:
+            for _channel, role, claims in change.unverified:
+                groups[(change.table.schema, change.table.name, role, claims)].append(change)
+        for (schema, name, role, claims), group in groups.items():
+            table = group[0].table
+            readable: set[str] = set()
+            policies = await self.catalog.select_policies(table, role)
+            try:
+                if policies is not None:
+                    async with self.hub.access.connection() as conn, conn.transaction(force_rollback=True):
+                        rows = [change.old_text for change in group]
+                        readable = await deletes.readable(conn, table, policies, role, claims, rows)
+            except Exception as exc:
+                log.warning(
+                    "RLS check of a DELETE on %s.%s for a %s subscriber failed: %s", schema, name, role, exc
+                )
+            for change in group:
+                if orjson.dumps([_text(k) for k in change.keys]).decode() in readable:
+                    continue
+                for target in [t for t in change.unverified if t[1] == role and t[2] == claims]:
+                    refused = change.unverified.pop(target)
+                    kept = [i for i in change.targets.get(target, []) if i not in refused]
+                    if kept:
+                        change.targets[target] = kept
+                    else:
+                        change.targets.pop(target, None)
 
     def _deliver(self, change: Change) -> None:
         table = change.table
