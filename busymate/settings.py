@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -47,10 +48,6 @@ def _port_like(env: Mapping[str, str], name: str, default: int) -> int:
     return int(raw)
 
 
-def _words(env: Mapping[str, str], name: str) -> tuple[str, ...]:
-    return tuple(word.strip() for word in (env.get(name) or "").split(",") if word.strip())
-
-
 DEFAULT_PROXY_PORTS = range(9100, 9200)
 
 
@@ -74,6 +71,35 @@ def _port_range(env: Mapping[str, str], name: str, default: range) -> range:
         return parse_port_range(raw)
     except ValueError as exc:
         raise BusymateError(f"{name}: {exc}") from None
+
+
+def parse_trusted_proxies(text: str) -> tuple[str, ...]:
+    """`10.0.0.0/8, 127.0.0.1` as networks; ValueError naming the entry that is not an address or network."""
+    networks = []
+    for item in text.split(","):
+        item = item.strip()
+        if not item:
+            continue
+        try:
+            networks.append(str(ipaddress.ip_network(item)))
+        except ValueError:
+            try:
+                near = ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(f"{item!r} is not an IP address or network (CIDR)") from None
+            raise ValueError(f"{item!r} has host bits set: did you mean {near}?") from None
+    return tuple(networks)
+
+
+def _trusted(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    try:
+        return parse_trusted_proxies(env.get(name) or "")
+    except ValueError as exc:
+        raise BusymateError(f"{name}: {exc}") from None
+
+
+def _words(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    return tuple(word.strip() for word in (env.get(name) or "").split(",") if word.strip())
 
 
 def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
@@ -124,6 +150,12 @@ class Settings:
     realtime_max_joins_per_second: int = 100
     realtime_presence_max_kb: int = 256
     realtime_presence_total_mb: int = 64
+    # The API server's own limits: the request line and headers together (431 beyond), and api.log's size
+    # before it rotates. Proxies whose X-Forwarded-For it believes (networks): none, so rate limits and
+    # recorded addresses use the TCP peer unless the operator names the proxy in front.
+    max_header_bytes: int = 64 * 1024
+    api_log_max_bytes: int = 10 * 1024 * 1024
+    trusted_proxies: tuple[str, ...] = ()
     # The proxy's port pool: proxy devices draw their ports from it, and the proxy opens only these.
     proxy_ports: range = DEFAULT_PROXY_PORTS
     # Upstreams the proxy refuses besides the stack's own ports and link-local addresses, and exceptions to
@@ -220,6 +252,9 @@ class Settings:
             realtime_max_joins_per_second=_port_like(env, "BUSYMATE_REALTIME_MAX_JOINS_PER_SECOND", 100),
             realtime_presence_max_kb=_port_like(env, "BUSYMATE_REALTIME_PRESENCE_MAX_KB", 256),
             realtime_presence_total_mb=_port_like(env, "BUSYMATE_REALTIME_PRESENCE_TOTAL_MB", 64),
+            max_header_bytes=_port_like(env, "BUSYMATE_MAX_HEADER_BYTES", 64 * 1024),
+            api_log_max_bytes=_port_like(env, "BUSYMATE_API_LOG_MAX_BYTES", 10 * 1024 * 1024),
+            trusted_proxies=_trusted(env, "BUSYMATE_TRUSTED_PROXIES"),
             proxy_ports=_port_range(env, "BUSYMATE_PROXY_PORTS", DEFAULT_PROXY_PORTS),
             proxy_block=_words(env, "BUSYMATE_PROXY_BLOCK"),
             proxy_allow=_words(env, "BUSYMATE_PROXY_ALLOW"),

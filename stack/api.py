@@ -41,17 +41,24 @@ def settings_env(settings: Settings) -> dict[str, str]:
         "BUSYMATE_REALTIME_MAX_JOINS_PER_SECOND": str(settings.realtime_max_joins_per_second),
         "BUSYMATE_REALTIME_PRESENCE_MAX_KB": str(settings.realtime_presence_max_kb),
         "BUSYMATE_REALTIME_PRESENCE_TOTAL_MB": str(settings.realtime_presence_total_mb),
+        "BUSYMATE_MAX_HEADER_BYTES": str(settings.max_header_bytes),
+        "BUSYMATE_API_LOG_MAX_BYTES": str(settings.api_log_max_bytes),
+        "BUSYMATE_TRUSTED_PROXIES": ",".join(settings.trusted_proxies),
         "BUSYMATE_PROXY_PORTS": f"{settings.proxy_ports.start}-{settings.proxy_ports.stop - 1}",
     }
 
 
 class ApiServer:
-    """The background API server of one project: a pid file and a log under the state folder."""
+    """The background API server of one project: a pid file and a log under the state folder.
+
+    The server writes api.log itself, rotating it by size; what escapes logging (a crash before it is set up)
+    lands in api.out, rewritten at each start."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.pid_file = settings.state_dir / "api.pid"
         self.log_file = settings.state_dir / "api.log"
+        self.out_file = settings.state_dir / "api.out"
 
     def pid(self) -> int | None:
         """The server's pid when it is running."""
@@ -91,9 +98,9 @@ class ApiServer:
         self.settings.state_dir.mkdir(parents=True, exist_ok=True)
         project_id(self.settings.state_dir)  # made before the server reads it, so both see the same
         env = {**os.environ, **settings_env(self.settings)}
-        with self.log_file.open("ab") as log:
+        with self.out_file.open("wb") as log:
             process = subprocess.Popen(
-                [sys.executable, "-m", "busymate.stack.server"],
+                [sys.executable, "-m", "busymate.stack.server", "--log-file", str(self.log_file)],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
@@ -106,14 +113,17 @@ class ApiServer:
         while time.monotonic() < deadline:
             if process.poll() is not None:
                 raise BusymateError(
-                    f"the API server exited with status {process.returncode}:\n{_tail(self.log_file)}"
+                    f"the API server exited with status {process.returncode}:\n{self._tail()}"
                 )
             if self.answers():
                 remember(self.settings, "api_port", "db_port")  # for the project's later commands
                 return process.pid
             time.sleep(0.1)
         process.terminate()
-        raise BusymateError(f"the API server did not answer within {timeout:.0f} s:\n{_tail(self.log_file)}")
+        raise BusymateError(f"the API server did not answer within {timeout:.0f} s:\n{self._tail()}")
+
+    def _tail(self) -> str:
+        return "\n".join(t for t in (_tail(self.out_file, missing=""), _tail(self.log_file)) if t)
 
     def stop(self, timeout: float = 10.0) -> bool:
         """Stop the server; returns whether one was running."""
@@ -149,8 +159,8 @@ def _exited(pid: int) -> bool:
     return False
 
 
-def _tail(path: Path, lines: int = 20) -> str:
+def _tail(path: Path, lines: int = 20, missing: str = "(no log)") -> str:
     try:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
     except OSError:
-        return "(no log)"
+        return missing

@@ -11,11 +11,14 @@ Run it with `python -m busymate.stack.server` (what `busymate start` does) or `s
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
+import ipaddress
 import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from http.cookies import SimpleCookie
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -31,16 +34,18 @@ from busymate.stack.auth.errors import HttpRequest
 from busymate.stack.auth.gotrue import Answer, AuthApi, json_body
 from busymate.stack.auth.oauth import OAuthServer
 from busymate.stack.auth.store import AuthStore
+from busymate.stack.db import RETRY_AFTER, Availability, connection_lost, first_line
 from busymate.stack.functions import FunctionResponse, FunctionsHost
 from busymate.stack.jwt import JwtVerifier
+from busymate.stack.logs import configure as configure_logging
 from busymate.stack.realtime.access import Access
 from busymate.stack.realtime.hub import Hub
+from busymate.stack.realtime.limits import Limits
 from busymate.stack.realtime.replication import Replication
 from busymate.stack.rest import schema as schema_cache
 from busymate.stack.rest.errors import ApiError
 from busymate.stack.rest.handler import ANON_ROLE, Call, Response, RestApi, error_response
 
-from busymate.stack.realtime.limits import Limits
 log = logging.getLogger("busymate.api")
 
 Scope = MutableMapping[str, Any]
@@ -48,6 +53,8 @@ Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 EXPOSED_SCHEMAS = ("public",)
+MAX_JWT_BYTES = 16 * 1024  # no token we issue comes near; a bigger one is refused before it is decoded
+POOL_TIMEOUT = 5.0  # seconds a request waits for a database connection (504 PGRST003 after)
 CORS_EXPOSE = (
     "Content-Encoding, Content-Location, Content-Range, Content-Type, Date, Location, Server, "
     "Transfer-Encoding, Range-Unit, Preference-Applied, Proxy-Status"
@@ -60,7 +67,7 @@ class App:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.signing = SigningKeys.for_project(settings.jwt_secret, settings.state_dir, settings.jwt_alg)
-        self.verifier = JwtVerifier(settings.jwt_secret, (self.signing.ec_key,))
+        self.verifier = BoundedVerifier(settings.jwt_secret, (self.signing.ec_key,))
         self.anon_key = tokens.anon_key(settings.jwt_secret)
         self.service_key = tokens.service_role_key(settings.jwt_secret)
         self.keys = {
@@ -79,6 +86,7 @@ class App:
         self._tasks: list[asyncio.Task[None]] = []
         self._pool: AsyncConnectionPool | None = None
         self._auth_pool: AsyncConnectionPool | None = None
+        self.availability: Availability | None = None
 
     # -- lifespan --------------------------------------------------------------------------------------------
 
@@ -92,6 +100,7 @@ class App:
             kwargs={"autocommit": True},
             open=False,
             name="rest",
+            timeout=POOL_TIMEOUT,
         )
         await self._pool.open(wait=True, timeout=30)
         self._auth_pool = AsyncConnectionPool(
@@ -101,13 +110,17 @@ class App:
             kwargs={"autocommit": True},
             open=False,
             name="auth",
+            timeout=POOL_TIMEOUT,
         )
         await self._auth_pool.open(wait=True, timeout=30)
+        self.availability = Availability(conninfo, (self._pool, self._auth_pool))
         store = AuthStore(self._auth_pool)
-        self.auth = AuthApi(self.settings, store, self.signing, self.verifier)
+        self.auth = AuthApi(self.settings, store, self.signing, self.verifier, self.availability)
         self.oauth = OAuthServer(self.settings, store, self.auth)
         cache = await asyncio.to_thread(self._load_cache)
-        self.rest = RestApi(self._pool, cache, max_rows=self.settings.max_rows)
+        self.rest = RestApi(
+            self._pool, cache, max_rows=self.settings.max_rows, availability=self.availability
+        )
         self._tasks.append(asyncio.create_task(self._listen()))
         access = Access(self._pool, Limits.from_settings(self.settings))
         self.hub = Hub(self.verifier, self.keys, self.anon_key, self.service_key, access)
@@ -122,6 +135,8 @@ class App:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if self.availability is not None:
+            await self.availability.close()
         for pool in (self._pool, self._auth_pool):
             if pool is not None:
                 await pool.close()
@@ -179,6 +194,10 @@ class App:
             response = await self._route(scope, receive, headers, prefer)
         except ApiError as exc:
             response = error_response(exc)
+        except psycopg.OperationalError as exc:
+            if not connection_lost(exc):
+                raise
+            response = error_response(self._unreachable(exc))
         except Exception:
             log.exception("unexpected error on %s %s", scope["method"], scope["path"])
             response = error_response(ApiError(500, "PGRST500", "Internal server error"))
@@ -270,6 +289,8 @@ class App:
         out = dict(answer.headers)
         if headers.get("origin"):
             out["access-control-allow-origin"] = "*"
+        if answer.status == 503 and not any(k.lower() == "retry-after" for k in out):
+            out["retry-after"] = RETRY_AFTER  # the database is away (or the function says it is busy)
         raw = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in out.items()]
         if isinstance(answer.body, bytes):
             raw.append((b"content-length", str(len(answer.body)).encode()))
@@ -306,6 +327,19 @@ class App:
             await send({"type": "websocket.close", "code": 1008})
             return
         await self.hub.websocket(scope, receive, send)
+
+    def _unreachable(self, exc: BaseException) -> ApiError:
+        """PostgREST's PGRST001 for a connection lost under a request; the database is probed until it is
+        back."""
+        if self.availability is not None:
+            self.availability.lost(exc)
+        return ApiError(
+            503,
+            "PGRST001",
+            "Database client error. Retrying the connection.",
+            details=first_line(exc),
+            headers={"retry-after": RETRY_AFTER},
+        )
 
     def _gateway(self, headers: dict[str, str], query: str, *, verify: bool = True) -> dict[str, object]:
         """Kong's key-auth and Authorization rewrite, then PostgREST's JWT check: the request's claims.
@@ -365,9 +399,33 @@ class App:
                 return
 
 
+class BoundedVerifier(JwtVerifier):
+    """JwtVerifier that refuses a token over MAX_JWT_BYTES before decoding or caching it."""
+
+    def signed_claims(self, token: str) -> dict[str, object]:
+        """The claims of a well-signed token; 401 PGRST301 for an oversized one."""
+        if len(token) > MAX_JWT_BYTES:
+            message = "JWT cryptographic operation failed"
+            raise ApiError(
+                401,
+                "PGRST301",
+                message,
+                details=f"The token is over {MAX_JWT_BYTES} bytes",
+                www_authenticate=message,
+            )
+        return super().signed_claims(token)
+
+
 def _client_ip(scope: Scope) -> str:
+    """The caller's address: the TCP peer, or what uvicorn read from X-Forwarded-For when the peer is one of
+    the trusted proxies; "" when that is not an IP address (it would not fit auth.sessions.ip)."""
     client = scope.get("client")
-    return str(client[0]) if client else ""
+    if not client:
+        return ""
+    try:
+        return str(ipaddress.ip_address(str(client[0])))
+    except ValueError:
+        return ""
 
 
 def _answer(answer: Answer) -> Response:
@@ -409,17 +467,26 @@ async def _send(send: Send, response: Response) -> None:
     await send({"type": "http.response.body", "body": response.body})
 
 
-def serve(settings: Settings) -> None:
-    """Run the server in the foreground until interrupted."""
+def serve(settings: Settings, log_file: Path | None = None) -> None:
+    """Run the server in the foreground until interrupted, logging to `log_file` (rotated) or stderr."""
     import uvicorn
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    from busymate.stack.httpproto import head_limited
+
+    configure_logging(log_file, settings.api_log_max_bytes)
+    trusted = list(settings.trusted_proxies)
     uvicorn.run(
         App(settings),
         host=settings.api_host,
         port=settings.api_port,
         loop="uvloop",
-        http="httptools",
+        http=head_limited(settings.max_header_bytes),  # httptools, with the head capped (431)
+        h11_max_incomplete_event_size=settings.max_header_bytes,  # the same cap if h11 is ever used
+        # uvicorn believes X-Forwarded-For from 127.0.0.1 unless told otherwise, and every local client is
+        # 127.0.0.1: only the operator's proxies are believed, and then only the right-most untrusted hop.
+        proxy_headers=bool(trusted),
+        forwarded_allow_ips=trusted,
+        log_config=None,  # uvicorn's records go to our handler (rotated, tracebacks once)
         ws="websockets-sansio",
         ws_per_message_deflate=False,  # compressing every frame per socket would dominate a fan-out
         ws_max_size=5 * 1024 * 1024,  # Realtime's largest frame
@@ -433,4 +500,6 @@ def serve(settings: Settings) -> None:
 
 
 if __name__ == "__main__":
-    serve(Settings.from_env())
+    parser = argparse.ArgumentParser(prog="python -m busymate.stack.server")
+    parser.add_argument("--log-file", type=Path, help="log here, rotated by size (default: stderr)")
+    serve(Settings.from_env(), parser.parse_args().log_file)

@@ -65,7 +65,10 @@ class HttpRequest:
             return {}
         try:
             value = orjson.loads(self.body)
-        except orjson.JSONDecodeError as exc:
+            # orjson reads 1024 levels of nesting but writes 254, and what is read here may be stored and
+            # answered: refuse now what could not be written later.
+            orjson.dumps(value)
+        except (orjson.JSONDecodeError, orjson.JSONEncodeError) as exc:
             raise bad_json() from exc
         if not isinstance(value, dict):
             raise bad_json()

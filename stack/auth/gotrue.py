@@ -17,12 +17,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
+import psycopg
 
 from busymate.keys import SigningKeys
 from busymate.settings import Settings
 from busymate.stack.auth.errors import API_VERSION, AuthError, HttpRequest
 from busymate.stack.auth.ratelimit import RateLimiter
 from busymate.stack.auth.store import AuthStore, Issued, Row, hash_password, password_matches, user_json
+from busymate.stack.db import RETRY_AFTER, Availability, connection_lost
 from busymate.stack.jwt import JwtVerifier
 from busymate.stack.rest.errors import ApiError
 
@@ -50,12 +52,18 @@ class AuthApi:
     """The GoTrue-compatible endpoints below /auth/v1."""
 
     def __init__(
-        self, settings: Settings, store: AuthStore, keys: SigningKeys, verifier: JwtVerifier
+        self,
+        settings: Settings,
+        store: AuthStore,
+        keys: SigningKeys,
+        verifier: JwtVerifier,
+        availability: Availability | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
         self.keys = keys
         self.verifier = verifier
+        self.availability = availability
         self.sign_ins = RateLimiter(settings.auth_rate_limit)
         self.routes: dict[tuple[str, str], Handler] = {
             ("GET", "/health"): self.health,
@@ -79,13 +87,32 @@ class AuthApi:
                 handler = self.admin_user
             if handler is None:
                 raise AuthError(404, "not_found", f"Unsupported path: {request.method} {request.path}")
-            answer = await handler(request)
+            if handler not in (self.health, self.public_settings, self.jwks):
+                self.database_check()
+            try:
+                answer = await handler(request)
+            except psycopg.OperationalError as exc:
+                raise self.database_lost(exc) from exc
         except AuthError as exc:
             answer = Answer(exc.status, exc.body(version), {**exc.headers, "x-sb-error-code": exc.error_code})
         headers = answer.headers or {}
         headers["x-supabase-api-version"] = API_VERSION
         answer.headers = headers
         return answer
+
+    def database_check(self) -> None:
+        """503 at once while the database is known to be away, rather than waiting on the pool."""
+        if self.availability is not None and self.availability.down:
+            raise _unavailable()
+
+    def database_lost(self, exc: psycopg.OperationalError) -> AuthError:
+        """The error for a database failure under a request: 503 when the connection went away (the database
+        is probed until it is back), 500 for anything else."""
+        if not connection_lost(exc):
+            return AuthError(500, "unexpected_failure", "Unexpected database failure")
+        if self.availability is not None:
+            self.availability.lost(exc)
+        return _unavailable()
 
     # -- tokens ----------------------------------------------------------------------------------------------
 
@@ -354,6 +381,15 @@ class AuthApi:
         return Answer(200, user_json(user, await self.store.identities(key)))
 
 
+def _unavailable() -> AuthError:
+    return AuthError(
+        503,
+        "unexpected_failure",
+        "The database is not reachable; try again shortly",
+        headers={"retry-after": RETRY_AFTER},
+    )
+
+
 def _email(value: object) -> str:
     if not isinstance(value, str) or not EMAIL.match(value.strip()) or len(value) > 255:
         raise AuthError(400, "validation_failed", "Unable to validate email address: invalid format")
@@ -395,8 +431,8 @@ def _object(value: object, name: str) -> dict[str, object]:
 def _positive(raw: str | None, default: int) -> int:
     if raw is None or raw == "":
         return default
-    if not raw.isdigit() or int(raw) < 1:
-        raise AuthError(400, "validation_failed", f"{raw!r} is not a positive whole number")
+    if not raw.isdigit() or len(raw) > 9 or int(raw) < 1:
+        raise AuthError(400, "validation_failed", f"{raw[:20]!r} is not a positive whole number below 10^9")
     return int(raw)
 
 
@@ -404,11 +440,18 @@ def _ban_until(value: object) -> object:
     """GoTrue's ban_duration: 'none' lifts a ban, else a Go duration such as '24h' or '876000h'."""
     if value == "none":
         return None
-    match = re.fullmatch(r"(\d+)(h|m|s)", str(value))
+    match = re.fullmatch(r"([0-9]{1,9})(h|m|s)", str(value))
     if match is None:
-        raise AuthError(400, "validation_failed", "ban_duration must be 'none' or a duration such as '24h'")
+        raise AuthError(
+            400,
+            "validation_failed",
+            "ban_duration must be 'none' or a duration such as '24h' (at most 9 digits)",
+        )
     seconds = int(match[1]) * {"h": 3600, "m": 60, "s": 1}[match[2]]
-    return datetime.now(UTC) + timedelta(seconds=seconds)
+    try:
+        return datetime.now(UTC) + timedelta(seconds=seconds)
+    except OverflowError as exc:
+        raise AuthError(400, "validation_failed", "ban_duration ends after the year 9999") from exc
 
 
 def json_body(answer: Answer) -> bytes:

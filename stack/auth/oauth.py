@@ -20,13 +20,15 @@ import hashlib
 import hmac
 import html
 import ipaddress
+import re
 import secrets
 import time
 import uuid
 from typing import Any
-from urllib.parse import unquote, urlencode, urlsplit
+from urllib.parse import SplitResult, unquote, urlencode, urlsplit
 
 import httpx
+import psycopg
 from psycopg.rows import dict_row
 
 from busymate.settings import Settings
@@ -73,14 +75,12 @@ class OAuthServer:
         try:
             if path in METADATA_PATHS and request.method == "GET":
                 return Answer(200, self.metadata(), {"cache-control": "public, max-age=600"})
-            if path == "/oauth/clients/register" and request.method == "POST":
-                return await self.register(request)
-            if path == "/oauth/authorize" and request.method == "GET":
-                return await self.authorize(request)
-            if path == "/oauth/authorize" and request.method == "POST":
-                return await self.decide(request)
-            if path == "/oauth/token" and request.method == "POST":
-                return await self.token(request)
+            try:
+                answer = await self._route(path, request)
+            except psycopg.OperationalError as exc:
+                raise self.auth.database_lost(exc) from exc
+            if answer is not None:
+                return answer
         except OAuthError as exc:
             return Answer(
                 exc.status,
@@ -88,10 +88,22 @@ class OAuthServer:
                 {"cache-control": "no-store"},
             )
         except AuthError as exc:
-            return Answer(
-                exc.status, {"error": exc.error_code, "error_description": exc.msg}, dict(exc.headers)
-            )
+            error = "temporarily_unavailable" if exc.status == 503 else exc.error_code  # RFC 6749 §4.1.2.1
+            return Answer(exc.status, {"error": error, "error_description": exc.msg}, dict(exc.headers))
         return Answer(404, {"error": "not_found", "error_description": f"{request.method} {request.path}"})
+
+    async def _route(self, path: str, request: HttpRequest) -> Answer | None:
+        routes = {
+            ("/oauth/clients/register", "POST"): self.register,
+            ("/oauth/authorize", "GET"): self.authorize,
+            ("/oauth/authorize", "POST"): self.decide,
+            ("/oauth/token", "POST"): self.token,
+        }
+        handler = routes.get((path, request.method))
+        if handler is None:
+            return None
+        self.auth.database_check()
+        return await handler(request)
 
     def metadata(self) -> dict[str, object]:
         """RFC 8414 authorization server metadata."""
@@ -564,10 +576,18 @@ button{{margin:.75rem .5rem 0 0;padding:.5rem 1rem}}.error{{color:#b00020}}</sty
     )
 
 
+# RFC 3986's characters: unreserved, reserved and "%". A backslash, a space, a quote or anything outside
+# ASCII is read differently by different parsers (WHATWG browsers read "\\" as "/"): such a URI is refused.
+_URI_CHARS = re.compile(r"[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=%]+")
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*")
+_LOOPBACK_NAMES = ("localhost",)
+
+
 def _loopback(host: str | None) -> bool:
+    """127.0.0.0/8, ::1 or `localhost`, compared exactly as parsed (RFC 8252 §7.3 and §8.3)."""
     if host is None:
         return False
-    if host == "localhost":
+    if host in _LOOPBACK_NAMES:
         return True
     try:
         return ipaddress.ip_address(host).is_loopback
@@ -575,16 +595,38 @@ def _loopback(host: str | None) -> bool:
         return False
 
 
+def _strict_url(uri: str) -> SplitResult | None:
+    """`uri` split, when it is an absolute URI with no characters parsers disagree on, no userinfo and no
+    fragment, whose authority is exactly host[:port] as parsed; None otherwise."""
+    if len(uri) > 2000 or not _URI_CHARS.fullmatch(uri) or "#" in uri:
+        return None
+    try:
+        parts = urlsplit(uri)
+        port = parts.port
+    except ValueError:  # a bad port or IPv6 literal
+        return None
+    if not _SCHEME.fullmatch(parts.scheme) or "@" in parts.netloc:
+        return None
+    host = parts.hostname or ""
+    shown = f"[{host}]" if ":" in host else host
+    if parts.netloc.lower() != (f"{shown}:{port}" if port is not None else shown):
+        return None
+    return parts
+
+
 def _valid_redirect(uri: str) -> bool:
-    parts = urlsplit(uri)
-    if parts.fragment or not parts.scheme:
+    """A redirect URI a client may register (OAuth 2.1 §2.3.1, RFC 8252 §7): https with a host, http on a
+    loopback host, or a private-use scheme for a native app."""
+    parts = _strict_url(uri)
+    if parts is None:
         return False
-    if parts.scheme == "http":
+    scheme = parts.scheme.lower()
+    if scheme == "http":
         return _loopback(parts.hostname)
-    if parts.scheme == "https":
+    if scheme == "https":
         return bool(parts.hostname)
-    # A private-use scheme for a native app (RFC 8252 §7.1), e.g. com.example.app:/callback.
-    return "." in parts.scheme
+    # A private-use scheme (RFC 8252 §7.1), reverse domain, e.g. com.example.app:/callback: no authority.
+    return "." in scheme and not parts.netloc
 
 
 def _valid_resource(uri: str) -> bool:
@@ -593,8 +635,8 @@ def _valid_resource(uri: str) -> bool:
 
 
 def _metadata_document_url(client_id: str) -> bool:
-    parts = urlsplit(client_id)
-    if parts.fragment or parts.path in ("", "/"):
+    parts = _strict_url(client_id)
+    if parts is None or parts.path in ("", "/"):
         return False
     return parts.scheme == "https" or (parts.scheme == "http" and _loopback(parts.hostname))
 

@@ -10,13 +10,15 @@ from http.cookies import SimpleCookie
 import orjson
 import psycopg
 from psycopg import errors as pg_errors
-from psycopg_pool import AsyncConnectionPool
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
+from busymate.stack.db import RETRY_AFTER, Availability, connection_lost, first_line
 from busymate.stack.rest import openapi
 from busymate.stack.rest.build import Builder, Node, similar
 from busymate.stack.rest.errors import ApiError, status_for_sqlstate
 from busymate.stack.rest.request import (
     ARRAY,
+    BIGINT_MAX,
     CSV,
     JSON,
     OBJECT,
@@ -27,10 +29,12 @@ from busymate.stack.rest.request import (
     parse_prefer,
     parse_query,
     pick_media,
+    range_bound,
 )
 from busymate.stack.rest.schema import Function, Relation, SchemaCache, quote
 
 ANON_ROLE = "anon"
+MAX_ARRAY_DEPTH = 32
 _OVERRIDES = (
     "nullif(current_setting('response.headers', true), ''), "
     "nullif(current_setting('response.status', true), '')"
@@ -95,10 +99,18 @@ class Plan:
 class RestApi:
     """The PostgREST-compatible handler, over a pool of `authenticator` connections."""
 
-    def __init__(self, pool: AsyncConnectionPool, cache: SchemaCache, *, max_rows: int | None = 1000) -> None:
+    def __init__(
+        self,
+        pool: AsyncConnectionPool,
+        cache: SchemaCache,
+        *,
+        max_rows: int | None = 1000,
+        availability: Availability | None = None,
+    ) -> None:
         self.pool = pool
         self.cache = cache
         self.max_rows = max_rows
+        self.availability = availability
 
     async def handle(self, call: Call) -> Response:
         """Answer one request; every failure becomes PostgREST's error shape."""
@@ -106,6 +118,9 @@ class RestApi:
             return await self._handle(call)
         except ApiError as exc:
             return error_response(exc)
+        except orjson.JSONEncodeError as exc:
+            # orjson reads 1024 levels of nesting but writes 254: a body between the two cannot be passed on.
+            return error_response(ApiError(400, "PGRST102", "Empty or invalid json", details=str(exc)))
 
     async def _handle(self, call: Call) -> Response:
         segments = call.path.strip("/").split("/") if call.path.strip("/") else []
@@ -571,20 +586,41 @@ class RestApi:
         timezone = prefer.get("timezone")
         rollback = prefer.get("tx") == "rollback"
         anonymous = call.role == ANON_ROLE
+        availability = self.availability
+        if availability is not None and availability.down:
+            raise ApiError(
+                503,
+                "PGRST000",
+                "Database connection error. Retrying the connection.",
+                details=availability.reason,
+                headers={"retry-after": RETRY_AFTER},
+            )
         try:
             async with self.pool.connection() as conn:
                 try:
                     row, total = await self._execute(conn, plan, settings, timezone, rollback, prefer)
                 except BaseException:
-                    if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+                    if not conn.closed and conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
                         await conn.execute("rollback")
                     raise
+        except PoolTimeout as exc:
+            if availability is not None:
+                availability.suspect()
+            raise ApiError(504, "PGRST003", "Timed out acquiring connection from connection pool.") from exc
+        except psycopg.OperationalError as exc:
+            if not connection_lost(exc):
+                raise _db_error(exc, anonymous) from exc
+            if availability is not None:
+                availability.lost(exc)
+            raise ApiError(
+                503,
+                "PGRST001",
+                "Database client error. Retrying the connection.",
+                details=first_line(exc),
+                headers={"retry-after": RETRY_AFTER},
+            ) from exc
         except pg_errors.Error as exc:
             raise _db_error(exc, anonymous) from exc
-        except psycopg.OperationalError as exc:
-            raise ApiError(
-                503, "PGRST000", "Database connection error. Retrying the connection.", details=str(exc)
-            ) from exc
         return self._respond(call, plan, prefer, row, total)
 
     async def _execute(
@@ -805,8 +841,9 @@ def _range(call: Call, node: Node) -> None:
     m = re.fullmatch(r"\s*(?:items=)?(\d+)-(\d*)\s*", header)
     if not m:
         return
-    lo, hi = int(m.group(1)), m.group(2)
-    if hi and int(hi) < lo:
+    lo = range_bound(m.group(1), "The lower boundary of the Range header")
+    hi = range_bound(m.group(2), "The upper boundary of the Range header") if m.group(2) else None
+    if hi is not None and hi < lo:
         raise ApiError(
             416,
             "PGRST103",
@@ -816,8 +853,8 @@ def _range(call: Call, node: Node) -> None:
         )
     offset = max(node.offset or 0, lo)
     node.offset = offset
-    if hi:
-        size = int(hi) - lo + 1
+    if hi is not None:
+        size = min(hi - lo + 1, BIGINT_MAX)
         node.limit = size if node.limit is None else min(node.limit, size)
 
 
@@ -887,7 +924,7 @@ def _argument(value: object, type_name: str) -> str | None:
     return _text(value)
 
 
-def _text(value: object) -> str | None:
+def _text(value: object, depth: int = 0) -> str | None:
     if value is None:
         return None
     if isinstance(value, str):
@@ -895,10 +932,14 @@ def _text(value: object) -> str | None:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, list):
+        if depth == MAX_ARRAY_DEPTH:  # Postgres arrays stop at 6 dimensions; this stops the recursion
+            raise ApiError(400, "PGRST102", "Empty or invalid json", details="An array nested too deeply")
         return (
             "{"
             + ",".join(
-                "NULL" if v is None else '"' + str(_text(v)).replace("\\", "\\\\").replace('"', '\\"') + '"'
+                "NULL"
+                if v is None
+                else '"' + str(_text(v, depth + 1)).replace("\\", "\\\\").replace('"', '\\"') + '"'
                 for v in value
             )
             + "}"

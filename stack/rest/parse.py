@@ -42,6 +42,11 @@ QUANTIFIABLE = {"eq", "neq", "gt", "gte", "lt", "lte", "like", "ilike", "match",
 FTS = {"fts", "plfts", "phfts", "wfts"}
 IS_VALUES = {"null", "not_null", "true", "false", "unknown"}
 _NAME_CHARS = re.compile(r"[A-Za-z0-9_$ \u0080-\uffff]")
+# Embeds within embeds, and or=/and= trees within trees, go no deeper than this; nor do JSON paths run longer.
+# PostgREST sets no limit, but every level is a Python frame here and an expression or subquery in Postgres,
+# whose own stack limit would otherwise turn a deep enough query into a 500.
+MAX_NESTING = 32
+MAX_JSON_STEPS = 64
 
 
 @dataclass(frozen=True)
@@ -132,6 +137,13 @@ class _Reader:
         self.what = what
         self.text = text
         self.pos = 0
+        self.depth = 0
+
+    def nest(self) -> None:
+        """One level deeper (an embed, a nested tree); PGRST100 past MAX_NESTING."""
+        self.depth += 1
+        if self.depth > MAX_NESTING:
+            raise parse_error(self.what, self.text, self.pos, f"nested more than {MAX_NESTING} levels deep")
 
     def fail(self, expecting: str) -> ApiError:
         found = (
@@ -199,8 +211,12 @@ class _Reader:
         return value
 
     def json_path(self) -> tuple[JsonStep, ...]:
-        steps = []
+        steps: list[JsonStep] = []
         while self.peek("->"):
+            if len(steps) == MAX_JSON_STEPS:
+                raise parse_error(
+                    self.what, self.text, self.pos, f"a JSON path of more than {MAX_JSON_STEPS} steps"
+                )
             arrow = "->>" if self.take("->>") else ("->" if self.take("->") else "")
             if self.peek('"'):
                 steps.append(JsonStep(arrow, self.quoted(), False))
@@ -298,7 +314,9 @@ def _embed_rest(r: _Reader, embed: Embed) -> None:
         else:
             embed.hints.append(hint)
     r.expect("(")
+    r.nest()
     embed.items = _select_items(r, top=False)
+    r.depth -= 1
     r.skip_spaces()
     r.expect(")")
 
@@ -410,6 +428,7 @@ def parse_logic(path: tuple[str, ...], op: str, negate: bool, value: str) -> Log
 
 def _logic_body(r: _Reader, path: tuple[str, ...], op: str, negate: bool) -> Logic:
     r.expect("(")
+    r.nest()
     items: list[Filter | Logic] = []
     while True:
         r.skip_spaces()
@@ -422,6 +441,7 @@ def _logic_body(r: _Reader, path: tuple[str, ...], op: str, negate: bool) -> Log
                 r.pos -= 4
             items.append(_logic_leaf(r, path))
         if r.take(")"):
+            r.depth -= 1
             return Logic(path, op, negate, items)
         if not r.take(","):
             raise r.fail('"," or ")"')

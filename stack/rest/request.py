@@ -27,6 +27,7 @@ from busymate.stack.rest.parse import (
 )
 
 RESERVED = {"select", "columns", "on_conflict"}
+BIGINT_MAX = 2**63 - 1
 PREFER_KINDS = ("resolution", "missing", "return", "count", "tx", "handling", "timezone", "max-affected")
 PREFER_VALUES = {
     "return": {"minimal", "representation", "headers-only"},
@@ -117,7 +118,19 @@ def _integer(key: str, value: str) -> int:
         )
     if not re.fullmatch(r"\d+", value):
         raise parse_error(key.rsplit(".", 1)[-1], value, 0, "unexpected input expecting a whole number")
-    return int(value)
+    return range_bound(value, key.rsplit(".", 1)[-1].capitalize())
+
+
+def range_bound(digits: str, what: str) -> int:
+    """A limit, an offset or a Range boundary, which Postgres takes as a bigint; 416 PGRST103 beyond."""
+    if len(digits.lstrip("0")) > len(str(BIGINT_MAX)) or int(digits) > BIGINT_MAX:
+        raise ApiError(
+            416,
+            "PGRST103",
+            "Requested range not satisfiable",
+            details=f"{what} should be at most {BIGINT_MAX}.",
+        )
+    return int(digits)
 
 
 @dataclass(frozen=True)
