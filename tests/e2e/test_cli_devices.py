@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 import pytest
 
+from busymate.cli.devices import ago
 from busymate.settings import Settings
 from busymate.stack.api import settings_env
+from tests.conftest import second_api_server
+from tests.e2e.proxy_helpers import free_port_block
 from tests.world import World
 
 
@@ -122,3 +127,151 @@ def test_tokens_and_login(stack: Settings, world: World, tmp_path: Path) -> None
             f"{stack.auth_url}/admin/users/{created['id']}",
             headers={"apikey": world.service_key, "authorization": f"Bearer {world.service_key}"},
         )
+
+
+def refused(settings: Settings, *args: str, env: dict[str, str] | None = None) -> str:
+    """Run a command that must fail as a user sees it: exit 1, one message on stderr, no traceback; the
+    message."""
+    done = cli_env(settings, env or {}, *args)
+    assert done.returncode == 1, f"busymate {' '.join(args)}:\n{done.stdout}\n{done.stderr}"
+    assert "Traceback" not in done.stdout + done.stderr
+    assert done.stderr.startswith("error: "), done.stderr
+    return " ".join(done.stderr.split())  # rich wraps nothing (soft_wrap), but be sure
+
+
+def cli_env(settings: Settings, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(Path(sys.executable).parent / "busymate"), *args],
+        env={**os.environ, **settings_env(settings), "COLUMNS": "200", **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
+
+
+def pool_env(pool: range) -> dict[str, str]:
+    return {"BUSYMATE_PROXY_PORTS": f"{pool.start}-{pool.stop - 1}"}
+
+
+def test_devices_draw_from_the_configured_pool_and_list_marks_ports_outside_it(
+    stack: Settings, workspace: str
+) -> None:
+    pool = free_port_block(3)
+    name = f"pool-{uuid.uuid4().hex[:6]}"
+    added = cli_env(stack, pool_env(pool), "devices", "add", name, "--workspace", workspace, "--json")
+    assert added.returncode == 0, added.stderr
+    port = json.loads(added.stdout)["device"]["proxy_port"]
+    assert port in pool
+    said = refused(stack, "devices", "add", f"{name}-80", "--port", "80", env=pool_env(pool))
+    assert f"port 80 is outside the proxy's pool {pool.start}-{pool.stop - 1}" in said
+    assert "BUSYMATE_PROXY_PORTS" in said
+    taken = refused(stack, "devices", "add", f"{name}-2", "--port", str(port), env=pool_env(pool))
+    assert f"port {port} is already the port of device {name!r}" in taken
+    # Under the default pool the same device's port is one the proxy never opens: the list says so.
+    listed = cli_env(stack, {}, "devices", "list")
+    row = next(line for line in listed.stdout.splitlines() if name in line)
+    assert f"{port} (outside the pool)" in row
+    assert "outside the pool" in listed.stderr
+    as_json = json.loads(cli_env(stack, {}, "devices", "list", "--json").stdout)
+    assert next(d for d in as_json if d["name"] == name)["port_in_pool"] is False
+    inside = json.loads(cli_env(stack, pool_env(pool), "devices", "list", "--json").stdout)
+    assert next(d for d in inside if d["name"] == name)["port_in_pool"] is True
+    cli(stack, "devices", "remove", name)
+
+
+def test_bad_device_input_is_refused_with_what_to_do(stack: Settings, workspace: str) -> None:
+    name = f"Pixel 8 {uuid.uuid4().hex[:6]}"
+    banana = refused(stack, "devices", "add", name, "--allow", "banana", "--workspace", workspace)
+    assert "--allow 'banana' is not an address or network" in banana
+    assert "192.168.1.0/24" in banana
+    assert "invalid input syntax" not in banana
+    masked = refused(stack, "devices", "add", name, "--allow", "10.0.0.1/8", "--workspace", workspace)
+    assert "did you mean 10.0.0.0/8" in masked
+    assert "invalid cidr value" not in masked
+    long = refused(stack, "devices", "add", "x" * 101, "--workspace", workspace)
+    assert "1 to 100 characters" in long
+    ios = refused(
+        stack, "devices", "add", name, "--source", "ios", "--port", "9150", "--workspace", workspace
+    )
+    assert "only proxy devices have a port" in ios
+    # Nothing of the above was made.
+    assert not [d for d in json.loads(cli(stack, "devices", "list", "--json").stdout) if d["name"] == name]
+
+
+def test_a_name_is_one_device_per_workspace_and_an_ambiguous_name_lists_the_uuids(
+    stack: Settings, world: World, workspace: str
+) -> None:
+    name = f"Pixel 8 {uuid.uuid4().hex[:6]}"
+    first = json.loads(cli(stack, "devices", "add", name, "--workspace", workspace, "--json").stdout)[
+        "device"
+    ]
+    same = refused(stack, "devices", "add", f"  {name} ", "--workspace", workspace)
+    assert f"workspace {workspace} already has a device named {name!r} ({first['uuid']})" in same
+    assert "duplicate key" not in same
+    other = json.loads(cli(stack, "devices", "add", f"{name}-b", "--workspace", workspace, "--json").stdout)
+    renamed = refused(stack, "devices", "rename", other["device"]["uuid"], name)
+    assert "already has a device named" in renamed
+    # Another workspace may have its own "Pixel 8": then the name alone is ambiguous.
+    second = json.loads(cli(stack, "devices", "add", name, "--workspace", "w2-e2e", "--json").stdout)[
+        "device"
+    ]
+    ambiguous = refused(stack, "devices", "remove", name)
+    assert f"2 devices are named {name!r}" in ambiguous
+    assert first["uuid"] in ambiguous
+    assert second["uuid"] in ambiguous
+    assert "workspace w2-e2e" in ambiguous
+    assert "uuid" in ambiguous
+    cli(stack, "devices", "remove", second["uuid"])
+    cli(stack, "devices", "remove", name)  # one left: the name is enough again
+    cli(stack, "devices", "remove", other["device"]["uuid"])
+    assert world.ids["w1"]
+
+
+def test_forty_commands_in_a_row_sign_in_once(stack: Settings) -> None:
+    # GoTrue's default: 30 sign-ins per address per 5 minutes (the session stack raises it).
+    with second_api_server(stack, "signin-limit", auth_rate_limit=30) as (settings, _):
+        for i in range(40):
+            args = ("token", "--admin") if i % 2 else ("devices", "list", "--json")
+            done = cli(settings, *args, check=False)
+            assert done.returncode == 0, f"command {i + 1}: busymate {' '.join(args)}\n{done.stderr}"
+        kept = json.loads((settings.state_dir / "local-admin-session.json").read_text())
+        assert (settings.state_dir / "local-admin-session.json").stat().st_mode & 0o777 == 0o600
+        assert kept["email"] == "admin@busymate.local"
+
+
+def test_list_shows_when_a_device_was_last_seen(stack: Settings, world: World) -> None:
+    before = next(
+        d for d in json.loads(cli(stack, "devices", "list", "--json").stdout) if d["uuid"] == world.ids["d1"]
+    )
+    entry = {
+        "id": str(uuid.uuid4()),
+        "captured_at": datetime.now(UTC).isoformat(),
+        "method": "GET",
+        "scheme": "https",
+        "host": "seen.test",
+        "port": 443,
+        "path": "/",
+        "status": 200,
+    }
+    answer = httpx.post(
+        f"{stack.api_url}/rest/v1/rpc/ingest_entries",
+        json={"batch": [entry]},
+        headers={"apikey": world.anon_key, "authorization": f"Bearer {world.tokens['d1']}"},
+    )
+    assert answer.status_code == 200, answer.text
+    listed = cli(stack, "devices", "list").stdout
+    row = next(line for line in listed.splitlines() if "d1-e2e" in line)
+    assert "never" not in row, (before, row)
+    assert re.search(r"\d+ (s|min) ago", row), row
+
+
+def test_ago_reads_like_a_person() -> None:
+    now = datetime(2026, 12, 3, 12, 0, 0, tzinfo=UTC)
+    assert ago(None, now) == "never"
+    assert ago("2026-12-03T11:59:48+00:00", now) == "12 s ago"
+    assert ago("2026-12-03T11:55:00Z", now) == "5 min ago"
+    assert ago("2026-12-03T09:00:00+00:00", now) == "3 h ago"
+    assert ago("2026-12-01T12:00:00+00:00", now) == "2 days ago"
+    assert ago("2026-12-02T11:00:00+00:00", now) == "1 day ago"
