@@ -116,6 +116,8 @@ class Channel:
     tracked_size: int = 0  # bytes of the tracked payload, counted in Hub.presence_bytes
     replay_buffer: list[tuple[str | None, str | bytes, str | bytes]] | None = None
     replayed: set[str] = field(default_factory=set)  # ids replayed that may still arrive live once
+    replaying: bool = False  # the join's replay is being read (replay_buffer collects what arrives live)
+    holds: int = 0  # access re-checks under way (replay_buffer holds what arrives until the last one ends)
     expiry: asyncio.TimerHandle | None = None
     closed: bool = False
 
@@ -410,6 +412,7 @@ class Hub:
                 return
         if replay is not None:
             channel.replay_buffer = []
+            channel.replaying = True
         sock.channels[frame.topic] = channel
         self.topics[(sub, private)].add(channel)
         echoed = [{**b, "id": binding_id(b)} for b in bindings]
@@ -437,6 +440,7 @@ class Hub:
         except Exception:
             log.exception("replay on %s failed", channel.sub)
             rows = []
+        channel.replaying = False
         if channel.closed:  # closed meanwhile (its reader's access was revoked, say): nothing more goes out
             return
         sock = channel.socket
@@ -452,6 +456,9 @@ class Hub:
                         channel.topic, row.event, row.payload or "{}", meta, sock.vsn
                     )
                 )
+        if channel.holds:  # an access re-check is under way: it delivers what arrived live, or closes
+            channel.replayed = seen
+            return
         buffered = channel.replay_buffer or []
         channel.replay_buffer = None
         for message_id, v1, v2 in buffered:
@@ -618,16 +625,28 @@ class Hub:
         ]
         if not channels:
             return
-        held = {channel for channel in channels if channel.replay_buffer is None}
-        for channel in held:
-            channel.replay_buffer = []
-        self._in_background(self._recheck(channels, held))
+        for channel in channels:
+            channel.holds += 1
+            if channel.replay_buffer is None:
+                channel.replay_buffer = []
+        self._in_background(self._recheck(channels))
 
-    async def _recheck(self, channels: list[Channel], held: set[Channel]) -> None:
+    async def _recheck(self, channels: list[Channel]) -> None:
         """Read permission again, as a refreshed token would: close what may no longer be read."""
 
+        verdicts: dict[tuple[str, bytes, bytes], asyncio.Task[tuple[bool, bool]]] = {}
+
         async def one(channel: Channel) -> None:
-            verdict = await self.access.can_read(channel.claims, channel.sub, channel.socket.headers)
+            # One check per (topic, token, headers): a user's sockets on one topic share the answer.
+            key = (channel.sub, orjson.dumps(channel.claims), orjson.dumps(channel.socket.headers))
+            if key not in verdicts:
+                verdicts[key] = asyncio.ensure_future(
+                    self.access.can_read(channel.claims, channel.sub, channel.socket.headers)
+                )
+            try:
+                verdict = await verdicts[key]
+            finally:
+                channel.holds -= 1
             if channel.closed:
                 return
             channel.writes.clear()
@@ -636,7 +655,7 @@ class Hub:
                 channel.replay_buffer = None
                 channel.system("system", "error", no_longer_readable(channel.sub))
                 self._close(channel)
-            elif channel in held:
+            elif channel.holds == 0 and not channel.replaying:
                 self._release(channel)
 
         await asyncio.gather(*(one(channel) for channel in channels))
