@@ -64,7 +64,7 @@ class Catalog:
             conn = self._conn
             if conn is None or conn.closed or conn.broken:
                 conn = await psycopg.AsyncConnection.connect(
-                    self.conninfo, autocommit=True, application_name=APPLICATION_NAME
+                    self.conninfo, autocommit=True, application_name=APPLICATION_NAME, connect_timeout=10
                 )
                 await conn.execute("set search_path = ''")
                 self._conn = conn
