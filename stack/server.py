@@ -54,6 +54,7 @@ Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 EXPOSED_SCHEMAS = ("public",)
 MAX_JWT_BYTES = 16 * 1024  # no token we issue comes near; a bigger one is refused before it is decoded
+FRAME_LEVELS = 10  # what a Realtime frame adds around a broadcast's payload, with room to spare
 POOL_TIMEOUT = 5.0  # seconds a request waits for a database connection (504 PGRST003 after)
 CORS_EXPOSE = (
     "Content-Encoding, Content-Location, Content-Range, Content-Type, Date, Location, Server, "
@@ -218,6 +219,9 @@ class App:
             return await self._auth(scope, receive, headers)
         if path.startswith("/realtime/v1/api/") and self.hub is not None:
             body = await _read_body(receive, self.max_body)
+            if _too_deep(body):
+                message = f"the body is nested more than {254 - FRAME_LEVELS} levels deep"
+                return _json(422, {"errors": {"messages": [message]}})
             query = scope["query_string"].decode("latin-1")
             answer = await self.hub.http(method, path[len("/realtime/v1") :], query, headers, body)
             if answer.body is None:
@@ -426,6 +430,22 @@ def _client_ip(scope: Scope) -> str:
         return str(ipaddress.ip_address(str(client[0])))
     except ValueError:
         return ""
+
+
+def _too_deep(body: bytes) -> bool:
+    """Whether `body` is JSON that orjson reads (1024 levels) but could not write again inside a Realtime
+    frame (254 levels in all, the frame taking a few): such a payload would fail half-way through a
+    broadcast."""
+    try:
+        value = orjson.loads(body)
+        for _ in range(FRAME_LEVELS):
+            value = [value]
+        orjson.dumps(value)
+    except orjson.JSONEncodeError:
+        return True
+    except orjson.JSONDecodeError:
+        return False  # not JSON: the hub says so in its own words
+    return False
 
 
 def _answer(answer: Answer) -> Response:

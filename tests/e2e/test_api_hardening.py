@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
+import os
 import socket
 import threading
 import time
@@ -23,10 +24,13 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import psycopg
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from busymate import tokens
 from busymate.settings import Settings
@@ -544,3 +548,122 @@ def test_a_metadata_document_naming_such_a_uri_never_yields_a_location(stack: Se
     sneaky = _authorize(stack, f"http://evil.example\\@127.0.0.1:{port}/oauth/client.json", hostile)
     assert sneaky.status_code == 400
     assert "location" not in sneaky.headers
+
+
+# -- the sweep: nothing a client sends to /auth/v1, /functions/v1 or /realtime/v1 is a 5xx -------------------
+
+SWEEP = settings(
+    max_examples=int(os.environ.get("BUSYMATE_FUZZ_EXAMPLES", "120")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+GIANT = st.integers(19, 6000).map(lambda n: "9" * n)
+NESTED = st.integers(200, 1100).flatmap(
+    lambda n: st.sampled_from(["[" * n + "]" * n, '{"a":' * n + "1" + "}" * n, "[" * n])
+)
+scalar = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(10**30), 10**30),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(max_size=20),
+    GIANT,
+    st.sampled_from(
+        ["none", "24h", "password", "refresh_token", "authorization_code", "S256", "https://x.y/"]
+    ),
+)
+value = st.recursive(
+    scalar,
+    lambda kids: st.lists(kids, max_size=3) | st.dictionaries(st.text(max_size=8), kids, max_size=3),
+    max_leaves=6,
+)
+KEYS = ["email", "password", "data", "refresh_token", "grant_type", "code", "code_verifier", "client_id",
+        "redirect_uri", "redirect_uris", "token_endpoint_auth_method", "grant_types", "response_types",
+        "client_name", "user_metadata", "app_metadata", "ban_duration", "email_confirm", "should_soft_delete",
+        "messages", "payload", "topic", "event", "private", "page", "per_page", "scope", "resource", "action",
+        "authorization_id", "csrf", "state", "code_challenge", "code_challenge_method",
+        "response_type"]  # fmt: skip
+ROUTES = [
+    ("GET", "/auth/v1/health"), ("GET", "/auth/v1/settings"), ("GET", "/auth/v1/.well-known/jwks.json"),
+    ("POST", "/auth/v1/signup"), ("POST", "/auth/v1/token"), ("GET", "/auth/v1/user"),
+    ("PUT", "/auth/v1/user"), ("POST", "/auth/v1/logout"), ("GET", "/auth/v1/admin/users"),
+    ("GET", "/auth/v1/admin/users/{id}"), ("PUT", "/auth/v1/admin/users/{id}"),
+    ("DELETE", "/auth/v1/admin/users/{id}"), ("POST", "/auth/v1/oauth/clients/register"),
+    ("GET", "/auth/v1/oauth/authorize"), ("POST", "/auth/v1/oauth/authorize"),
+    ("POST", "/auth/v1/oauth/token"),
+    ("GET", "/.well-known/oauth-authorization-server/auth/v1"), ("PATCH", "/auth/v1/{id}"),
+    ("POST", "/functions/v1/pair"), ("GET", "/functions/v1/pair"), ("POST", "/functions/v1/{id}"),
+    ("POST", "/realtime/v1/api/broadcast"), ("POST", "/realtime/v1/api/broadcast/{id}/events/{id}"),
+    ("GET", "/realtime/v1/api/broadcast"),
+]  # fmt: skip
+CONTENT_TYPES = [None, "application/json", "application/x-www-form-urlencoded", "text/plain", "x/y"]
+
+
+@st.composite
+def sweep_request(draw: st.DrawFn) -> tuple[str, str, dict[str, str], bytes, str]:
+    """A method and path, query parameters, a body and who sends it."""
+    method, path = draw(st.sampled_from(ROUTES))
+    segment = draw(st.one_of(st.uuids().map(str), st.text(max_size=10), GIANT))
+    path = path.replace("{id}", quote(segment, safe=""))
+    params = draw(st.dictionaries(st.sampled_from(KEYS), st.one_of(scalar.map(str), GIANT), max_size=4))
+    kind = draw(st.sampled_from(["json", "json", "form", "nested", "raw"]))
+    if kind == "json":
+        obj = draw(st.dictionaries(st.sampled_from(KEYS), value, max_size=5))
+        body = json.dumps(obj).encode()
+    elif kind == "form":
+        body = "&".join(
+            f"{k}={v}" for k, v in draw(st.dictionaries(st.sampled_from(KEYS), scalar.map(str))).items()
+        ).encode()
+    elif kind == "nested":
+        key = draw(st.sampled_from(KEYS))
+        body = ('{"' + key + '":' + draw(NESTED) + "}").encode()
+    else:
+        body = draw(st.binary(max_size=40))
+    who = draw(st.sampled_from(["anon", "service", "member", "garbage", "none"]))
+    return method, path, params, body, who
+
+
+def test_the_sweep_finds_no_server_error_outside_rest(stack: Settings, world: World) -> None:
+    bearer = {
+        "anon": tokens.anon_key(stack.jwt_secret),
+        "service": tokens.service_role_key(stack.jwt_secret),
+        "member": world.tokens["member"],
+        "garbage": "a.b.c",
+    }
+    statuses: dict[int, int] = {}
+    with httpx.Client(base_url=stack.api_url, timeout=HANG_GUARD) as client:
+
+        @SWEEP
+        @given(sweep_request(), st.sampled_from(CONTENT_TYPES))
+        def run(request_: tuple[str, str, dict[str, str], bytes, str], ctype: str | None) -> None:
+            method, path, params, body, who = request_
+            headers = anon(stack) if who != "none" else {}
+            if who in bearer:
+                headers["authorization"] = f"Bearer {bearer[who]}"
+            if ctype is not None:
+                headers["content-type"] = ctype
+            if method in ("GET", "DELETE"):
+                body = b""
+            answer = client.request(method, path, params=params, content=body, headers=headers)
+            statuses[answer.status_code] = statuses.get(answer.status_code, 0) + 1
+            assert answer.status_code < 500, (
+                f"{method} {answer.request.url} {body[:300]!r} -> {answer.text[:500]}"
+            )
+
+        run()
+    assert any(code < 300 for code in statuses), statuses  # some requests were served, not all refused
+
+
+@pytest.mark.parametrize("depth", [250, 600])
+def test_a_broadcast_over_http_nested_too_deep_is_refused_before_anyone_gets_it(
+    stack: Settings, depth: int
+) -> None:
+    payload = b'{"payload": {"x": ' + b"[" * depth + b"]" * depth + b"}}"
+    answer = httpx.post(
+        f"{stack.api_url}/realtime/v1/api/broadcast/room-{uuid.uuid4().hex}/events/deep",
+        headers={**anon(stack), "content-type": "application/json"},
+        content=payload,
+        timeout=HANG_GUARD,
+    )
+    assert answer.status_code == 422, answer.text
+    assert "nested more than" in answer.json()["errors"]["messages"][0], answer.text

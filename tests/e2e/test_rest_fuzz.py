@@ -280,7 +280,29 @@ def number(wild: bool) -> st.SearchStrategy[str]:
     if not wild:
         return real
     return st.one_of(
-        real, st.sampled_from(["-1", "", "abc", "1.5", " 1", "+1", "0x10", "1e3", "9" * 20, "½"]), junk
+        real,
+        st.sampled_from(["-1", "", "abc", "1.5", " 1", "+1", "0x10", "1e3", "9" * 20, "½"]),
+        junk,
+        giant_number,
+    )
+
+
+# Numbers past bigint, up to past Python's 4300-digit int() limit.
+giant_number = st.one_of(
+    st.sampled_from(["9223372036854775807", "9223372036854775808", "-9223372036854775809"]),
+    st.integers(19, 6000).map(lambda n: "9" * n),
+)
+
+
+def deep_select(depth: st.SearchStrategy[int]) -> st.SearchStrategy[str]:
+    """`a(a(a(...id)))`, embeds nested `depth` deep (PostgREST's grammar allows it; the server caps it)."""
+    return depth.map(lambda n: "workspaces(" * n + "id" + ")" * n)
+
+
+def deep_logic(depth: st.SearchStrategy[int]) -> st.SearchStrategy[str]:
+    """`(or(or(...name.eq.x)))`, a logic tree nested `depth` deep."""
+    return st.tuples(depth, st.sampled_from(["or", "and", "not.or"])).map(
+        lambda t: "(" + f"{t[1]}(" * t[0] + "name.eq.x" + ")" * t[0] + ")"
     )
 
 
@@ -351,6 +373,12 @@ def _pairs(table: str, wild: bool, select: bool, rpc_args: bool) -> list[st.Sear
         reserved = st.sampled_from(["columns", "on_conflict", "apikey", "select", "", "limit", "or"])
         pieces.append(st.tuples(reserved, st.one_of(junk, any_text)))
         pieces.append(st.tuples(st.one_of(identifier, any_text), st.one_of(value(True), condition(True))))
+        # Deep nesting and long JSON paths: each level is a frame in the parser and SQL in Postgres.
+        depth = st.one_of(st.integers(1, 40), st.integers(40, 2500))
+        pieces.append(st.tuples(st.just("select"), deep_select(depth)))
+        pieces.append(st.tuples(st.sampled_from(["or", "and", "not.or"]), deep_logic(depth)))
+        long_path = st.integers(1, 3000).map(lambda n: "name" + "->a" * n)
+        pieces.append(st.tuples(long_path, condition(False)))
     if rpc_args:
         names = ["limit", "host", "device", "since", "section", "action", "device_uuid", "batch", "x"]
         pieces.append(st.tuples(st.sampled_from(names), value(wild)))
@@ -388,7 +416,8 @@ PREFERS = [None, None, "count=exact", "count=planned", "count=estimated", "retur
            "resolution=merge-duplicates", "resolution=ignore-duplicates", "missing=default", "tx=rollback",
            "timezone=America/New_York", "timezone=Nowhere/At_All", "count=exact, return=representation",
            "junk=1,,"]  # fmt: skip
-RANGES = [None] * 6 + ["0-1", "items=0-0", "5-", "10-2", "a-b", "0-99999999999999999999"]
+RANGES = [None] * 6 + ["0-1", "items=0-0", "5-", "10-2", "a-b", "0-99999999999999999999", "0-" + "9" * 5000,
+                       "9" * 5000 + "-", "9223372036854775807-9223372036854775807"]  # fmt: skip
 PROFILES = [None] * 12 + ["public", "public", "private", "auth", "Public", "no such schema"]
 
 
@@ -431,7 +460,12 @@ def row(table: str) -> st.SearchStrategy[dict[str, Any]]:
 
 
 BAD_BODIES = [b"", b"{", b"[1,", b"nul", b"\xff\xfe", b'{"a":1}{', b"[" * 2000, b"1e99999",
-              b'{"a": 123456789012345678901234567890}', b"not json"]  # fmt: skip
+              b'{"a": 123456789012345678901234567890}', b"not json",
+              # Nested deeper than orjson writes (254) but not than it reads (1024), in a column or argument.
+              b'{"name": ' + b"[" * 1000 + b"]" * 1000 + b"}",
+              b'{"doc": ' + b'{"a":' * 600 + b"1" + b"}" * 601,
+              b'{"limit": ' + b"[" * 300 + b"]" * 300 + b"}", b"[" * 1000 + b"]" * 1000,
+              b'{"n": ' + b"9" * 5000 + b"}"]  # fmt: skip
 
 
 @st.composite
