@@ -8,6 +8,7 @@ import contextlib
 import json
 import os
 import queue
+import shutil
 import signal
 import subprocess
 import sys
@@ -26,6 +27,7 @@ import pytest
 from busymate.cli import tail as tail_module
 from busymate.cli.common import err
 from busymate.cli.tail import FIREHOSE_COLUMNS, Feed, Filters, Printer, breakpoint_event, parse_statuses
+from busymate.project import ID_FILE
 from busymate.settings import Settings
 from busymate.stack.api import ApiServer, settings_env
 from busymate.stack.postgres import free_port
@@ -386,6 +388,26 @@ def test_table_mode_prints_a_header_and_aligned_rows(
     assert line[8] == "."
 
 
+def test_a_failed_flow_shows_its_error_in_the_table_and_in_json(
+    stack: Settings, world: World, tails: Callable[..., Tail]
+) -> None:
+    t = tag()
+    reason = f"upstream connect failed: connection refused by origin-{t}.test:443 " + "x" * 400
+    table = tails(stack, "--workspace", WORKSPACE, "--host", f"fail-{t}.test").connected()
+    as_json = tails(stack, "--workspace", WORKSPACE, "--host", f"fail-{t}.test", "--json").connected()
+    ingest(stack, world, "d1", [entry(f"fail-{t}.test", f"/broken-{t}", None, error=reason)])
+    ingest(stack, world, "d1", [entry(f"fail-{t}.test", f"/after-{t}", 200)])
+    row = table.wait_out(f"/broken-{t}")
+    table.wait_out(f"/after-{t}")
+    assert " ERR " in row
+    below = table.out[table.out.index(row) + 1]
+    assert f"↳ upstream connect failed: connection refused by origin-{t}.test:443" in below
+    assert len(below) <= 200  # cut to the terminal's width (COLUMNS=200)
+    assert below.endswith("…")
+    assert below.index("↳") == table.out[0].index("HOST")  # under the host and path
+    assert as_json.wait_record(f"/broken-{t}")["error"] == reason
+
+
 # -- errors --------------------------------------------------------------------------------------------
 
 
@@ -394,6 +416,7 @@ def test_a_user_without_entries_view_is_refused_in_one_line(
 ) -> None:
     state = tmp_path / "state"
     state.mkdir()
+    shutil.copy(stack.state_dir / ID_FILE, state / ID_FILE)  # the same project, signed in as someone else
     (state / "session.json").write_text(
         json.dumps(
             {

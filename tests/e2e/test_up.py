@@ -4,6 +4,7 @@ the printed proxy port in its live feed, and Ctrl-C stops everything it started.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -15,10 +16,11 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
+import pytest
 
 from busymate.stack import ephemeral
-from busymate.stack.api import settings_env
-from busymate.stack.postgres import free_port, port_is_free
+from busymate.stack.api import ApiServer, settings_env
+from busymate.stack.postgres import Cluster, free_port, port_is_free
 from tests.conftest import PROJECT_DIR
 from tests.e2e.proxy_helpers import free_port_block, until
 
@@ -112,6 +114,29 @@ def test_busymate_up_runs_the_main_job_and_ctrl_c_stops_what_it_started(tmp_path
         assert "GET" in row
         assert "200" in row
 
+        # `busymate status` from another shell shows the proxy beside the database and the API server.
+        status = subprocess.run(
+            [str(Path(sys.executable).parent / "busymate"), "status"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert status.returncode == 0, status.stderr
+        assert re.search(r"Proxy +running \(pid \d+\)", status.stdout), status.stdout
+        assert re.search(rf"Proxy ports +{port} \(this machine\)", status.stdout), status.stdout
+        assert str(settings.state_dir / "proxy.log") in status.stdout
+        as_json = subprocess.run(
+            [str(Path(sys.executable).parent / "busymate"), "status", "-o", "json"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert json.loads(as_json.stdout)["PROXY_PORTS"] == str(port)
+
         proc.send_signal(signal.SIGINT)
         assert proc.wait(60) == 0, err.text
     finally:
@@ -121,8 +146,76 @@ def test_busymate_up_runs_the_main_job_and_ctrl_c_stops_what_it_started(tmp_path
             subprocess.run(
                 [str(Path(sys.executable).parent / "busymate"), "stop"], env=env, timeout=120, check=False
             )
-    assert "Stopping what `busymate up` started: proxy, api, postgres" in err.text
+    assert "Stopped what `busymate up` started: proxy, api, postgres" in err.text
     assert port_is_free("127.0.0.1", settings.api_port)
     assert port_is_free("127.0.0.1", settings.db_port)
     assert port_is_free("127.0.0.1", port)
     assert not (settings.state_dir / "proxy" / "proxy.json").exists()
+
+
+@pytest.mark.parametrize("how", ["ctrl-c with the reader gone", "hang-up"])
+def test_busymate_up_stops_everything_when_its_output_is_gone(tmp_path: Path, how: str) -> None:
+    """`make up 2>&1 | tee up.log`, then Ctrl-C: tee dies with the same signal, so busymate up stops with
+    nobody reading its output. Or the terminal closes (SIGHUP). Nothing it started may be left running."""
+    settings = ephemeral.settings_for(PROJECT_DIR, tmp_path / ".busymate").with_overrides(
+        api_port=free_port()
+    )
+    pool = free_port_block(3)
+    env = {
+        **os.environ,
+        **settings_env(settings),
+        "BUSYMATE_PROXY_PORTS": f"{pool.start}-{pool.stop - 1}",
+        "COLUMNS": "160",
+    }
+    proc = subprocess.Popen(
+        [str(Path(sys.executable).parent / "busymate"), "up"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,  # `2>&1 | tee`: one pipe
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,  # its own process group, as a shell pipeline's
+    )
+    assert proc.stdout is not None
+    seen: list[str] = []
+    pids: dict[str, int] = {}
+    try:
+        for raw in proc.stdout:
+            seen.append(raw.decode(errors="replace"))
+            if "Following the live feed" in seen[-1]:
+                break
+        assert proc.poll() is None, "".join(seen)
+        pids["api"] = ApiServer(settings).pid() or 0
+        pids["postgres"] = Cluster(settings).status().pid or 0
+        pids["proxy"] = json.loads((settings.state_dir / "proxy" / "proxy.json").read_text())["pid"]
+        assert all(pids.values()), pids
+        proc.stdout.close()  # the reader has gone: every write to the pipe now fails
+        if how == "hang-up":
+            proc.send_signal(signal.SIGHUP)
+        else:
+            os.killpg(proc.pid, signal.SIGINT)
+        proc.wait(90)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        # pg_ctl stop returns once the postmaster removed its pid file, a moment before it exits
+        with contextlib.suppress(AssertionError):
+            until(lambda: not any(_alive(pid) for pid in pids.values()), "everything to exit", 15)
+        leftover = [name for name, pid in pids.items() if _alive(pid)]
+        if leftover:  # leave nothing behind for the next test, then fail
+            subprocess.run(
+                [str(Path(sys.executable).parent / "busymate"), "stop"], env=env, timeout=120, check=False
+            )
+    assert not leftover, f"still running after busymate up ended: {leftover}\n{''.join(seen)}"
+    assert port_is_free("127.0.0.1", settings.api_port)
+    assert port_is_free("127.0.0.1", settings.db_port)
+    assert port_is_free("127.0.0.1", pool.start)
+
+
+def _alive(pid: int) -> bool:
+    """Whether `pid` runs (a zombie waiting for its parent to reap it does not)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
