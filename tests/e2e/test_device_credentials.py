@@ -3,7 +3,7 @@ integrators and says `paired`, naming credential_id is an unknown column, and de
 only the device's owner and admins. Device tokens keep working, through the unchanged supabase-py and
 realtime-py clients."""
 # supabase-py types every response as a JSON union, so indexing into the data needs these checks off here.
-# mypy: disable-error-code="index, call-overload, union-attr, arg-type"
+# mypy: disable-error-code="index, call-overload, union-attr, arg-type, operator, misc"
 
 from __future__ import annotations
 
