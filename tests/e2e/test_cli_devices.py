@@ -275,3 +275,22 @@ def test_ago_reads_like_a_person() -> None:
     assert ago("2026-12-03T09:00:00+00:00", now) == "3 h ago"
     assert ago("2026-12-01T12:00:00+00:00", now) == "2 days ago"
     assert ago("2026-12-02T11:00:00+00:00", now) == "1 day ago"
+
+
+def test_the_kept_admin_session_is_refreshed_and_replaced_when_it_has_ended(stack: Settings) -> None:
+    with second_api_server(stack, "refresh", auth_rate_limit=30) as (settings, _):
+        path = settings.state_dir / "local-admin-session.json"
+        first = cli(settings, "token", "--admin").stdout.strip()
+        kept = json.loads(path.read_text())
+        # About to expire: the next command refreshes it (a new token, a rotated refresh token).
+        path.write_text(json.dumps({**kept, "expires_at": 0}))
+        refreshed = cli(settings, "token", "--admin").stdout.strip()
+        after = json.loads(path.read_text())
+        assert refreshed != first
+        assert after["refresh_token"] != kept["refresh_token"]
+        assert after["expires_at"] > 0
+        # Ended (signed out elsewhere, a reset database): the CLI signs in again rather than failing.
+        path.write_text(json.dumps({**after, "expires_at": 0, "refresh_token": "ended"}))
+        again = cli(settings, "devices", "list", "--json")
+        assert again.returncode == 0
+        assert json.loads(path.read_text())["refresh_token"] != "ended"
