@@ -17,7 +17,6 @@ from busymate.errors import BusymateError
 from busymate.project import IDENTITY_HEADER, project_id
 from busymate.settings import Settings
 
-
 UNAVAILABLE_WAIT = 15.0  # seconds a request waits out 503 + Retry-After answers before giving up
 
 
@@ -108,7 +107,8 @@ class Api:
                 response = self._http.request(method, path, json=json, params=params, headers=headers)
             except httpx.ConnectError as exc:
                 raise BusymateError(
-                    f"the API server does not answer at {self.settings.api_url}: start it with `busymate start`"
+                    f"the API server does not answer at {self.settings.api_url}: "
+                    "start it with `busymate start`"
                 ) from exc
             except httpx.HTTPError as exc:
                 raise BusymateError(f"{method} {path} failed: {exc}") from exc
