@@ -11,7 +11,7 @@ here; a rule written as a name matches the name the client asked for.
 
 It is applied in three places:
 - `check()`, before a request or a CONNECT goes upstream: the client gets a 403 page naming the upstream and
-  why. Its lookups are cached for a few seconds; it gives the answer, the two below are the gate.
+  why. Its answers are cached for a few seconds; it gives the answer, the two below are the gate.
 - `connecting()`, in mitmproxy's `server_connect` hook, which every upstream connection passes (a resend, a
   URL edited at a breakpoint, a streamed upload): an address literal is refused there, before a packet goes.
 - the resolver guard: for a name, mitmproxy's `asyncio.open_connection` looks it up again; the guard checks
@@ -174,7 +174,8 @@ class Upstreams:
         self.listeners = tuple(listeners)
         self.block = tuple(block)
         self.allow = tuple(allow)
-        self._cache: dict[str, tuple[float, list[Address]]] = {}
+        # check()'s answers, for a few seconds: they pick the page a client sees; connecting() is the gate.
+        self._verdicts: dict[tuple[str, int], tuple[float, Refusal | None]] = {}
         self._getaddrinfo: Any = None
 
     @classmethod
@@ -235,25 +236,26 @@ class Upstreams:
 
     async def check(self, host: str, port: int) -> Refusal | None:
         """The refusal for a request to `host`:`port`, or None (an unknown name is left to mitmproxy)."""
-        host = host.removeprefix("[").removesuffix("]")
-        literal = _literal(host)
-        return self.judge(host, port, [literal] if literal is not None else await self._resolve(host, port))
-
-    async def _resolve(self, host: str, port: int) -> list[Address]:
         now = time.monotonic()
-        cached = self._cache.get(host)
+        cached = self._verdicts.get((host, port))
         if cached is not None and cached[0] > now:
             return cached[1]
+        bare = host.removeprefix("[").removesuffix("]")
+        literal = _literal(bare)
+        addresses = [literal] if literal is not None else await self._resolve(bare, port)
+        verdict = self.judge(bare, port, addresses)
+        if len(self._verdicts) >= CACHE_SIZE:
+            self._verdicts.clear()
+        self._verdicts[(host, port)] = (now + CACHE_SECONDS, verdict)
+        return verdict
+
+    async def _resolve(self, host: str, port: int) -> list[Address]:
         loop = asyncio.get_running_loop()
         try:
             infos = await (self._getaddrinfo or loop.getaddrinfo)(host, port, type=socket.SOCK_STREAM)
         except (OSError, UnicodeError):
             return []
-        addresses = list(dict.fromkeys(ipaddress.ip_address(info[4][0]) for info in infos))
-        if len(self._cache) >= CACHE_SIZE:
-            self._cache.clear()
-        self._cache[host] = (now + CACHE_SECONDS, addresses)
-        return addresses
+        return list(dict.fromkeys(ipaddress.ip_address(info[4][0]) for info in infos))
 
     def connecting(self, host: str, port: int) -> Refusal | None:
         """server_connect: refuse an address literal now; mark a name's lookup for the resolver guard."""
