@@ -214,7 +214,14 @@ class LiveClient:
                     beat = asyncio.create_task(self._heartbeat(ws))
                     try:
                         for topic in list(self._topics.values()):
-                            await self._join(ws, topic, token)
+                            try:
+                                await self._join(ws, topic, token)
+                            except JoinRefused as exc:
+                                if not self._joined.is_set():
+                                    raise
+                                # one topic refused on a rejoin (access taken away) keeps the others joined,
+                                # and is not a reason to drop the socket again: that would loop
+                                await self._state("refused", str(exc))
                         attempt = 0
                         await self._state("rejoined" if self._joined.is_set() else "joined", "")
                         self._joined.set()

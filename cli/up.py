@@ -112,7 +112,7 @@ def _print_summary(
         out.print(f"  {key.ljust(width)}  {value}", soft_wrap=True)
     out.print("\n[bold]Try it[/] (in another terminal):")
     out.print(f"  curl --proxy {proxy} --cacert {ca_file} https://example.com/", soft_wrap=True)
-    out.print(f"  curl --proxy {proxy} {settings.api_url}/auth/v1/health", soft_wrap=True)
+    out.print(f"  curl --proxy {proxy} http://example.com/", soft_wrap=True)
     out.print("\nFollowing the live feed of workspace `local`; Ctrl-C stops what `busymate up` started.\n")
 
 

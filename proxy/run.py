@@ -26,18 +26,6 @@ def state_file(state_dir: Path) -> Path:
     return ca.confdir(state_dir) / "proxy.json"
 
 
-def parse_ports(text: str) -> range:
-    """`9100-9199` (or one port) as a range; ValueError with the reason otherwise."""
-    first, _, last = text.partition("-")
-    try:
-        lo, hi = int(first), int(last or first)
-    except ValueError:
-        raise ValueError(f"{text!r} is not a port range like 9100-9199") from None
-    if not 0 < lo <= hi < 65536:
-        raise ValueError(f"{text!r} is not a port range like 9100-9199 (1-65535, low to high)")
-    return range(lo, hi + 1)
-
-
 async def serve(
     config: ProxyConfig,
     operator_token: Callable[[], str],
