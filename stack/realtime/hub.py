@@ -310,6 +310,12 @@ class Hub:
                     continue
                 try:
                     await self._handle(sock, frame)
+                except orjson.JSONEncodeError as exc:  # nested past what JSON can be written back (254 levels)
+                    log.info("refused %s on %s: %s", frame.event, frame.topic, exc)
+                    if frame.ref is not None:
+                        reason = "payload nested too deeply to deliver"
+                        reply = {"status": "error", "response": {"reason": reason}}
+                        sock.send_frame(Frame(frame.topic, "phx_reply", reply, frame.ref))
                 except Exception:
                     log.exception("error handling %s on %s", frame.event, frame.topic)
         finally:

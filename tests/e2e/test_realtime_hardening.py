@@ -17,6 +17,7 @@ from typing import Any, cast
 import httpx
 import psycopg
 import pytest
+from websockets.asyncio.client import connect
 from realtime import AsyncRealtimeChannel, AsyncRealtimeClient
 from realtime.types import RealtimeAcknowledgementStatus, RealtimePostgresChangesListenEvent
 
@@ -26,7 +27,9 @@ from supabase import AsyncClient, AsyncClientOptions, acreate_client
 from tests.conftest import second_api_server
 from tests.e2e.realtime_helpers import (
     QUIET,
+    Frames,
     Inbox,
+    anon_key,
     State,
     db_send,
     delete_users,
@@ -41,6 +44,7 @@ from tests.e2e.realtime_helpers import (
     system_error,
     unique,
     until,
+    ws_url,
 )
 from tests.world import World
 
@@ -188,6 +192,43 @@ def test_a_presence_payload_over_the_limit_is_refused_and_never_held(stack: Sett
             await joined(small)
             await small.track({"blob": "x" * 1000})  # a payload under the limit is still fine
             await until(lambda: set(small.presence_state()) == {"small"}, "a small track is kept")
+
+    run(scenario())
+
+
+def test_a_broadcast_nested_too_deep_is_refused_and_the_channel_keeps_working(stack: Settings) -> None:
+    """A payload that parses (under 1,024 levels) but cannot be written back as JSON (over 254): the sender
+    gets an error reply, nobody gets half a message, and the same channel still carries the next one."""
+
+    async def scenario() -> None:
+        topic = unique("deep")
+        got: Inbox[dict[str, Any]] = Inbox("broadcasts to the watcher")
+        async with realtime_client(stack) as watcher, connect(ws_url(stack, anon_key(stack))) as ws:
+            watching = watcher.channel(topic, options())
+            watching.on_broadcast("poke", lambda m: got.put(m["payload"]))
+            await joined(watching)
+
+            frames = Frames(ws)
+            join_ref = frames.ref()
+            config = {"broadcast": {"self": False, "ack": True}, "presence": {"key": "", "enabled": False}}
+            await frames.send(f"realtime:{topic}", "phx_join", {"config": config}, join_ref, join_ref)
+            await frames.next_where(lambda m: m["event"] == "phx_reply" and m["ref"] == join_ref)
+
+            deep: Any = "bottom"
+            for _ in range(300):
+                deep = [deep]
+            ref = frames.ref()
+            push = {"type": "broadcast", "event": "poke", "payload": {"deep": deep}}
+            await frames.send(f"realtime:{topic}", "broadcast", push, ref, join_ref)
+            reply = await frames.next_where(lambda m: m["event"] == "phx_reply" and m["ref"] == ref)
+            assert reply["payload"]["status"] == "error", reply
+
+            ref = frames.ref()
+            push = {"type": "broadcast", "event": "poke", "payload": {"n": 2}}
+            await frames.send(f"realtime:{topic}", "broadcast", push, ref, join_ref)
+            reply = await frames.next_where(lambda m: m["event"] == "phx_reply" and m["ref"] == ref)
+            assert reply["payload"]["status"] == "ok", reply
+            assert await got.wait(1) == [{"n": 2}]  # the deep one never arrived, the next one did
 
     run(scenario())
 
