@@ -310,7 +310,7 @@ class Hub:
                     continue
                 try:
                     await self._handle(sock, frame)
-                except orjson.JSONEncodeError as exc:  # nested past what JSON can be written back (254 levels)
+                except orjson.JSONEncodeError as exc:  # nested past what JSON writes back (254 levels)
                     log.info("refused %s on %s: %s", frame.event, frame.topic, exc)
                     if frame.ref is not None:
                         reason = "payload nested too deeply to deliver"

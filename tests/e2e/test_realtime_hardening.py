@@ -17,9 +17,9 @@ from typing import Any, cast
 import httpx
 import psycopg
 import pytest
-from websockets.asyncio.client import connect
 from realtime import AsyncRealtimeChannel, AsyncRealtimeClient
 from realtime.types import RealtimeAcknowledgementStatus, RealtimePostgresChangesListenEvent
+from websockets.asyncio.client import connect
 
 from busymate.settings import Settings
 from busymate.stack.realtime.limits import PRESENCE_FULL, TOO_MANY_CHANNELS, TOO_MANY_JOINS, TRACK_TOO_LARGE
@@ -29,8 +29,8 @@ from tests.e2e.realtime_helpers import (
     QUIET,
     Frames,
     Inbox,
-    anon_key,
     State,
+    anon_key,
     db_send,
     delete_users,
     join,
