@@ -54,6 +54,27 @@ def user_token(settings: Settings, user_id: str, email: str, *, ttl: int = 3600,
     return tokens.sign_hs256(claims, settings.jwt_secret)
 
 
+def add_user(settings: Settings, workspace_id: str, role: str, prefix: str = "user") -> tuple[str, str]:
+    """A new user with `role`, a member of `workspace_id`, committed: (id, access token). The session's world
+    stays as it is; a test that removes or demotes someone makes them here."""
+    user_id = str(uuid.uuid4())
+    email = f"{prefix}-{user_id[:12]}@test.busymate.local"
+    with psycopg.connect(settings.db_url(), autocommit=True) as conn:
+        conn.execute(
+            "insert into auth.users (id, instance_id, aud, role, email, encrypted_password, "
+            "email_confirmed_at, raw_app_meta_data, raw_user_meta_data, created_at, updated_at) values (%s, "
+            "'00000000-0000-0000-0000-000000000000', 'authenticated', 'authenticated', %s, '', now(), "
+            "'{\"provider\": \"email\"}', '{}', now(), now())",
+            (user_id, email),
+        )
+        conn.execute("update public.profiles set role = %s where id = %s", (role, user_id))
+        conn.execute(
+            "insert into public.workspace_members (workspace_id, user_id) values (%s, %s)",
+            (workspace_id, user_id),
+        )
+    return user_id, user_token(settings, user_id, email)
+
+
 def make_world(settings: Settings, tag: str) -> World:
     """Create the world (names suffixed by `tag` so several worlds can share a database)."""
     world = World(settings)

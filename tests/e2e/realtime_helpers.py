@@ -31,7 +31,7 @@ from websockets.exceptions import InvalidStatus
 
 from busymate import tokens
 from busymate.settings import Settings
-from tests.world import user_token
+from tests.world import add_user
 
 WAIT = 5.0  # seconds for a message that must come
 QUIET = 1.0  # seconds of silence that stand for "never comes"
@@ -334,23 +334,7 @@ async def join_private(ws: ClientConnection, topic: str, token: str | None) -> t
 
 async def make_user(settings: Settings, workspace_id: str, role: str) -> tuple[str, str]:
     """A new user with `role`, a member of `workspace_id`, committed: (id, access token)."""
-    user_id = str(uuid.uuid4())
-    email = f"rt-{user_id[:12]}@test.busymate.local"
-    await sql(
-        settings,
-        "insert into auth.users (id, instance_id, aud, role, email, encrypted_password, email_confirmed_at, "
-        "raw_app_meta_data, raw_user_meta_data, created_at, updated_at) values (%s, "
-        "'00000000-0000-0000-0000-000000000000', 'authenticated', 'authenticated', %s, '', now(), "
-        "'{\"provider\": \"email\"}', '{}', now(), now())",
-        (user_id, email),
-    )
-    await sql(settings, "update public.profiles set role = %s where id = %s", (role, user_id))
-    await sql(
-        settings,
-        "insert into public.workspace_members (workspace_id, user_id) values (%s, %s)",
-        (workspace_id, user_id),
-    )
-    return user_id, user_token(settings, user_id, email)
+    return await asyncio.to_thread(add_user, settings, workspace_id, role, "rt")
 
 
 async def delete_users(settings: Settings, user_ids: list[str]) -> None:

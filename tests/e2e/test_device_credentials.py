@@ -8,7 +8,6 @@ realtime-py clients."""
 from __future__ import annotations
 
 import asyncio
-import uuid
 from typing import Any
 
 import httpx
@@ -19,7 +18,7 @@ from busymate.settings import Settings
 from supabase import Client, ClientOptions, create_client
 from tests.e2e.proxy_helpers import sql
 from tests.e2e.realtime_helpers import joined, options, realtime_client
-from tests.world import World, user_token
+from tests.world import World, add_user
 
 
 def _client(stack: Settings, world: World, who: str) -> Client:
@@ -31,22 +30,7 @@ def _client(stack: Settings, world: World, who: str) -> Client:
 @pytest.fixture(scope="module")
 def viewer(stack: Settings, world: World) -> Client:
     """A user of w1 with the viewer role: devices:view, not devices:edit."""
-    user_id, email = str(uuid.uuid4()), f"viewer-{uuid.uuid4().hex[:12]}@test.busymate.local"
-    sql(
-        stack,
-        "insert into auth.users (id, instance_id, aud, role, email, encrypted_password, email_confirmed_at, "
-        "raw_app_meta_data, raw_user_meta_data, created_at, updated_at) values (%s, "
-        "'00000000-0000-0000-0000-000000000000', 'authenticated', 'authenticated', %s, '', now(), "
-        "'{\"provider\": \"email\"}', '{}', now(), now())",
-        (user_id, email),
-    )
-    sql(stack, "update public.profiles set role = 'viewer' where id = %s", (user_id,))
-    sql(
-        stack,
-        "insert into public.workspace_members (workspace_id, user_id) values (%s, %s)",
-        (world.ids["w1"], user_id),
-    )
-    token = user_token(stack, user_id, email)
+    _user_id, token = add_user(stack, world.ids["w1"], "viewer", "viewer")
     return create_client(
         stack.api_url, world.anon_key, ClientOptions(headers={"Authorization": f"Bearer {token}"})
     )

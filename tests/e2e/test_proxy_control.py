@@ -26,27 +26,12 @@ from tests.e2e.origin import Origin
 from tests.e2e.proxy_helpers import entries_with, free_port_block, fresh_workspace, rpc, running_proxy, sql
 from tests.e2e.realtime_helpers import join, options, realtime_client, run
 from tests.e2e.test_proxy import Capture, Paused, curl, event_outcome, marker, paused_event, stored
-from tests.world import World, user_token
+from tests.world import World, add_user
 
 
 def _member(stack: Settings, workspace_id: str) -> str:
     """A new user with the default member role (breakpoints:edit), in `workspace_id` only: their token."""
-    user_id, email = str(uuid.uuid4()), f"ctl-{uuid.uuid4().hex[:12]}@test.busymate.local"
-    sql(
-        stack,
-        "insert into auth.users (id, instance_id, aud, role, email, encrypted_password, email_confirmed_at, "
-        "raw_app_meta_data, raw_user_meta_data, created_at, updated_at) values (%s, "
-        "'00000000-0000-0000-0000-000000000000', 'authenticated', 'authenticated', %s, '', now(), "
-        "'{\"provider\": \"email\"}', '{}', now(), now())",
-        (user_id, email),
-    )
-    sql(stack, "update public.profiles set role = 'member' where id = %s", (user_id,))
-    sql(
-        stack,
-        "insert into public.workspace_members (workspace_id, user_id) values (%s, %s)",
-        (workspace_id, user_id),
-    )
-    return user_token(stack, user_id, email)
+    return add_user(stack, workspace_id, "member", "ctl")[1]
 
 
 def _device_token(stack: Settings, device: dict[str, Any]) -> str:
