@@ -115,24 +115,75 @@ _HISTORY = (
     "alter table supabase_migrations.schema_migrations add column if not exists name text",
     "create table if not exists supabase_migrations.seed_files "
     "(path text not null primary key, hash text not null)",
+    # Ours, beside the Supabase CLI's tables (whose columns it alone defines): each applied file's SHA-256.
+    "create table if not exists supabase_migrations.busymate_checksums "
+    "(version text not null primary key, sha256 text not null)",
 )
 
 
-def applied_versions(conn: Conn) -> set[str]:
-    """Versions already recorded in the Supabase CLI's history table."""
+def checksum(path: Path) -> str:
+    """SHA-256 of a migration file's bytes, as recorded when it is applied."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def applied_versions(conn: Conn) -> dict[str, str | None]:
+    """Versions recorded in the Supabase CLI's history table, each with the checksum we recorded (None when
+    the Supabase CLI applied it or it predates checksums)."""
     with conn.transaction():
         for statement in _HISTORY:
             conn.execute(statement.encode())
-    rows = conn.execute("select version from supabase_migrations.schema_migrations").fetchall()
-    return {str(row[0]) for row in rows}
+    rows = conn.execute(
+        "select m.version, c.sha256 from supabase_migrations.schema_migrations m "
+        "left join supabase_migrations.busymate_checksums c using (version)"
+    ).fetchall()
+    return {str(version): None if sha is None else str(sha) for version, sha in rows}
+
+
+def _shown(settings: Settings, path: Path) -> str:
+    return (
+        str(path.relative_to(settings.project_dir))
+        if path.is_relative_to(settings.project_dir)
+        else str(path)
+    )
+
+
+def validate(settings: Settings, migrations: list[Migration], applied: dict[str, str | None]) -> None:
+    """Refuse when an applied migration's file no longer has the checksum recorded when it was applied."""
+    changed = [
+        m for m in migrations if applied.get(m.version) is not None and checksum(m.path) != applied[m.version]
+    ]
+    if not changed:
+        return
+    names = ", ".join(_shown(settings, m.path) for m in changed)
+    it = "it was" if len(changed) == 1 else "they were"
+    raise BusymateError(
+        f"{names}: changed since {it} applied (the file's SHA-256 differs from the one recorded then); "
+        "nothing was migrated. An applied migration never changes: restore the file (e.g. `git checkout -- "
+        f"{_shown(settings, changed[0].path)}`), or on a development database run `busymate db reset`, "
+        "or put the change in a new migration."
+    )
 
 
 def migrate(settings: Settings, database: str | None = None, progress: Progress | None = None) -> list[str]:
-    """Apply pending migrations in order, each in its own transaction; returns the versions applied."""
+    """Apply pending migrations in order, each in its own transaction; returns the versions applied.
+
+    First, as Flyway's `validate` does, refuse without applying anything when an applied migration's file
+    changed; applied rows without a checksum (the Supabase CLI's, or older ones) get the file's recorded."""
     done: list[str] = []
     with connect(settings, user=APP_USER, database=database) as conn:
         already = applied_versions(conn)
-        for migration in list_migrations(settings.migrations_dir):
+        migrations = list_migrations(settings.migrations_dir)
+        validate(settings, migrations, already)
+        with conn.transaction():
+            # A version the Supabase CLI reverted (`migration repair`) leaves no stale checksum behind.
+            conn.execute(
+                "delete from supabase_migrations.busymate_checksums c where not exists "
+                "(select from supabase_migrations.schema_migrations m where m.version = c.version)"
+            )
+            for migration in migrations:
+                if migration.version in already and already[migration.version] is None:
+                    _record_checksum(conn, migration)
+        for migration in migrations:
             if migration.version in already:
                 continue
             statements = migration.statements
@@ -143,12 +194,21 @@ def migrate(settings: Settings, database: str | None = None, progress: Progress 
                     "values (%s, %s, %s)",
                     (migration.version, migration.name, [s.text for s in statements]),
                 )
+                _record_checksum(conn, migration)
             done.append(migration.version)
             if progress:
                 progress(f"applied {migration.path.name}")
         # Tell a running REST gateway to reload its schema cache, as PostgREST listens for.
         conn.execute("notify pgrst, 'reload schema'")
     return done
+
+
+def _record_checksum(conn: Conn, migration: Migration) -> None:
+    conn.execute(
+        "insert into supabase_migrations.busymate_checksums (version, sha256) values (%s, %s) "
+        "on conflict (version) do update set sha256 = excluded.sha256",
+        (migration.version, checksum(migration.path)),
+    )
 
 
 def seed(settings: Settings, database: str | None = None) -> bool:

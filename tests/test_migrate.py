@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,7 +16,7 @@ import pytest
 
 from busymate.errors import BusymateError
 from busymate.settings import Settings
-from busymate.stack import migrate
+from busymate.stack import ephemeral, migrate
 from busymate.stack.db import connect, drop_database
 from busymate.stack.sqlsplit import split_statements
 from tests.conftest import PROJECT_DIR
@@ -143,3 +148,157 @@ def test_a_refused_connection_is_one_line(pg: Settings) -> None:
     with pytest.raises(BusymateError, match=r"cannot reach Postgres at 127\.0\.0\.1:1 .*busymate db start"):
         migrate.migrate(closed)
     assert psycopg  # the driver is what reports the refusal
+
+
+def _copy_project_migrations(settings: Settings) -> list[Path]:
+    """The project's own migrations, copied into the fixture's folder (the real files are never touched)."""
+    copied = []
+    for path in sorted((PROJECT_DIR / "supabase" / "migrations").glob("*.sql")):
+        target = settings.migrations_dir / path.name
+        shutil.copyfile(path, target)
+        copied.append(target)
+    return copied
+
+
+def _tables(settings: Settings, database: str) -> set[str]:
+    with connect(settings, user="postgres", database=database) as conn:
+        return {
+            str(r[0]) for r in conn.execute("select tablename from pg_tables where schemaname = 'public'")
+        }
+
+
+def test_an_edited_applied_migration_is_refused_and_nothing_is_applied(project: tuple[Settings, str]) -> None:
+    settings, database = project
+    copied = _copy_project_migrations(settings)
+    assert len(migrate.migrate(settings, database)) == len(copied)
+    edited = copied[len(copied) // 2]
+    original = edited.read_bytes()
+    edited.write_bytes(original + b"-- one comment more is a change too\n")
+    _add(settings, "29991231000000_later.sql", LATER)
+    history = _history(settings, database)
+    with pytest.raises(BusymateError) as refused:
+        migrate.migrate(settings, database)
+    message = str(refused.value)
+    assert f"supabase/migrations/{edited.name}: changed since it was applied" in message
+    for advice in ("restore the file", "busymate db reset", "a new migration"):
+        assert advice in message
+    assert _history(settings, database) == history, "nothing recorded"
+    assert "later" not in _tables(settings, database), "the pending migration was not applied"
+    edited.write_bytes(original)
+    assert migrate.migrate(settings, database) == ["29991231000000"]
+    assert "later" in _tables(settings, database)
+
+
+def test_rows_without_a_checksum_get_one_and_the_supabase_cli_still_reads_and_writes_the_history(
+    project: tuple[Settings, str],
+) -> None:
+    settings, database = project
+    _add(settings, "20260101000000_create_things.sql", FIRST)
+    _add(settings, "20260102000000_add_size.sql", SECOND)
+    migrate.migrate(settings, database)
+    with connect(settings, user="postgres", database=database) as conn:
+        # As before checksums existed, and after `supabase db push`: history rows with no checksum of ours.
+        conn.execute("delete from supabase_migrations.busymate_checksums")
+        conn.commit()
+    second = settings.migrations_dir / "20260102000000_add_size.sql"
+    second.write_text(SECOND + "-- edited before its checksum was recorded\n")
+    assert migrate.migrate(settings, database) == [], "no refusal: there was nothing to compare with"
+    assert _checksums(settings, database) == {
+        "20260101000000": hashlib.sha256(FIRST.encode()).hexdigest(),
+        "20260102000000": hashlib.sha256(second.read_bytes()).hexdigest(),
+    }
+    second.write_text(SECOND)
+    with pytest.raises(BusymateError, match=r"20260102000000_add_size\.sql: changed since it was applied"):
+        migrate.migrate(settings, database)
+    second.write_text(SECOND + "-- edited before its checksum was recorded\n")
+    # The statements the Supabase CLI runs on its history (supabase/cli, pkg/migration/history.go) still work
+    # and its table keeps exactly its own columns.
+    pushed = settings.migrations_dir / "20260103000000_pushed.sql"
+    pushed.write_text("select 1;\n")
+    _supabase_cli(settings, database, "INSERT", "20260103000000")
+    with connect(settings, user="postgres", database=database) as conn:
+        rows = conn.execute(
+            "SELECT version, coalesce(name, '') as name, statements "
+            "FROM supabase_migrations.schema_migrations"
+        ).fetchall()
+        columns = conn.execute(
+            "select array_agg(column_name::text order by column_name) from information_schema.columns "
+            "where table_schema = 'supabase_migrations' and table_name = 'schema_migrations'"
+        ).fetchone()
+    assert len(rows) == 3
+    assert columns == (["name", "statements", "version"],)
+    assert migrate.migrate(settings, database) == []
+    assert set(_checksums(settings, database)) == {"20260101000000", "20260102000000", "20260103000000"}
+    # A version it reverts (`supabase migration repair --status reverted`) loses our checksum on the next run,
+    # so pushing that version again (edited) is not mistaken for an edit of what busymate applied.
+    _supabase_cli(settings, database, "DELETE", "20260103000000")
+    pushed.unlink()
+    assert migrate.migrate(settings, database) == []
+    assert set(_checksums(settings, database)) == {"20260101000000", "20260102000000"}
+    pushed.write_text("select 2;\n")
+    _supabase_cli(settings, database, "INSERT", "20260103000000")
+    assert migrate.migrate(settings, database) == []
+    assert _checksums(settings, database)["20260103000000"] == hashlib.sha256(b"select 2;\n").hexdigest()
+
+
+def _checksums(settings: Settings, database: str) -> dict[str, str]:
+    with connect(settings, user="postgres", database=database) as conn:
+        rows = conn.execute("select version, sha256 from supabase_migrations.busymate_checksums").fetchall()
+    return {str(version): str(sha) for version, sha in rows}
+
+
+def _supabase_cli(settings: Settings, database: str, what: str, version: str) -> None:
+    """What `supabase db push` (INSERT) or `supabase migration repair --status reverted` (DELETE) run."""
+    with connect(settings, user="postgres", database=database) as conn:
+        conn.execute("SET lock_timeout = '4s'")
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS supabase_migrations.schema_migrations "
+            "(version text NOT NULL PRIMARY KEY)"
+        )
+        conn.execute("ALTER TABLE supabase_migrations.schema_migrations ADD COLUMN IF NOT EXISTS name text")
+        if what == "INSERT":
+            conn.execute(
+                "INSERT INTO supabase_migrations.schema_migrations(version, name, statements) "
+                "VALUES(%s, %s, %s)",
+                (version, "pushed", ["select 1"]),
+            )
+        else:
+            conn.execute(
+                "DELETE FROM supabase_migrations.schema_migrations WHERE version = ANY(%s)", ([version],)
+            )
+        conn.commit()
+
+
+def test_busymate_db_migrate_refuses_an_edited_migration_in_one_line(tmp_path: Path) -> None:
+    project_dir = tmp_path / "project"
+    shutil.copytree(
+        PROJECT_DIR / "supabase", project_dir / "supabase", ignore=shutil.ignore_patterns("tests")
+    )
+    (project_dir / "sql").symlink_to(PROJECT_DIR / "sql")
+    with ephemeral.ephemeral_cluster(project_dir, tmp_path / ".busymate") as settings:
+        migrate.reset(settings)
+        edited = sorted(settings.migrations_dir.glob("*.sql"))[0]
+        original = edited.read_bytes()
+        edited.write_bytes(original.replace(b"\n", b"\n\n", 1))
+        (settings.migrations_dir / "29991231000000_later.sql").write_text(LATER)
+        env = {
+            **os.environ,
+            "BUSYMATE_PROJECT_DIR": str(settings.project_dir),
+            "BUSYMATE_STATE_DIR": str(settings.state_dir),
+            "BUSYMATE_DB_PORT": str(settings.db_port),
+            "COLUMNS": "200",
+        }
+        command = [str(Path(sys.executable).parent / "busymate"), "db", "migrate"]
+        refused = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120, check=False)
+        assert refused.returncode == 1, refused.stdout + refused.stderr
+        assert refused.stderr.startswith(
+            f"error: supabase/migrations/{edited.name}: changed since it was applied"
+        )
+        assert "busymate db reset" in refused.stderr
+        assert "Traceback" not in refused.stdout + refused.stderr
+        assert "later" not in _tables(settings, settings.db_name)
+        edited.write_bytes(original)
+        applied = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120, check=False)
+        assert applied.returncode == 0, applied.stderr
+        assert "applied 29991231000000_later.sql" in applied.stdout
+        assert "later" in _tables(settings, settings.db_name)
