@@ -12,7 +12,7 @@ from busymate.stack import ephemeral
 
 
 def figure(*, bench: str, figure: str, value: float, unit: str, baseline: str, baseline_value: float) -> str:
-    """One figure beside its baseline, as the JSON line ARCHITECTURE.md §3 specifies."""
+    """One figure beside its baseline, as the JSON line `make bench` prints (DEVELOPERS.md)."""
     return json.dumps(
         {
             "bench": bench,

@@ -12,7 +12,6 @@ from typing import Any
 
 import httpx
 
-from busymate import tokens
 from busymate.errors import BusymateError
 from busymate.project import IDENTITY_HEADER, project_id
 from busymate.settings import Settings
@@ -79,9 +78,9 @@ class Api:
 
     def __init__(self, settings: Settings, token: str | None = None, timeout: float = 30.0) -> None:
         self.settings = settings
-        self.anon_key = tokens.anon_key(settings.jwt_secret)
+        self.anon_key = settings.anon_key or settings.publishable_key  # either is a publishable key
         self.token = token or self.anon_key
-        self._http = httpx.Client(base_url=settings.api_url, timeout=timeout)
+        self._http = httpx.Client(base_url=settings.url or settings.api_url, timeout=timeout)
         self._verified = False
 
     def close(self) -> None:

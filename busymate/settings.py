@@ -165,6 +165,11 @@ class Settings:
     # Durability trades speed for safety; throw-away test clusters turn it off.
     durable: bool = True
     pg_bindir: Path | None = None
+    # What a worker (the proxy, `busymate tail`, the API client) reaches the API with: its URL and publishable
+    # (anon) key, from BUSYMATE_URL / BUSYMATE_ANON_KEY, else SUPABASE_URL / SUPABASE_ANON_KEY. Workers never
+    # derive them from jwt_secret; the CLI fills them from the local stack it runs when they are not set.
+    url: str = ""
+    anon_key: str = ""
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -259,4 +264,6 @@ class Settings:
             proxy_block=_words(env, "BUSYMATE_PROXY_BLOCK"),
             proxy_allow=_words(env, "BUSYMATE_PROXY_ALLOW"),
             pg_bindir=bindir,
+            url=(env.get("BUSYMATE_URL") or env.get("SUPABASE_URL") or "").rstrip("/"),
+            anon_key=env.get("BUSYMATE_ANON_KEY") or env.get("SUPABASE_ANON_KEY") or "",
         )

@@ -13,6 +13,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from busymate import tokens
 from busymate.client import ApiRefused
 from busymate.errors import BusymateError
 from busymate.project import with_remembered
@@ -41,8 +42,18 @@ def settings_from(ctx: typer.Context) -> Settings:
         return obj
     built = Settings.from_env()
     built = with_remembered(built, os.environ)
+    built = local_endpoint(built)
     ctx.find_root().obj = built
     return built
+
+
+def local_endpoint(settings: Settings) -> Settings:
+    """The URL and anon key workers use, from the local stack the CLI runs when the environment does not name
+    them (BUSYMATE_URL / BUSYMATE_ANON_KEY): the CLI is that stack's operator, so it may derive the key."""
+    return settings.with_overrides(
+        url=settings.url or settings.api_url,
+        anon_key=settings.anon_key or tokens.anon_key(settings.jwt_secret),
+    )
 
 
 def fail(message: str, code: int = 1) -> NoReturn:

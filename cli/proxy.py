@@ -10,7 +10,6 @@ from typing import Annotated
 import typer
 
 from busymate.cli.common import err, friendly, out, settings_from
-from busymate.cli.devices import device_token
 from busymate.cli.session import acting_token
 from busymate.errors import BusymateError
 from busymate.project import remember
@@ -109,7 +108,6 @@ def run(
         serve(
             config,
             lambda: acting_token(settings)[0],
-            lambda row: device_token(settings, row),
             upstream_ca=upstream_ca,
             insecure=insecure,
             verbose=verbose,

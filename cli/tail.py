@@ -30,7 +30,6 @@ from rich.console import Console
 from rich.markup import escape
 from rich.text import Text
 
-from busymate import tokens
 from busymate.cli.common import err, friendly, settings_from
 from busymate.cli.devices import pick_workspace
 from busymate.cli.session import acting_token
@@ -390,8 +389,8 @@ class Feed:
         self._said: set[str] = set()  # notices that repeat while disconnected are said once
         self._token_lock = asyncio.Lock()
         self.closing = False  # set before the client closes the socket: its last states are ours, not news
-        self._http = httpx.AsyncClient(base_url=settings.api_url, timeout=30.0)
-        self._anon = tokens.anon_key(settings.jwt_secret)
+        self._http = httpx.AsyncClient(base_url=settings.url or settings.api_url, timeout=30.0)
+        self._anon = settings.anon_key or settings.publishable_key
 
     async def aclose(self) -> None:
         """Close the HTTP connection pool."""
@@ -630,7 +629,10 @@ async def follow(
         notices=err,
     )
     client = LiveClient(
-        settings.api_url, tokens.anon_key(settings.jwt_secret), feed.fresh_token, feed.on_state
+        settings.url or settings.api_url,
+        settings.anon_key or settings.publishable_key,
+        feed.fresh_token,
+        feed.on_state,
     )
     refresher: asyncio.Task[None] | None = None
     try:

@@ -5,7 +5,8 @@ operator's token, opens a listener (`regular@<port>`) for each paired one whose 
 reconciles whenever `devices:all` says a device was added, changed or removed (and every 30 s, and after a
 reconnect). A flow belongs to the device whose listener it came through. A connection from an address outside
 the device's `allowed_sources` is closed before a byte is proxied. Finished flows are queued for the spool
-writer under the device's credential; a 401 there closes the device's port until its credential changes.
+writer under the device's token, which the backend issued (proxy/credentials.py); a 401 there closes the
+device's port until its credential changes.
 """
 
 from __future__ import annotations
@@ -25,12 +26,12 @@ from mitmproxy import connection, ctx, http
 from mitmproxy.flow import Error
 from mitmproxy.proxy import server_hooks
 
-from busymate import tokens
 from busymate.errors import BusymateError
 from busymate.live import LiveClient
 from busymate.proxy import ca
 from busymate.proxy.breakpoints import Breakpoints
 from busymate.proxy.capture import TAP, BodyTap, entry_row
+from busymate.proxy.credentials import Credential, Credentials
 from busymate.proxy.spool import Writer
 from busymate.proxy.upstream import REFUSED, Upstreams, refuse
 from busymate.settings import Settings
@@ -59,8 +60,8 @@ class Device:
     workspace_id: str
     port: int
     allowed: tuple[Network, ...]
-    credential_id: str
-    token: str
+    credential_id: str  # which pairing its token belongs to: a change lets its spool be written again
+    token: str  # issued by /functions/v1/device-token
     paired_at: str | None = None  # which credential this is: a new pairing moves it
 
     def allows(self, address: str) -> bool:
@@ -100,15 +101,15 @@ class Busymate:
         self,
         config: ProxyConfig,
         operator_token: Callable[[], str],
-        device_token: Callable[[dict[str, Any]], str],
         on_ports: Callable[[dict[int, dict[str, str]]], None] | None = None,
     ) -> None:
         self.config = config
         self._on_ports = on_ports
         self.settings = config.settings
-        self.anon_key = tokens.anon_key(self.settings.jwt_secret)
+        self.api_url = self.settings.url or self.settings.api_url
+        self.anon_key = self.settings.anon_key or self.settings.publishable_key  # never derived from a secret
         self._operator_token = operator_token  # () -> str (blocking; run in a thread)
-        self._device_token = device_token  # (device row) -> str
+        self.credentials = Credentials(ca.confdir(self.settings.state_dir))
         self._token: tuple[str, float] | None = None
         self.by_port: dict[int, Device] = {}
         self.by_uuid: dict[str, Device] = {}
@@ -117,7 +118,7 @@ class Busymate:
         self.cap = DEFAULT_CAP
         self.writer = Writer(
             self.settings.state_dir / "proxy" / "spool",
-            self.settings.api_url,
+            self.api_url,
             self.anon_key,
             self._token_of,
             self._refused,
@@ -130,7 +131,7 @@ class Busymate:
         self.no_credential: set[str] = set()  # devices whose credential the operator may not have (said once)
         self.upstreams = Upstreams.for_proxy(self.settings, config.ports)
         self.live: LiveClient | None = None
-        self.http = httpx.AsyncClient(base_url=self.settings.api_url, timeout=15.0)
+        self.http = httpx.AsyncClient(base_url=self.api_url, timeout=15.0)
         self._tasks: list[asyncio.Task[None]] = []
         self._reconcile_lock = asyncio.Lock()
         self.ready = asyncio.Event()
@@ -163,7 +164,7 @@ class Busymate:
         self.writer.start()
         await self._read_cap()
         await self.reconcile("start")
-        self.live = LiveClient(self.settings.api_url, self.anon_key, self.operator_token, self._live_state)
+        self.live = LiveClient(self.api_url, self.anon_key, self.operator_token, self._live_state)
         self.live.subscribe("devices:all", self._on_devices)
         try:
             await self.live.start()
@@ -274,43 +275,57 @@ class Busymate:
                 log.warning("could not list devices (%s): ports unchanged", response.status_code)
                 return
             rows = response.json()
-            credentials = await self._credentials([r for r in rows if self._needs_credential(r)])
+            self.credentials.keep_only({str(r["uuid"]) for r in rows})
+            for row in rows:
+                if self._needs_credential(row):
+                    await self._issue(row)
             wanted: dict[int, Device] = {}
             for row in rows:
-                device = self._wanted(row, credentials)
+                device = self._wanted(row)
                 if device is not None:
                     wanted[device.port] = device
             await self._apply(wanted, why)
             self._follow_workspaces()
 
     def _needs_credential(self, row: dict[str, Any]) -> bool:
-        """A paired device of the pool whose current credential the proxy lacks (new, or paired again)."""
-        old, version = self.by_uuid.get(row["uuid"]), row.get("paired_at")
+        """A paired device of the pool whose token the proxy lacks (new, paired again) or should renew."""
+        held, version = self.credentials.get(row["uuid"]), row.get("paired_at")
         return (
             bool(row.get("paired"))
             and int(row["proxy_port"]) in self.config.ports
             and not (row["uuid"] in self.refused and self.refused[row["uuid"]] == version)
-            and (old is None or old.paired_at != version)
+            and (held is None or held.paired_at != version or held.due())
         )
 
-    async def _credentials(self, rows: list[dict[str, Any]]) -> dict[str, str]:
-        """The credentials to sign these devices' tokens with, in one call (owners and admins get them)."""
-        if not rows:
-            return {}
-        response = await self.api(
-            "POST", "/rest/v1/rpc/device_credentials", json={"device_uuids": [r["uuid"] for r in rows]}
-        )
-        if response.status_code != 200:
+    async def _issue(self, row: dict[str, Any]) -> None:
+        """Ask the backend for this device's token under the operator's token (owners and admins get one)."""
+        response = await self.api("POST", "/functions/v1/device-token", json={"device": row["uuid"]})
+        if response.status_code == 401:
+            self._token = None
+            response = await self.api("POST", "/functions/v1/device-token", json={"device": row["uuid"]})
+        if response.status_code == 404:
+            self.credentials.drop(row["uuid"])  # not the operator's to have (any more)
+            return
+        try:
+            answer: Any = response.json() if response.status_code == 200 else {}
+            issued = Credential(
+                str(answer["access_token"]),
+                row.get("paired_at"),
+                int(answer["expires_at"]) - int(answer["expires_in"]),
+                int(answer["expires_at"]),
+            )
+        except (ValueError, TypeError, KeyError):
             log.warning(
-                "could not read device credentials (%s %s): their ports stay closed",
+                "could not get a token for device %r (%s %s): %s",
+                row["name"],
                 response.status_code,
                 response.text[:200],
+                "keeping the one it has" if self.credentials.get(row["uuid"]) else "its port stays closed",
             )
-            return {}
-        rows = response.json()
-        return {str(r["device_uuid"]): str(r["credential_id"]) for r in rows if r.get("credential_id")}
+            return
+        self.credentials.put(row["uuid"], issued)
 
-    def _wanted(self, row: dict[str, Any], credentials: dict[str, str]) -> Device | None:
+    def _wanted(self, row: dict[str, Any]) -> Device | None:
         port, name, version = int(row["proxy_port"]), row["name"], row.get("paired_at")
         if port not in self.config.ports:
             if (row["uuid"], port) not in self.warned:
@@ -328,12 +343,9 @@ class Busymate:
         if row["uuid"] in self.refused and self.refused[row["uuid"]] == version:
             return None
         self.refused.pop(row["uuid"], None)
-        old = self.by_uuid.get(row["uuid"])
-        if old is not None and old.paired_at == version:
-            cred, token = old.credential_id, old.token
-        elif row["uuid"] in credentials:
-            cred = credentials[row["uuid"]]
-            token = self._device_token({**row, "credential_id": cred})
+        held = self.credentials.get(row["uuid"])
+        if held is not None and held.paired_at == version and not held.expired():
+            cred, token = str(version), held.token
         else:
             if row["uuid"] not in self.no_credential:
                 self.no_credential.add(row["uuid"])
@@ -395,6 +407,7 @@ class Busymate:
         if dev is None:
             return
         self.refused[device_uuid] = dev.paired_at
+        self.credentials.drop(device_uuid)
         log.error(
             "the API refused the credential of device %r (%s): closing port %d; its captured flows wait in "
             "the spool until it is paired again",

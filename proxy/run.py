@@ -10,7 +10,6 @@ import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from mitmproxy import options
 from mitmproxy.tools.dump import DumpMaster
@@ -29,7 +28,6 @@ def state_file(state_dir: Path) -> Path:
 async def serve(
     config: ProxyConfig,
     operator_token: Callable[[], str],
-    device_token: Callable[[dict[str, Any]], str],
     *,
     upstream_ca: Path | None = None,
     insecure: bool = False,
@@ -46,7 +44,7 @@ async def serve(
         ssl_insecure=insecure,
         ssl_verify_upstream_trusted_ca=str(upstream_ca) if upstream_ca else None,
     )
-    addon = Busymate(config, operator_token, device_token, on_ports=lambda ports: _write_state(config, ports))
+    addon = Busymate(config, operator_token, on_ports=lambda ports: _write_state(config, ports))
     master.addons.add(addon)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -1,4 +1,5 @@
-"""Verify a request's bearer token as PostgREST v14 does (contracts/postgrest.md §2.2), with a small cache.
+"""Verify a request's bearer token as PostgREST v14 does, with a small cache
+(https://docs.postgrest.org/en/v14/references/auth.html).
 
 HS256 tokens are checked against the project's secret and ES256 tokens against its published key (by `kid`),
 as PostgREST does with a JWKS holding both; nothing else is accepted, so an HS256 token signed with the public

@@ -318,7 +318,8 @@ class App:
             if self.rest is None:
                 raise ApiError(503, "PGRST002", "The schema cache is loading")
             role = str(claims.get("role") or ANON_ROLE)
-            response = await self.rest.handle(Call(method, path, "", headers, [], body, claims, role))
+            path, _, query = path.partition("?")  # a function may pass PostgREST's filters in the path
+            response = await self.rest.handle(Call(method, path, query, headers, [], body, claims, role))
         except ApiError as exc:
             response = error_response(exc)
         return response.status, response.body

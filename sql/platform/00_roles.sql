@@ -1,4 +1,4 @@
--- Platform layer: the database roles a Supabase image ships (contracts/realtime.md §1.1).
+-- Platform layer: the database roles a Supabase image ships (https://supabase.com/docs/guides/database/postgres/roles).
 -- Affects: cluster-wide roles, their attributes, memberships and role settings.
 -- Caveats: applied only to a bare Postgres by `busymate db`, never to a Supabase database. Roles are
 -- cluster-wide, so this file runs before every database is (re)created; it must stay idempotent.

@@ -1,5 +1,5 @@
 -- Platform layer: schemas, extensions and the default privileges of a Supabase project
--- (contracts/realtime.md §1.1 "Grants application migrations assume").
+-- (docs/database.md, "The platform layer").
 -- Affects: schemas public and extensions, pgcrypto, uuid-ossp, pg_stat_statements, default privileges.
 -- Caveats: new tables in public are reachable by the API roles by default, exactly as on Supabase;
 -- row-level security and explicit revokes in migrations do the gating.

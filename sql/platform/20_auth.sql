@@ -1,4 +1,4 @@
--- Platform layer: the `auth` schema GoTrue owns (contracts/realtime.md §1.3).
+-- Platform layer: the `auth` schema GoTrue owns (GoTrue's migrations, https://github.com/supabase/auth).
 -- Affects: auth.users with the columns GoTrue uses, and the claim helpers uid(), role(), email(), jwt().
 -- Caveats: the helpers read both the PostgREST >= 9 claims object and the legacy per-claim settings, and
 -- return null outside a request, never an error. GoTrue's other tables arrive with /auth/v1.

@@ -1,4 +1,5 @@
--- Platform layer: the `realtime` schema as Realtime's tenant migrations generate it (contracts/realtime.md §1.4).
+-- Platform layer: the `realtime` schema as Realtime's tenant migrations generate it
+-- (https://github.com/supabase/realtime).
 -- Affects: types, realtime.messages (partitioned by day, RLS on, no policies), topic(), send(), send_binary(),
 -- broadcast_changes(), and maintain_partitions() which stands in for Realtime's janitor.
 -- Caveats: a default partition catches any row whose day has no partition yet, so a send never fails for want

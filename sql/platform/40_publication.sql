@@ -1,4 +1,4 @@
--- Platform layer: the publication postgres_changes reads (contracts/realtime.md §1.5).
+-- Platform layer: the publication postgres_changes reads (https://supabase.com/docs/guides/realtime/postgres-changes).
 -- Affects: publication supabase_realtime, created empty and owned by postgres so migrations can add tables.
 -- Caveats: never dropped here, so a re-applied platform layer keeps the tables migrations added.
 

@@ -1,5 +1,5 @@
-"""The database side of /realtime/v1, always under the caller's own role and claims (contracts/realtime.md
-§2).
+"""The database side of /realtime/v1, always under the caller's own role and claims
+(https://supabase.com/docs/guides/realtime/authorization).
 
 Reading a private topic is decided by the app's SELECT policies on `realtime.messages` (a probe row inserted
 and read back, then rolled back), sending by its INSERT policies (an insert in a savepoint, rolled back).

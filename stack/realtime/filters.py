@@ -1,6 +1,7 @@
-"""postgres_changes filters (contracts/realtime.md §4): `column=[not.]op.value`, several joined by commas
-(AND), evaluated against a change's typed values the way Realtime's `check_equality_op` does: the filter
-value is read as the column's type, NULL fails everything but `is`.
+"""postgres_changes filters (https://supabase.com/docs/guides/realtime/postgres-changes):
+`column=[not.]op.value`, several joined by commas (AND), evaluated against a change's typed values the way
+Realtime's `check_equality_op` does: the filter value is read as the column's type, NULL fails everything but
+`is`.
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
 """/realtime/v1: sockets, channels, broadcast, presence and the HTTP broadcast endpoints
-(contracts/realtime.md §2-§3), served by the API server next to /rest/v1.
+(https://supabase.com/docs/guides/realtime/protocol and /authorization), served by the API server next to
+/rest/v1.
 
 One asyncio task reads each socket and handles its frames in order; a second writes its outgoing queue, so a
 slow reader never holds up a fan-out. A frame for many subscribers is encoded once per serializer.
@@ -48,7 +49,6 @@ Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 PREFIX = "realtime:"
 MAX_QUEUE = 50_000  # frames waiting for one slow socket before it is cut off (it can replay what it missed)
 MAX_BUFFER = 64 * 1024 * 1024  # bytes waiting in one direct socket's transport, likewise
-MAX_PAYLOAD = 3000 * 1024 + 500
 REPLAY_DEFAULT = 25
 REPLAY_MAX = 1000  # Supabase caps replay at 25 messages; a reconnecting subscriber here may fetch more
 
@@ -589,7 +589,7 @@ class Hub:
         return delivered
 
     async def _check_device(self, claims: dict[str, object]) -> None:
-        """A device token counts only while its credential is current (ARCHITECTURE.md §5)."""
+        """A device token counts only while its credential is current (docs/security-model.md)."""
         if claims.get("role") == "device" and not await self.access.device_is_current(claims):
             raise RealtimeError(f"Unauthorized: {DEVICE_REVOKED}")
 

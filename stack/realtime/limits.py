@@ -1,5 +1,5 @@
 """How much one client may take of /realtime/v1, with Supabase Realtime's limits and reasons where it has them
-(contracts/realtime.md §3.6, supabase.com/docs/guides/realtime/limits).
+(https://supabase.com/docs/guides/realtime/limits).
 
 Every bound here protects the other users of the same server: database connections (REST shares them),
 channels and joins per socket, and the presence state the server keeps in memory while a channel lives.

@@ -1,5 +1,6 @@
-"""Phoenix frames as Supabase Realtime speaks them (contracts/realtime.md §3.2): the 1.0.0 JSON objects, the
-2.0.0 JSON arrays, the binary kind-3 broadcast push clients send and the kind-4 broadcast the server sends.
+"""Phoenix frames as Supabase Realtime speaks them (https://supabase.com/docs/guides/realtime/protocol):
+the 1.0.0 JSON objects, the 2.0.0 JSON arrays, the binary kind-3 broadcast push clients send and the kind-4
+broadcast the server sends.
 
 Decoding never raises on a client's bytes: a frame that does not parse is None and the socket ignores it, as
 Phoenix does.

@@ -1,6 +1,6 @@
 """Committed changes for /realtime/v1, read from a wal2json logical slot the way Supabase Realtime reads them
-(contracts/realtime.md §4): database broadcasts (rows inserted into `realtime.messages`) and postgres_changes
-for the tables of the `supabase_realtime` publication.
+(https://supabase.com/docs/guides/realtime/postgres-changes): database broadcasts (rows inserted into
+`realtime.messages`) and postgres_changes for the tables of the `supabase_realtime` publication.
 
 One temporary slot per server, polled by one task, so everything reaches subscribers in commit order. A
 partition's change is reported as its root table (the publication publishes through the root). For each
@@ -185,7 +185,6 @@ class Replication:
         self._dirty = True
         self.ready = asyncio.Event()
         self._reload_waiters: list[asyncio.Future[None]] = []
-        self.lag_polls = 0
 
     # -- subscriptions -----------------------------------------------------------------------------------
 

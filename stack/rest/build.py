@@ -1,4 +1,5 @@
-"""Turn a parsed request into one SQL statement whose single row carries the whole response body (§3).
+"""Turn a parsed request into one SQL statement whose single row carries the whole response body
+(docs/rest.md, "A request, end to end").
 
 Identifiers come only from the schema cache and are quoted; every value from the request is a bound parameter
 (psycopg sends `str` with the unknown type, so Postgres infers each value's type from its column).

@@ -1,4 +1,5 @@
-"""Errors in PostgREST's shape: `{code, details, hint, message}` and the SQLSTATE to HTTP table (§7)."""
+"""Errors in PostgREST's shape: `{code, details, hint, message}` and the SQLSTATE to HTTP table
+(https://docs.postgrest.org/en/v14/references/errors.html)."""
 
 from __future__ import annotations
 
@@ -48,7 +49,7 @@ def parse_error(what: str, text: str, position: int, details: str) -> ApiError:
 
 
 def status_for_sqlstate(code: str, message: str, anonymous: bool) -> int:
-    """The HTTP status PostgREST answers for a database error (contracts/postgrest.md §7.2)."""
+    """The HTTP status PostgREST answers for a database error (https://docs.postgrest.org/en/v14/references/errors.html)."""
     exact = {
         "23503": 409,
         "23505": 409,

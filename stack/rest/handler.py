@@ -1,4 +1,4 @@
-"""/rest/v1: one request, one transaction, one main statement whose row is the response (§3-§6)."""
+"""/rest/v1: one request, one transaction, one main statement whose row is the response (docs/rest.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""GET /rest/v1/: a Swagger 2.0 document of the exposed tables, views and functions (§8)."""
+"""GET /rest/v1/: a Swagger 2.0 document of the exposed tables, views and functions
+(https://docs.postgrest.org/en/v14/references/api/openapi.html)."""
 
 from __future__ import annotations
 

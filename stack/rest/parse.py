@@ -1,4 +1,5 @@
-"""Parse PostgREST's query grammar: select=, filters, or=/and= trees, order= (contracts/postgrest.md §4).
+"""Parse PostgREST's query grammar: select=, filters, or=/and= trees, order=
+(https://docs.postgrest.org/en/v14/references/api/tables_views.html).
 
 Nothing here knows the schema: names come out as plain strings and are checked against the schema cache when
 the SQL is built. A parameter that does not parse raises PGRST100 with the column where parsing stopped.

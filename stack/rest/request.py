@@ -1,4 +1,5 @@
-"""Read an HTTP request the way PostgREST does: query keys, preferences, media types, body (§1, §5.6)."""
+"""Read an HTTP request the way PostgREST does: query keys, preferences, media types, body
+(https://docs.postgrest.org/en/v14/references/api/tables_views.html, https://docs.postgrest.org/en/v14/references/api/preferences.html)."""
 
 from __future__ import annotations
 
@@ -49,7 +50,6 @@ class Query:
     """The query string, sorted into PostgREST's parts."""
 
     select: list[Field | Embed] = field(default_factory=lambda: [Field("*")])
-    select_given: bool = False
     columns: list[str] | None = None
     on_conflict: list[str] | None = None
     filters: list[Filter | Logic] = field(default_factory=list)
@@ -60,7 +60,7 @@ class Query:
 
 
 def parse_query(raw: str, *, rpc_get: bool) -> Query:
-    """Form-decode and classify every key (§1 reserved keys; on GET RPC a non-filter key is an argument)."""
+    """Form-decode and classify every key (the reserved keys; on GET RPC a non-filter key is an argument)."""
     q = Query()
     seen: set[str] = set()
     for key, value in parse_qsl(raw, keep_blank_values=True):
@@ -72,7 +72,6 @@ def parse_query(raw: str, *, rpc_get: bool) -> Query:
             seen.add(key)
             if key == "select":
                 q.select = parse_select(value)
-                q.select_given = True
             elif key == "columns":
                 q.columns = parse_columns(value)
             else:

@@ -1,4 +1,5 @@
-"""The schema cache: relations, columns, keys, relationships and functions of the exposed schemas (§7.4).
+"""The schema cache: relations, columns, keys, relationships and functions of the exposed schemas
+(https://docs.postgrest.org/en/v14/references/schema_cache.html).
 
 Loaded in one pass over the catalogs, and again on `NOTIFY pgrst, 'reload schema'`. Every identifier the SQL
 builder writes comes from here, never from the request.
@@ -115,14 +116,14 @@ class SchemaCache:
     functions: dict[tuple[str, str], list[Function]] = field(default_factory=dict)
     types: dict[str, str] = field(default_factory=dict)  # type name or alias -> qualified, quoted name
     role_settings: dict[str, dict[str, str]] = field(default_factory=dict)
-    roles: frozenset[str] = frozenset()
     # PostgREST's db-pre-request (`alter role authenticator set pgrst.db_pre_request = 'schema.fn'`): the
     # function called before every request, already quoted; None when not configured.
     pre_request: str | None = None
 
 
-# What PostgREST replays of a role's ALTER ROLE ... SET, because SET ROLE does not apply it (§2.3); limited to
-# settings any role may change.
+# What PostgREST replays of a role's ALTER ROLE ... SET, because SET ROLE does not apply it ("Impersonated
+# Role Settings", https://docs.postgrest.org/en/v14/references/auth.html); limited to settings any role may
+# change.
 REPLAYED_ROLE_SETTINGS = frozenset(
     {
         "statement_timeout",
@@ -261,7 +262,6 @@ def load(conn: psycopg.Connection[tuple[object, ...]], schemas: tuple[str, ...])
             elif name == "pgrst.db_pre_request" and rolname == "authenticator" and value.strip():
                 cache.pre_request = ".".join(quote(part) for part in value.strip().split(".", 1))
         cache.role_settings[str(rolname)] = values
-    cache.roles = frozenset(cache.role_settings)
     return cache
 
 

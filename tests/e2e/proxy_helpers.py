@@ -8,6 +8,7 @@ import hashlib
 import json
 import os
 import random
+import secrets
 import socket
 import subprocess
 import sys
@@ -24,6 +25,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from busymate import tokens
+from busymate.cli.session import local_admin
 from busymate.settings import Settings
 from busymate.stack.api import settings_env
 
@@ -148,6 +150,18 @@ class ProxyProcess:
         assert self.proc.poll() is None, f"the proxy exited ({self.proc.returncode}):\n{self.log()}"
 
 
+def worker_env(settings: Settings) -> dict[str, str]:
+    """What a worker (the proxy, `busymate tail`) gets on top of `settings_env`: the API's URL and anon key,
+    and a random wrong JWT secret, so it works on issued credentials alone or not at all. The local admin it
+    acts as is made first, here, with the stack's right secret (as the stack's operator does)."""
+    local_admin(settings)
+    return {
+        "BUSYMATE_URL": settings.api_url,
+        "BUSYMATE_ANON_KEY": tokens.anon_key(settings.jwt_secret),
+        "BUSYMATE_JWT_SECRET": secrets.token_urlsafe(32),
+    }
+
+
 @contextlib.contextmanager
 def running_proxy(settings: Settings, pool: range, upstream_ca: Path, **env: str) -> Iterator[ProxyProcess]:
     """`busymate proxy run` on `pool`, trusting `upstream_ca` for servers, until the block ends."""
@@ -155,6 +169,7 @@ def running_proxy(settings: Settings, pool: range, upstream_ca: Path, **env: str
     full_env = {
         **os.environ,
         **settings_env(settings),
+        **worker_env(settings),
         "BUSYMATE_PROXY_PORTS": f"{pool.start}-{pool.stop - 1}",
         "BUSYMATE_PROXY_HOST": "127.0.0.1",
         "BUSYMATE_PROXY_UPSTREAM_CA": str(upstream_ca),

@@ -3,7 +3,8 @@
 The checks live in tests/e2e/js/realtime.mjs. Node runs once per module and prints one JSON object with a
 result per check; each check is one test here, so a failure is reported by name with the WebSocket frames
 (binary kind-3/kind-4 frames decoded), subscribe statuses and HTTP exchanges behind it. The expectations are
-those of /work/shared/contracts/realtime.md and ARCHITECTURE.md §6.
+those of Supabase Realtime (https://supabase.com/docs/guides/realtime/protocol, /broadcast, /presence,
+/authorization) and the topics of docs/security-model.md ("Realtime topics").
 
 Before Node starts, this module stores the messages the replay check expects with realtime.send, straight in
 the database, so that check does not depend on the HTTP broadcast endpoint.

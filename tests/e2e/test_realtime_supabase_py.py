@@ -1,8 +1,9 @@
 """/realtime/v1 driven by the unchanged PyPI clients realtime 2.34.1 and supabase-py 2.34.1, real schema.
 
-The issue's proof list, held to the wire contract (shared contracts/realtime.md §2-4 and the client rules of
-3.9) and to the topics of ARCHITECTURE.md §6: public broadcast (self, ack), private joins decided by the
-policies on realtime.messages, broadcast from the database (realtime.send and the entries firehose), presence,
+The issue's proof list, held to Supabase Realtime's wire protocol and authorization
+(https://supabase.com/docs/guides/realtime/protocol, /authorization, /postgres-changes) and to the topics of
+docs/security-model.md: public broadcast (self, ack), private joins decided by the policies on
+realtime.messages, broadcast from the database (realtime.send and the entries firehose), presence,
 postgres_changes with per-subscriber RLS, token refresh and expiry, replay, the HTTP broadcast endpoints,
 connect-time refusals and the raw vsn 1.0.0 frames. Each test makes its own topics and rows. A message that
 must come gets 5 s; "never" is a quiet second, checked after a later message that did come where the order
@@ -64,7 +65,7 @@ COMMIT_TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 
 
 def unauthorized(topic: str) -> dict[str, str]:
-    """The join refusal of a private topic the caller may not read (contract §2)."""
+    """The join refusal of a private topic the caller may not read, as Realtime Authorization words it."""
     return {"reason": f"Unauthorized: You do not have permissions to read from this Channel topic: {topic}"}
 
 
@@ -214,7 +215,7 @@ def test_nobody_sends_on_the_database_only_workspace_topic(stack: Settings, worl
             [only] = await to_member.wait(1)
             assert only["payload"]["n"] == 1
             assert await to_member.settle() == [only]
-            assert replies.items == []  # dropped without a reply, even with ack (contract §2)
+            assert replies.items == []  # dropped without a reply, even with ack, as Realtime does
 
     run(scenario())
 

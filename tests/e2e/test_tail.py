@@ -32,6 +32,7 @@ from busymate.settings import Settings
 from busymate.stack.api import ApiServer, settings_env
 from busymate.stack.postgres import free_port
 from tests.conftest import second_api_server
+from tests.e2e.proxy_helpers import worker_env
 from tests.world import World
 
 WORKSPACE = "w1-e2e"
@@ -44,7 +45,13 @@ class Tail:
     """`busymate tail ...` running in the background, its stdout and stderr read line by line."""
 
     def __init__(self, settings: Settings, *args: str, env: dict[str, str] | None = None) -> None:
-        full_env = {**os.environ, **settings_env(settings), "COLUMNS": "200", **(env or {})}
+        full_env = {
+            **os.environ,
+            **settings_env(settings),
+            **worker_env(settings),  # a wrong JWT secret: tail works on the URL, anon key and its session
+            "COLUMNS": "200",
+            **(env or {}),
+        }
         self.args = args
         self.proc = subprocess.Popen(
             [str(Path(sys.executable).parent / "busymate"), "tail", *args],
@@ -429,7 +436,7 @@ def test_a_user_without_entries_view_is_refused_in_one_line(
     )
     done = subprocess.run(
         [str(Path(sys.executable).parent / "busymate"), "tail", "--workspace", WORKSPACE],
-        env={**os.environ, **settings_env(stack), "BUSYMATE_STATE_DIR": str(state)},
+        env={**os.environ, **settings_env(stack), **worker_env(stack), "BUSYMATE_STATE_DIR": str(state)},
         capture_output=True,
         text=True,
         timeout=60,
@@ -443,12 +450,15 @@ def test_a_user_without_entries_view_is_refused_in_one_line(
 
 
 def test_a_server_that_does_not_answer_is_one_line(stack: Settings, tmp_path: Path) -> None:
+    nobody = free_port()
     done = subprocess.run(
         [str(Path(sys.executable).parent / "busymate"), "tail"],
         env={
             **os.environ,
             **settings_env(stack),
-            "BUSYMATE_API_PORT": str(free_port()),
+            **worker_env(stack),
+            "BUSYMATE_URL": f"http://127.0.0.1:{nobody}",
+            "BUSYMATE_API_PORT": str(nobody),
             "BUSYMATE_STATE_DIR": str(tmp_path),
         },
         capture_output=True,

@@ -1,4 +1,4 @@
--- Lint: the catalog rules every migration must keep (STYLE.md). A violation names the object.
+-- Lint: the catalog rules every migration must keep (docs/database.md, pgTAP). A violation names the object.
 begin;
 select plan(8);
 

@@ -1,4 +1,5 @@
--- Platform layer: the roles, schemas and default privileges of a Supabase project (contracts/realtime.md §1.1).
+-- Platform layer: the roles, schemas and default privileges of a Supabase project
+-- (https://supabase.com/docs/guides/database/postgres/roles).
 begin;
 select plan(40);
 

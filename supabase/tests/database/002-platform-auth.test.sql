@@ -1,4 +1,4 @@
--- Platform layer: auth.users and the claim helpers (contracts/realtime.md §1.3), and our identity helpers.
+-- Platform layer: auth.users and the claim helpers (docs/database.md), and our identity helpers.
 begin;
 select plan(30);
 

@@ -1,4 +1,5 @@
--- Platform layer: realtime.messages, send() and broadcast_changes() (contracts/realtime.md §1.4).
+-- Platform layer: realtime.messages, send() and broadcast_changes()
+-- (https://supabase.com/docs/guides/realtime/broadcast).
 begin;
 select plan(37);
 

@@ -1,5 +1,6 @@
 -- Channel authorization, tested the way Realtime decides it: a probe row read (receive) or inserted (send)
--- under the caller's role and claims with realtime.topic set (contracts/realtime.md §2).
+-- under the caller's role and claims with realtime.topic set
+-- (https://supabase.com/docs/guides/realtime/authorization).
 begin;
 select plan(90);
 select tests.make_world();
