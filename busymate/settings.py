@@ -15,7 +15,7 @@ DEFAULT_DB_PORT = 54322
 DEFAULT_API_PORT = 54321
 # The Supabase CLI's well-known local password for every database login role.
 LOCAL_DB_PASSWORD = "postgres"  # noqa: S105
-# The Supabase CLI's well-known local JWT secret (contracts/realtime.md §5).
+# The Supabase CLI's well-known local JWT secret (the one `supabase status` prints; docs/auth.md).
 LOCAL_JWT_SECRET = "super-secret-jwt-token-with-at-least-32-characters-long"  # noqa: S105
 
 
@@ -39,7 +39,7 @@ def _port(env: Mapping[str, str], name: str, default: int) -> int:
     return int(raw)
 
 
-def _port_like(env: Mapping[str, str], name: str, default: int) -> int:
+def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
     raw = env.get(name)
     if raw is None or raw == "":
         return default
@@ -245,20 +245,20 @@ class Settings:
             jwt_secret=env.get("BUSYMATE_JWT_SECRET") or LOCAL_JWT_SECRET,
             publishable_key=env.get("BUSYMATE_PUBLISHABLE_KEY") or LOCAL_PUBLISHABLE_KEY,
             secret_key=env.get("BUSYMATE_SECRET_KEY") or LOCAL_SECRET_KEY,
-            max_body_bytes=_port_like(env, "BUSYMATE_MAX_BODY_BYTES", 64 * 1024 * 1024),
+            max_body_bytes=_positive_int(env, "BUSYMATE_MAX_BODY_BYTES", 64 * 1024 * 1024),
             jwt_alg=(env.get("BUSYMATE_JWT_ALG") or "HS256").upper(),
-            jwt_expiry=_port_like(env, "BUSYMATE_JWT_EXPIRY", 3600),
+            jwt_expiry=_positive_int(env, "BUSYMATE_JWT_EXPIRY", 3600),
             auth_signup=_flag(env, "BUSYMATE_AUTH_SIGNUP", True),
-            auth_rate_limit=_port_like(env, "BUSYMATE_AUTH_RATE_LIMIT", 30),
-            pair_rate_limit=_port_like(env, "BUSYMATE_PAIR_RATE_LIMIT", 30),
-            device_token_days=_port_like(env, "BUSYMATE_DEVICE_TOKEN_DAYS", 365),
-            realtime_db_connections=_port_like(env, "BUSYMATE_REALTIME_DB_CONNECTIONS", 3),
-            realtime_max_channels_per_client=_port_like(env, "BUSYMATE_REALTIME_MAX_CHANNELS", 100),
-            realtime_max_joins_per_second=_port_like(env, "BUSYMATE_REALTIME_MAX_JOINS_PER_SECOND", 100),
-            realtime_presence_max_kb=_port_like(env, "BUSYMATE_REALTIME_PRESENCE_MAX_KB", 256),
-            realtime_presence_total_mb=_port_like(env, "BUSYMATE_REALTIME_PRESENCE_TOTAL_MB", 64),
-            max_header_bytes=_port_like(env, "BUSYMATE_MAX_HEADER_BYTES", 64 * 1024),
-            api_log_max_bytes=_port_like(env, "BUSYMATE_API_LOG_MAX_BYTES", 10 * 1024 * 1024),
+            auth_rate_limit=_positive_int(env, "BUSYMATE_AUTH_RATE_LIMIT", 30),
+            pair_rate_limit=_positive_int(env, "BUSYMATE_PAIR_RATE_LIMIT", 30),
+            device_token_days=_positive_int(env, "BUSYMATE_DEVICE_TOKEN_DAYS", 365),
+            realtime_db_connections=_positive_int(env, "BUSYMATE_REALTIME_DB_CONNECTIONS", 3),
+            realtime_max_channels_per_client=_positive_int(env, "BUSYMATE_REALTIME_MAX_CHANNELS", 100),
+            realtime_max_joins_per_second=_positive_int(env, "BUSYMATE_REALTIME_MAX_JOINS_PER_SECOND", 100),
+            realtime_presence_max_kb=_positive_int(env, "BUSYMATE_REALTIME_PRESENCE_MAX_KB", 256),
+            realtime_presence_total_mb=_positive_int(env, "BUSYMATE_REALTIME_PRESENCE_TOTAL_MB", 64),
+            max_header_bytes=_positive_int(env, "BUSYMATE_MAX_HEADER_BYTES", 64 * 1024),
+            api_log_max_bytes=_positive_int(env, "BUSYMATE_API_LOG_MAX_BYTES", 10 * 1024 * 1024),
             trusted_proxies=_trusted(env, "BUSYMATE_TRUSTED_PROXIES"),
             proxy_ports=_port_range(env, "BUSYMATE_PROXY_PORTS", DEFAULT_PROXY_PORTS),
             proxy_block=_words(env, "BUSYMATE_PROXY_BLOCK"),

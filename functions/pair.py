@@ -2,7 +2,7 @@
 
 The code goes to the `pair_device` RPC under the anon key (the code is the proof); the RPC voids any earlier
 credential of that device and answers the new one, which this function signs into a device token
-(ARCHITECTURE.md §5: role `device`, sub = the device's uuid, workspace_id, cred).
+(docs/auth.md, "Devices": role `device`, sub = the device's uuid, workspace_id, cred).
 Attempts are limited per address (BUSYMATE_PAIR_RATE_LIMIT per 5 minutes).
 """
 

@@ -2,9 +2,9 @@
 (with the OAuth 2.1 authorization server) and /functions/v1.
 
 A bare ASGI app on uvicorn with uvloop and httptools: no framework between the socket and the handler. The
-gateway does what Supabase's Kong does (contracts/postgrest.md §2.1): an `apikey` must be one of the
-project's keys, `sb_publishable_`/`sb_secret_` keys become the anon/service_role roles, and CORS preflights
-are answered.
+gateway does what Supabase's Kong does (https://supabase.com/docs/guides/api/api-keys): an `apikey` must be
+one of the project's keys, `sb_publishable_`/`sb_secret_` keys become the anon/service_role roles, and CORS
+preflights are answered.
 
 Run it with `python -m busymate.stack.server` (what `busymate start` does) or `serve(settings)`.
 """
