@@ -1,1 +1,1 @@
-"""/realtime/v1: a Supabase Realtime-compatible server (contracts/realtime.md)."""
+"""/realtime/v1: a Supabase Realtime-compatible server (docs/realtime.md)."""

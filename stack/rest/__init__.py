@@ -1,1 +1,1 @@
-"""busymate.stack.rest: a PostgREST-compatible /rest/v1 (contracts/postgrest.md)."""
+"""busymate.stack.rest: a PostgREST-compatible /rest/v1 (docs/rest.md)."""
