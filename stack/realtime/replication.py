@@ -35,7 +35,7 @@ from busymate.stack.realtime import deletes
 from busymate.stack.realtime import filters as pgfilters
 from busymate.stack.realtime.catalog import APPLICATION_NAME, Catalog, Table
 from busymate.stack.realtime.limits import TOO_MANY_BINDINGS
-from busymate.stack.realtime.protocol import V1, V2, Frame, encode
+from busymate.stack.realtime.protocol import Frame
 
 if TYPE_CHECKING:
     from busymate.stack.realtime.hub import Channel, Hub
@@ -574,6 +574,3 @@ def _text(value: object) -> str | None:
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return str(value)
-
-
-__all__ = ["V1", "V2", "Binding", "Replication", "encode"]
