@@ -9,9 +9,9 @@ import statistics
 import time
 from pathlib import Path
 
-from busymate.bench import figure, run_on_throwaway_cluster
 from busymate.settings import Settings
 from busymate.stack import migrate
+from busymate.stack.bench import figure, figures_on_throwaway_cluster
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 ROUNDS = 7
@@ -40,7 +40,8 @@ def run(settings: Settings) -> list[str]:
 
 def main() -> None:
     """Run on a throw-away cluster and print the figure."""
-    run_on_throwaway_cluster(PROJECT_DIR, run)
+    for line in figures_on_throwaway_cluster(PROJECT_DIR, run):
+        print(line, flush=True)
 
 
 if __name__ == "__main__":

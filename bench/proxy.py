@@ -48,11 +48,11 @@ import psycopg
 import uvloop
 
 from busymate import tokens
-from busymate.bench import figure, run_on_throwaway_cluster
 from busymate.cli.session import acting_token
 from busymate.settings import Settings
 from busymate.stack import migrate
 from busymate.stack.api import ApiServer, settings_env
+from busymate.stack.bench import figure, figures_on_throwaway_cluster
 from busymate.stack.postgres import free_port
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
@@ -573,7 +573,8 @@ def run(settings: Settings) -> list[str]:
 
 def main() -> None:
     """Run on a throw-away cluster and print the figures."""
-    run_on_throwaway_cluster(PROJECT_DIR, run)
+    for line in figures_on_throwaway_cluster(PROJECT_DIR, run):
+        print(line, flush=True)
 
 
 if __name__ == "__main__":

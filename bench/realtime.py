@@ -34,10 +34,10 @@ from psycopg.types.json import Jsonb
 from websockets.asyncio.server import broadcast, serve
 
 from busymate import tokens
-from busymate.bench import figure, run_on_throwaway_cluster
 from busymate.settings import Settings
 from busymate.stack import migrate
 from busymate.stack.api import ApiServer
+from busymate.stack.bench import figure, figures_on_throwaway_cluster
 from busymate.stack.postgres import free_port
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
@@ -423,7 +423,8 @@ def run(settings: Settings) -> list[str]:
 
 def main() -> None:
     """Run on a throw-away cluster and print the figures."""
-    run_on_throwaway_cluster(PROJECT_DIR, run)
+    for line in figures_on_throwaway_cluster(PROJECT_DIR, run):
+        print(line, flush=True)
 
 
 if __name__ == "__main__":

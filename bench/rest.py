@@ -46,10 +46,10 @@ import uvloop
 from psycopg_pool import AsyncConnectionPool
 
 from busymate import tokens
-from busymate.bench import figure, run_on_throwaway_cluster
 from busymate.settings import Settings
 from busymate.stack import migrate
 from busymate.stack.api import ApiServer
+from busymate.stack.bench import figure, figures_on_throwaway_cluster
 from busymate.stack.postgres import free_port
 from busymate.stack.rest import schema as schema_cache
 from busymate.stack.rest.handler import _SETTINGS_SQL  # the very statement the handler runs
@@ -376,7 +376,8 @@ def run(settings: Settings) -> list[str]:
 
 def main() -> None:
     """Run on a throw-away cluster and print the figures."""
-    run_on_throwaway_cluster(PROJECT_DIR, run)
+    for line in figures_on_throwaway_cluster(PROJECT_DIR, run):
+        print(line, flush=True)
 
 
 if __name__ == "__main__":

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import psycopg
 
-from busymate.bench import figure, run_on_throwaway_cluster
 from busymate.settings import Settings
 from busymate.stack import migrate
+from busymate.stack.bench import figure, figures_on_throwaway_cluster
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 DEVICES = 100_000
@@ -124,7 +124,8 @@ def run(settings: Settings) -> list[str]:
 
 def main() -> None:
     """Run on a throw-away cluster and print the figures."""
-    run_on_throwaway_cluster(PROJECT_DIR, run)
+    for line in figures_on_throwaway_cluster(PROJECT_DIR, run):
+        print(line, flush=True)
 
 
 if __name__ == "__main__":

@@ -1,38 +1,40 @@
 """POST /functions/v1/pair {"code": "ABCDE-FGHJK"}: exchange a device's activation code for its JWT, once.
 
-The code goes to the `pair_device` RPC under the anon key (the code is the proof); the RPC voids any earlier
-credential of that device and answers the new one, which this function signs into a device token
-(docs/auth.md, "Devices": role `device`, sub = the device's uuid, workspace_id, cred).
-Attempts are limited per address (BUSYMATE_PAIR_RATE_LIMIT per 5 minutes).
+The code goes to the `pair_device` RPC under the publishable key alone (the code is the proof); the RPC voids
+any earlier credential of that device and answers the new one, which this function has signed into a device
+token (docs/auth.md, "Devices": role `device`, sub = the device's uuid, workspace_id, cred). Attempts are
+limited per address (BUSYMATE_PAIR_RATE_LIMIT per 5 minutes).
 """
 
 from __future__ import annotations
 
-from busymate.stack.functions import FunctionRequest, FunctionResponse
+from typing import Any
+
+from busymate import functions_api
+from busymate.client import ApiRefused
+from busymate.functions_api import FunctionContext, FunctionRequest, FunctionResponse
 
 VERIFY_JWT = False  # a device has nothing but its code; the RPC is the gate
-DAY = 86_400
+NEEDS = ("signer", "limit")
 
 
-def device_claims(paired: dict[str, object], issuer: str, now: int, days: int) -> dict[str, object]:
-    """The claims of a device token for the answer of pair_device."""
-    return {
-        "iss": issuer,
-        "sub": str(paired["device_uuid"]),
-        "aud": "authenticated",
-        "role": "device",
-        "workspace_id": str(paired["workspace_id"]),
-        "cred": str(paired["credential_id"]),
-        "iat": now,
-        "exp": now + days * DAY,
-    }
+def device_claims(paired: dict[str, object], issuer: str, now: int, days: int) -> dict[str, Any]:
+    """The claims of a device token for an answer of pair_device (`busymate devices token` signs these)."""
+    return functions_api.device_claims(
+        str(paired["device_uuid"]),
+        str(paired["workspace_id"]),
+        str(paired["credential_id"]),
+        issuer,
+        now,
+        days,
+    )
 
 
-async def handle(request: FunctionRequest) -> FunctionResponse:
+async def handle(request: FunctionRequest, ctx: FunctionContext) -> FunctionResponse:
     """Pair, or say clearly why not."""
     if request.method != "POST":
         return FunctionResponse.json(405, {"error": "method_not_allowed", "message": "POST a JSON {code}"})
-    request.limit("pair", request.settings.pair_rate_limit)
+    ctx.limit()
     try:
         body = request.json()
     except ValueError as exc:
@@ -40,25 +42,25 @@ async def handle(request: FunctionRequest) -> FunctionResponse:
     code = body.get("code") if isinstance(body, dict) else None
     if not isinstance(code, str) or not code.strip():
         return FunctionResponse.json(400, {"error": "validation_failed", "message": "code is required"})
-    # Always under the anon key: the code is the proof, and a device recovering from an unpair may still send
-    # its voided token, which must not stand in the way.
-    status, answer = await request.rest("POST", "/rpc/pair_device", {"code": code})
-    if status != 200 or not isinstance(answer, dict):
-        message = answer.get("message") if isinstance(answer, dict) else None
-        error = "invalid_code" if status == 400 else "pairing_failed"
-        return FunctionResponse.json(
-            400 if status == 400 else status, {"error": error, "message": message or "pairing failed"}
-        )
-    now = request.now()
-    days = request.settings.device_token_days
-    token = request.keys.sign(device_claims(answer, request.settings.auth_url, now, days))
+    # Always under the publishable key: the code is the proof, and a device recovering from an unpair may
+    # still send its voided token, which must not stand in the way.
+    try:
+        answer = await ctx.anon.rpc("pair_device", {"code": code})
+    except ApiRefused as exc:
+        error = "invalid_code" if exc.status == 400 else "pairing_failed"
+        return FunctionResponse.json(exc.status, {"error": error, "message": exc.message or "pairing failed"})
+    if not isinstance(answer, dict):
+        return FunctionResponse.json(502, {"error": "pairing_failed", "message": "pairing failed"})
+    issued = ctx.sign_device_token(
+        str(answer["device_uuid"]), str(answer["workspace_id"]), str(answer["credential_id"])
+    )
     return FunctionResponse.json(
         200,
         {
-            "access_token": token,
+            "access_token": issued.access_token,
             "token_type": "bearer",
-            "expires_in": days * DAY,
-            "expires_at": now + days * DAY,
+            "expires_in": issued.expires_in,
+            "expires_at": issued.expires_at,
             "device": {
                 "uuid": answer["device_uuid"],
                 "workspace_id": answer["workspace_id"],

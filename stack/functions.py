@@ -1,12 +1,14 @@
 """/functions/v1/<name>: host the Python functions in `functions/` the way Supabase's Edge Runtime hosts its
-own.
+own, under the contract of busymate/functions_api.py (docs/functions.md).
 
 One module per function (`busymate.functions.<name>`, a dash in the URL is an underscore in the module name)
-with `async def handle(request: FunctionRequest) -> FunctionResponse`. The caller's headers, Authorization
-included, reach the function unchanged; a function reads and writes through `request.rest(...)`, which is
-/rest/v1 in-process under whatever token the function passes (normally the caller's own). Like the Edge
-Runtime's `verify_jwt`, the host refuses a request without a valid JWT unless the module sets
-`VERIFY_JWT = False`. A response body may be bytes or an async iterator of bytes (streamed as it comes).
+with `async def handle(request, ctx) -> FunctionResponse`. The caller's headers, Authorization included,
+reach the function unchanged; it reads and writes through `ctx.api`, a client of this server's own /rest/v1
+over HTTP (loopback) under the caller's token, so RLS sees the caller. Like the Edge Runtime's `verify_jwt`,
+the host refuses a request without a valid JWT unless the module sets `VERIFY_JWT = False`. The settings and
+signing keys stay here: a module gets a device-token signer, a rate limiter or a service-role client only when
+it lists "signer", "limit" or "service_role" in `NEEDS` (the last with its reason in `SERVICE_ROLE_BECAUSE`).
+A response body may be bytes or an async iterator of bytes (streamed as it comes).
 """
 
 from __future__ import annotations
@@ -14,15 +16,21 @@ from __future__ import annotations
 import importlib
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
-from functools import cached_property
+from collections.abc import Callable
 from types import ModuleType
-from typing import Protocol
-from urllib.parse import parse_qsl
 
-import orjson
+import httpx
 
+from busymate.api_client import AsyncApi
+from busymate.functions_api import (
+    DAY,
+    FunctionContext,
+    FunctionError,
+    FunctionRequest,
+    FunctionResponse,
+    IssuedToken,
+    device_claims,
+)
 from busymate.keys import SigningKeys
 from busymate.settings import Settings
 from busymate.stack.auth.errors import AuthError
@@ -30,94 +38,37 @@ from busymate.stack.auth.ratelimit import RateLimiter
 from busymate.stack.rest.errors import ApiError
 
 NAME = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
+NEEDS = frozenset({"signer", "limit", "service_role"})
+DEFAULT_RATE_LIMIT = 30  # attempts per address per five minutes, for a module that sets no RATE_LIMIT
 
-type RestCall = Callable[[str, str, bytes, str | None], Awaitable[tuple[int, bytes]]]
-
-
-@dataclass
-class FunctionResponse:
-    """What a function answers: a status, headers and a body (bytes, or chunks as they are made)."""
-
-    status: int = 200
-    headers: dict[str, str] = field(default_factory=dict)
-    body: bytes | AsyncIterator[bytes] = b""
-
-    @classmethod
-    def json(cls, status: int, payload: object, headers: Mapping[str, str] | None = None) -> FunctionResponse:
-        """A JSON answer."""
-        return cls(status, {"content-type": "application/json", **(headers or {})}, orjson.dumps(payload))
-
-
-@dataclass
-class FunctionRequest:
-    """One call of a function, with what the host lends it."""
-
-    method: str
-    path: str  # below /functions/v1/<name>, "" for the function's root
-    query_string: str
-    headers: dict[str, str]
-    body: bytes
-    client_ip: str
-    settings: Settings
-    keys: SigningKeys
-    _rest: RestCall
-    _limits: dict[str, RateLimiter]
-
-    @cached_property
-    def query(self) -> dict[str, str]:
-        """The query string's parameters."""
-        return dict(parse_qsl(self.query_string, keep_blank_values=True))
-
-    def bearer(self) -> str | None:
-        """The caller's bearer token, if any."""
-        scheme, _, value = self.headers.get("authorization", "").partition(" ")
-        return value.strip() if scheme.lower() == "bearer" and value.strip() else None
-
-    def json(self) -> object:
-        """The body as JSON; ValueError with a clear message otherwise."""
-        try:
-            return orjson.loads(self.body or b"null")
-        except orjson.JSONDecodeError as exc:
-            raise ValueError(f"the body is not JSON: {exc}") from exc
-
-    async def rest(
-        self, method: str, path: str, payload: object = None, token: str | None = None
-    ) -> tuple[int, object]:
-        """Call /rest/v1 in-process under `token` (the anon key when None): the status and the JSON answer."""
-        body = b"" if payload is None else orjson.dumps(payload)
-        status, raw = await self._rest(method, path, body, token)
-        return status, orjson.loads(raw) if raw else None
-
-    def limit(self, what: str, per_five_minutes: int) -> None:
-        """Count one attempt of `what` from the caller's address; AuthError 429 past the limit."""
-        limiter = self._limits.get(what)
-        if limiter is None:
-            limiter = self._limits[what] = RateLimiter(per_five_minutes)
-        limiter.take(self.client_ip)
-
-    def now(self) -> int:
-        """Seconds since the epoch."""
-        return int(time.time())
-
-
-class FunctionModule(Protocol):
-    """What a function module provides."""
-
-    async def handle(self, request: FunctionRequest) -> FunctionResponse: ...
+__all__ = ["FunctionResponse", "FunctionsHost"]
 
 
 class FunctionsHost:
     """Find, check and run functions."""
 
     def __init__(
-        self, settings: Settings, keys: SigningKeys, rest: RestCall, verify: Callable[[str], object]
+        self,
+        settings: Settings,
+        keys: SigningKeys,
+        verify: Callable[[str], object],
+        anon_key: str,
+        service_key: str,
     ) -> None:
         self.settings = settings
-        self.keys = keys
-        self._rest = rest
+        self._keys = keys
         self._verify = verify
+        self._anon_key = anon_key
+        self._service_key = service_key
+        self._http: httpx.AsyncClient | None = None
         self._limits: dict[str, RateLimiter] = {}
         self._modules: dict[str, ModuleType | None] = {}
+
+    async def aclose(self) -> None:
+        """Close the connections to /rest/v1."""
+        if self._http is not None:
+            await self._http.aclose()
+            self._http = None
 
     def module(self, name: str) -> ModuleType | None:
         """The function's module, imported once; None when there is no such function."""
@@ -131,8 +82,52 @@ class FunctionsHost:
                         raise
                 if found is not None and not callable(getattr(found, "handle", None)):
                     found = None
+            if found is not None:
+                _check_needs(name, found)
             self._modules[name] = found
         return self._modules[name]
+
+    def sign_device_token(self, device: str, workspace_id: str, credential: str) -> IssuedToken:
+        """What a module with NEEDS "signer" is lent: a device token signed with the project's key."""
+        now = int(time.time())
+        days = self.settings.device_token_days
+        claims = device_claims(device, workspace_id, credential, self.settings.auth_url, now, days)
+        return IssuedToken(self._keys.sign(claims), days * DAY, now + days * DAY)
+
+    def _limiter(self, name: str, module: ModuleType, client_ip: str) -> Callable[[], None]:
+        def take() -> None:
+            limiter = self._limits.get(name)
+            if limiter is None:
+                per_five_minutes = (
+                    self.settings.pair_rate_limit
+                    if name == "pair"
+                    else int(getattr(module, "RATE_LIMIT", DEFAULT_RATE_LIMIT))
+                )
+                limiter = self._limits[name] = RateLimiter(per_five_minutes)
+            try:
+                limiter.take(client_ip)
+            except AuthError as exc:
+                raise FunctionError(
+                    exc.status, {"error": exc.error_code, "message": exc.msg}, exc.headers
+                ) from exc
+
+        return take
+
+    def _context(self, name: str, module: ModuleType, token: str | None, client_ip: str) -> FunctionContext:
+        if self._http is None:
+            self._http = httpx.AsyncClient(timeout=30.0)
+        anon = AsyncApi(self.settings.api_url, self._anon_key, None, self._http)
+        needs = set(getattr(module, "NEEDS", ()))
+        return FunctionContext(
+            name,
+            anon.with_token(token),
+            anon,
+            AsyncApi(self.settings.api_url, self._service_key, None, self._http)
+            if "service_role" in needs
+            else None,
+            self.sign_device_token if "signer" in needs else None,
+            self._limiter(name, module, client_ip) if "limit" in needs else None,
+        )
 
     async def call(
         self, path: str, method: str, query: str, headers: dict[str, str], body: bytes, client_ip: str
@@ -144,34 +139,32 @@ class FunctionsHost:
             return FunctionResponse.json(
                 404, {"code": "NOT_FOUND", "message": "Requested function was not found"}
             )
+        request = FunctionRequest(method, f"/{rest}" if rest else "", query, headers, body, client_ip)
+        token = request.bearer()
         if getattr(module, "VERIFY_JWT", True):
-            scheme, _, token = headers.get("authorization", "").partition(" ")
-            if scheme.lower() != "bearer" or not token.strip():
+            if token is None:
                 return FunctionResponse.json(
                     401, {"code": "UNAUTHORIZED_NO_AUTH_HEADER", "message": "Missing authorization header"}
                 )
             try:
-                self._verify(token.strip())
+                self._verify(token)
             except ApiError:
                 return FunctionResponse.json(
                     401, {"code": "UNAUTHORIZED_INVALID_JWT_FORMAT", "message": "Invalid JWT"}
                 )
-        request = FunctionRequest(
-            method,
-            f"/{rest}" if rest else "",
-            query,
-            headers,
-            body,
-            client_ip,
-            self.settings,
-            self.keys,
-            self._rest,
-            self._limits,
-        )
         try:
-            response: FunctionResponse = await module.handle(request)
-        except AuthError as exc:
-            return FunctionResponse.json(
-                exc.status, {"error": exc.error_code, "message": exc.msg}, exc.headers
+            response: FunctionResponse = await module.handle(
+                request, self._context(name, module, token, client_ip)
             )
+        except FunctionError as exc:
+            return exc.response
         return response
+
+
+def _check_needs(name: str, module: ModuleType) -> None:
+    """A module asks only for what the host lends, and says why it needs the service role."""
+    needs = set(getattr(module, "NEEDS", ()))
+    if needs - NEEDS:
+        raise RuntimeError(f"function {name} needs {sorted(needs - NEEDS)}: the host lends {sorted(NEEDS)}")
+    if "service_role" in needs and not str(getattr(module, "SERVICE_ROLE_BECAUSE", "")).strip():
+        raise RuntimeError(f"function {name} needs the service role: say why in SERVICE_ROLE_BECAUSE")

@@ -83,7 +83,9 @@ class App:
         self.hub: Hub | None = None
         self.auth: AuthApi | None = None
         self.oauth: OAuthServer | None = None
-        self.functions = FunctionsHost(settings, self.signing, self._internal_rest, self.verifier.verify)
+        self.functions = FunctionsHost(
+            settings, self.signing, self.verifier.verify, self.anon_key, self.service_key
+        )
         self._tasks: list[asyncio.Task[None]] = []
         self._pool: AsyncConnectionPool | None = None
         self._auth_pool: AsyncConnectionPool | None = None
@@ -138,6 +140,7 @@ class App:
                 await task
         if self.availability is not None:
             await self.availability.close()
+        await self.functions.aclose()
         for pool in (self._pool, self._auth_pool):
             if pool is not None:
                 await pool.close()
@@ -305,24 +308,6 @@ class App:
         async for chunk in answer.body:
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
         await send({"type": "http.response.body", "body": b""})
-
-    async def _internal_rest(
-        self, method: str, path: str, body: bytes, token: str | None
-    ) -> tuple[int, bytes]:
-        """/rest/v1 in-process for the functions host, under `token` (the anon key when None)."""
-        headers = {"apikey": self.anon_key, "content-type": "application/json"}
-        if token is not None:
-            headers["authorization"] = f"Bearer {token}"
-        try:
-            claims = self._gateway(headers, "")
-            if self.rest is None:
-                raise ApiError(503, "PGRST002", "The schema cache is loading")
-            role = str(claims.get("role") or ANON_ROLE)
-            path, _, query = path.partition("?")  # a function may pass PostgREST's filters in the path
-            response = await self.rest.handle(Call(method, path, query, headers, [], body, claims, role))
-        except ApiError as exc:
-            response = error_response(exc)
-        return response.status, response.body
 
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
         """/realtime/v1/websocket (and Realtime's own /socket/websocket); any other path is refused."""

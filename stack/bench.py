@@ -1,10 +1,15 @@
-"""What every script in bench/ shares: the JSON line it prints and the throw-away cluster it runs on."""
+"""What every script in bench/ shares: the JSON line it prints and the throw-away cluster it runs on.
+
+It lives in the stack because it starts one (busymate/ may not import the stack: tests/test_boundaries.py),
+and it prints nothing: the scripts print what it yields. `make bench` runs them with `python -P`, so they
+cannot import a module beside them (bench/realtime.py would shadow the realtime package).
+"""
 
 from __future__ import annotations
 
 import json
 import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from busymate.settings import Settings
@@ -26,11 +31,12 @@ def figure(*, bench: str, figure: str, value: float, unit: str, baseline: str, b
     )
 
 
-def run_on_throwaway_cluster(project_dir: Path, run: Callable[[Settings], Iterable[str]]) -> None:
-    """Start a cluster on a free port, print what `run` yields, and delete the cluster."""
+def figures_on_throwaway_cluster(
+    project_dir: Path, run: Callable[[Settings], Iterable[str]]
+) -> Iterator[str]:
+    """Start a cluster on a free port, yield what `run` yields, and delete the cluster."""
     with (
         tempfile.TemporaryDirectory() as tmp,
         ephemeral.ephemeral_cluster(project_dir, Path(tmp)) as settings,
     ):
-        for line in run(settings):
-            print(line, flush=True)
+        yield from run(settings)
