@@ -22,6 +22,7 @@ from types import ModuleType
 import httpx
 
 from busymate.api_client import AsyncApi
+from busymate.client import ApiRefused
 from busymate.functions_api import (
     DAY,
     FunctionContext,
@@ -39,6 +40,7 @@ from busymate.stack.rest.errors import ApiError
 
 NAME = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
 NEEDS = frozenset({"signer", "limit", "service_role"})
+WILDCARDS = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}  # noqa: S104  bind-all -> loopback
 DEFAULT_RATE_LIMIT = 30  # attempts per address per five minutes, for a module that sets no RATE_LIMIT
 
 __all__ = ["FunctionResponse", "FunctionsHost"]
@@ -116,13 +118,13 @@ class FunctionsHost:
     def _context(self, name: str, module: ModuleType, token: str | None, client_ip: str) -> FunctionContext:
         if self._http is None:
             self._http = httpx.AsyncClient(timeout=30.0)
-        anon = AsyncApi(self.settings.api_url, self._anon_key, None, self._http)
+        anon = AsyncApi(loopback_url(self.settings), self._anon_key, None, self._http)
         needs = set(getattr(module, "NEEDS", ()))
         return FunctionContext(
             name,
             anon.with_token(token),
             anon,
-            AsyncApi(self.settings.api_url, self._service_key, None, self._http)
+            AsyncApi(loopback_url(self.settings), self._service_key, None, self._http)
             if "service_role" in needs
             else None,
             self.sign_device_token if "signer" in needs else None,
@@ -158,7 +160,18 @@ class FunctionsHost:
             )
         except FunctionError as exc:
             return exc.response
+        except ApiRefused as exc:  # a refusal of the API the function did not handle: passed on, 5xx as 502
+            return FunctionResponse.json(
+                exc.status if exc.status < 500 else 502,
+                {"error": exc.code or "api_refused", "message": exc.message},
+            )
         return response
+
+
+def loopback_url(settings: Settings) -> str:
+    """This server's own URL as the host calls it: a wildcard bind address becomes the loopback one."""
+    host = WILDCARDS.get(settings.api_host, settings.api_host)
+    return f"http://{f'[{host}]' if ':' in host else host}:{settings.api_port}"
 
 
 def _check_needs(name: str, module: ModuleType) -> None:

@@ -5,6 +5,8 @@ Through supabase-py's functions.invoke and httpx."""
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import json
 import types
 from typing import Any
@@ -13,9 +15,10 @@ import httpx
 import pytest
 from supabase_functions.errors import FunctionsHttpError
 
-from busymate.functions_api import FunctionContext
+from busymate.client import ApiRefused
+from busymate.functions_api import FunctionContext, FunctionRequest, FunctionResponse
 from busymate.settings import Settings
-from busymate.stack.functions import _check_needs
+from busymate.stack.functions import FunctionsHost, _check_needs, loopback_url
 from supabase import ClientOptions, create_client
 from tests.world import World
 
@@ -88,3 +91,39 @@ def test_a_capability_is_lent_only_when_declared() -> None:
     with pytest.raises(RuntimeError, match="lends"):
         _check_needs("x", types.SimpleNamespace(NEEDS=("settings",)))  # type: ignore[arg-type]
     _check_needs("x", types.SimpleNamespace(NEEDS=("service_role",), SERVICE_ROLE_BECAUSE="it must"))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("host", "url"),
+    [
+        ("127.0.0.1", "http://127.0.0.1:5"),
+        ("0.0.0.0", "http://127.0.0.1:5"),  # noqa: S104
+        ("::", "http://[::1]:5"),
+        ("::1", "http://[::1]:5"),
+        ("localhost", "http://localhost:5"),
+    ],
+)
+def test_the_host_calls_its_own_api_on_a_loopback_address(stack: Settings, host: str, url: str) -> None:
+    assert loopback_url(dataclasses.replace(stack, api_host=host, api_port=5)) == url
+
+
+@pytest.mark.parametrize(("status", "answered"), [(403, 403), (409, 409), (500, 502)])
+def test_a_refusal_the_function_leaves_unhandled_keeps_its_status(
+    stack: Settings, world: World, status: int, answered: int
+) -> None:
+    async def handle(request: FunctionRequest, ctx: FunctionContext) -> FunctionResponse:
+        raise ApiRefused("POST /rest/v1/rpc/x", status, "42501", "permission denied for x")
+
+    host = FunctionsHost(stack, None, lambda token: None, world.anon_key, world.service_key)  # type: ignore[arg-type]
+    host._modules["boom"] = types.SimpleNamespace(handle=handle, VERIFY_JWT=False)  # type: ignore[assignment]
+
+    async def call() -> FunctionResponse:
+        try:
+            return await host.call("/boom", "POST", "", {}, b"", "127.0.0.1")
+        finally:
+            await host.aclose()
+
+    answer = asyncio.run(call())
+    assert answer.status == answered
+    assert isinstance(answer.body, bytes)
+    assert json.loads(answer.body) == {"error": "42501", "message": "permission denied for x"}
