@@ -36,7 +36,7 @@ from busymate.keys import SigningKeys
 from busymate.settings import Settings
 from busymate.stack.auth.errors import AuthError
 from busymate.stack.auth.ratelimit import RateLimiter
-from busymate.stack.rest.errors import ApiError
+from busymate.stack.edge import EdgeError
 
 NAME = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
 NEEDS = frozenset({"signer", "limit", "service_role"})
@@ -150,7 +150,7 @@ class FunctionsHost:
                 )
             try:
                 self._verify(token)
-            except ApiError:
+            except EdgeError:
                 return FunctionResponse.json(
                     401, {"code": "UNAUTHORIZED_INVALID_JWT_FORMAT", "message": "Invalid JWT"}
                 )

@@ -4,7 +4,8 @@
 A bare ASGI app on uvicorn with uvloop and httptools: no framework between the socket and the handler. The
 gateway does what Supabase's Kong does (https://supabase.com/docs/guides/api/api-keys): an `apikey` must be
 one of the project's keys, `sb_publishable_`/`sb_secret_` keys become the anon/service_role roles, and CORS
-preflights are answered.
+preflights are answered. Reading the keys and tokens is stack/edge.py's; this module turns its refusals into
+Kong's and PostgREST's answers.
 
 Run it with `python -m busymate.stack.server` (what `busymate start` does) or `serve(settings)`.
 """
@@ -20,13 +21,11 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from http.cookies import SimpleCookie
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl
 
 import orjson
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
-from busymate import tokens
 from busymate.keys import SigningKeys
 from busymate.project import IDENTITY_HEADER, project_id
 from busymate.settings import Settings
@@ -35,15 +34,15 @@ from busymate.stack.auth.gotrue import Answer, AuthApi, json_body
 from busymate.stack.auth.oauth import OAuthServer
 from busymate.stack.auth.store import AuthStore
 from busymate.stack.db import RETRY_AFTER, Availability, connection_lost, first_line
+from busymate.stack.edge import Edge, EdgeError, JwtVerifier, ProjectKeys
 from busymate.stack.functions import FunctionResponse, FunctionsHost
-from busymate.stack.jwt import JwtVerifier
 from busymate.stack.logs import configure as configure_logging
 from busymate.stack.realtime.access import Access
 from busymate.stack.realtime.hub import Hub
 from busymate.stack.realtime.limits import Limits
 from busymate.stack.realtime.replication import Replication
 from busymate.stack.rest import schema as schema_cache
-from busymate.stack.rest.errors import ApiError
+from busymate.stack.rest.errors import ApiError, edge_error
 from busymate.stack.rest.handler import ANON_ROLE, Call, Response, RestApi, error_response
 
 log = logging.getLogger("busymate.api")
@@ -53,7 +52,6 @@ Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 EXPOSED_SCHEMAS = ("public",)
-MAX_JWT_BYTES = 16 * 1024  # no token we issue comes near; a bigger one is refused before it is decoded
 FRAME_LEVELS = 10  # what a Realtime frame adds around a broadcast's payload, with room to spare
 POOL_TIMEOUT = 5.0  # seconds a request waits for a database connection (504 PGRST003 after)
 CORS_EXPOSE = (
@@ -68,15 +66,11 @@ class App:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.signing = SigningKeys.for_project(settings.jwt_secret, settings.state_dir, settings.jwt_alg)
-        self.verifier = BoundedVerifier(settings.jwt_secret, (self.signing.ec_key,))
-        self.anon_key = tokens.anon_key(settings.jwt_secret)
-        self.service_key = tokens.service_role_key(settings.jwt_secret)
-        self.keys = {
-            self.anon_key: None,
-            self.service_key: None,
-            settings.publishable_key: {"role": "anon", "iss": "supabase"},
-            settings.secret_key: {"role": "service_role", "iss": "supabase"},
-        }
+        self.verifier = JwtVerifier(settings.jwt_secret, (self.signing.ec_key,))
+        self.keys = ProjectKeys(settings.jwt_secret, settings.publishable_key, settings.secret_key)
+        self.edge = Edge(self.keys, self.verifier)
+        self.anon_key = self.keys.anon_key
+        self.service_key = self.keys.service_key
         self.max_body = settings.max_body_bytes
         self.project_id = project_id(settings.state_dir)  # on every answer: the CLI checks whose server it is
         self.rest: RestApi | None = None
@@ -84,7 +78,7 @@ class App:
         self.auth: AuthApi | None = None
         self.oauth: OAuthServer | None = None
         self.functions = FunctionsHost(
-            settings, self.signing, self.verifier.verify, self.anon_key, self.service_key
+            settings, self.signing, self.verifier.verify, self.anon_key, self.keys.service_key
         )
         self._tasks: list[asyncio.Task[None]] = []
         self._pool: AsyncConnectionPool | None = None
@@ -126,7 +120,7 @@ class App:
         )
         self._tasks.append(asyncio.create_task(self._listen()))
         access = Access(self._pool, Limits.from_settings(self.settings))
-        self.hub = Hub(self.verifier, self.keys, self.anon_key, self.service_key, access)
+        self.hub = Hub(self.edge, access)
         replication = Replication(self.hub, self.settings.db_url(), self._pool)
         self.hub.replication = replication
         self._tasks.append(asyncio.create_task(replication.run()))
@@ -252,10 +246,9 @@ class App:
         sub = path[len("/auth/v1") :] if path.startswith("/auth/v1") else path
         query = scope["query_string"].decode("latin-1")
         bearer = headers.get("authorization", "")[7:].strip()
-        fixed = self.keys.get(bearer) if bearer.startswith("sb_") else None
-        if fixed is not None:
+        legacy = self.keys.legacy(bearer)
+        if legacy != bearer:
             # Kong turns the opaque keys into the legacy JWTs before GoTrue sees them.
-            legacy = self.service_key if fixed.get("role") == "service_role" else self.anon_key
             headers = {**headers, "authorization": f"Bearer {legacy}"}
         cookies = {k: m.value for k, m in SimpleCookie(headers.get("cookie", "")).items()}
         request = HttpRequest(
@@ -332,32 +325,16 @@ class App:
         )
 
     def _gateway(self, headers: dict[str, str], query: str, *, verify: bool = True) -> dict[str, object]:
-        """Kong's key-auth and Authorization rewrite, then PostgREST's JWT check: the request's claims.
-
-        With verify=False only the key is checked (Kong in front of GoTrue, which checks tokens itself)."""
-        apikey = headers.get("apikey")
-        if apikey is None and "apikey=" in query:
-            apikey = dict(parse_qsl(query)).get("apikey")
-        if not apikey:
-            raise _gateway_error("No API key found in request")
-        if apikey not in self.keys:
-            raise _gateway_error("Invalid authentication credentials")
-        if not verify:
-            return {}
-        auth = headers.get("authorization")
-        token = None
-        if auth is not None:
-            scheme, _, value = auth.partition(" ")
-            if scheme.lower() == "bearer":
-                token = value.strip()
-        if token is None or token.startswith("sb_"):
-            token = apikey if token is None or token in self.keys else token
-        fixed = self.keys.get(token)
-        if fixed is not None:
-            return dict(fixed)
-        if token.startswith("sb_"):
-            raise _gateway_error("Invalid authentication credentials")
-        return self.verifier.verify(token)
+        """The request's claims from the edge (stack/edge.py); a refusal in Kong's shape for a key, in
+        PostgREST's for a token."""
+        try:
+            return self.edge.request_claims(headers, query, verify=verify)
+        except EdgeError as exc:
+            if exc.kind == "no_apikey":
+                raise _gateway_error("No API key found in request") from exc
+            if exc.kind == "unknown_key":
+                raise _gateway_error("Invalid authentication credentials") from exc
+            raise edge_error(exc) from exc
 
     def _preflight(self, headers: dict[str, str]) -> Response:
         requested = headers.get("access-control-request-headers", "")
@@ -387,23 +364,6 @@ class App:
                 await self.shutdown()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
-
-
-class BoundedVerifier(JwtVerifier):
-    """JwtVerifier that refuses a token over MAX_JWT_BYTES before decoding or caching it."""
-
-    def signed_claims(self, token: str) -> dict[str, object]:
-        """The claims of a well-signed token; 401 PGRST301 for an oversized one."""
-        if len(token) > MAX_JWT_BYTES:
-            message = "JWT cryptographic operation failed"
-            raise ApiError(
-                401,
-                "PGRST301",
-                message,
-                details=f"The token is over {MAX_JWT_BYTES} bytes",
-                www_authenticate=message,
-            )
-        return super().signed_claims(token)
 
 
 def _client_ip(scope: Scope) -> str:

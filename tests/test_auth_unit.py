@@ -14,7 +14,7 @@ from busymate.stack.auth.errors import AuthError, HttpRequest
 from busymate.stack.auth.gotrue import AuthApi
 from busymate.stack.auth.ratelimit import RateLimiter
 from busymate.stack.auth.store import AuthStore
-from busymate.stack.jwt import JwtVerifier
+from busymate.stack.edge import JwtVerifier
 
 PROJECT = Path(__file__).resolve().parent.parent
 

@@ -25,8 +25,7 @@ from busymate.stack.auth.errors import API_VERSION, AuthError, HttpRequest
 from busymate.stack.auth.ratelimit import RateLimiter
 from busymate.stack.auth.store import AuthStore, Issued, Row, hash_password, password_matches, user_json
 from busymate.stack.db import RETRY_AFTER, Availability, connection_lost
-from busymate.stack.jwt import JwtVerifier
-from busymate.stack.rest.errors import ApiError
+from busymate.stack.edge import EdgeError, JwtVerifier
 
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 MIN_PASSWORD = 6  # GoTrue's default minimum length
@@ -157,7 +156,7 @@ class AuthApi:
             raise AuthError(401, "no_authorization", "This endpoint requires a valid Bearer token")
         try:
             return self.verifier.verify(token)
-        except ApiError as exc:
+        except EdgeError as exc:
             detail = f": {exc.details}" if exc.details else ""
             raise AuthError(
                 401, "bad_jwt", f"invalid JWT: unable to parse or verify signature, {exc.message}{detail}"

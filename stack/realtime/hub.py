@@ -24,7 +24,7 @@ from urllib.parse import parse_qsl, unquote
 
 import orjson
 
-from busymate.stack.jwt import JwtVerifier, check_times
+from busymate.stack.edge import Edge, EdgeError, JwtVerifier, bearer, check_times
 from busymate.stack.realtime import protocol
 from busymate.stack.realtime.access import Access
 from busymate.stack.realtime.limits import (
@@ -35,7 +35,6 @@ from busymate.stack.realtime.limits import (
     JoinRate,
 )
 from busymate.stack.realtime.protocol import V1, V2, Frame
-from busymate.stack.rest.errors import ApiError
 
 if TYPE_CHECKING:
     from busymate.stack.realtime.replication import Binding, Replication
@@ -54,7 +53,12 @@ REPLAY_MAX = 1000  # Supabase caps replay at 25 messages; a reconnecting subscri
 
 
 class RealtimeError(Exception):
-    """A join refused with a Realtime reason (`Code: message`)."""
+    """A join refused with a Realtime code and reason (`str()` gives `Code: reason`)."""
+
+    def __init__(self, code: str, reason: str = "") -> None:
+        super().__init__(f"{code}: {reason}" if reason else code)
+        self.code = code
+        self.reason = reason
 
 
 def _truthy(value: object) -> bool:
@@ -74,23 +78,23 @@ def token_claims(verifier: JwtVerifier, token: str, *, channel: bool = False) ->
     """Verify a token as Realtime does; RealtimeError with its code and message when it does not pass."""
     try:
         claims = verifier.signed_claims(token)
-    except ApiError as exc:
-        if exc.message in ("No suitable key or wrong key type", "Wrong or unsupported encoding algorithm"):
-            raise RealtimeError("JwtSignatureError: Failed to validate JWT signature") from exc
-        raise RealtimeError("MalformedJWT: The token provided is not a valid JWT") from exc
+    except EdgeError as exc:
+        if exc.kind in ("bad_signature", "unsupported_alg"):
+            raise RealtimeError("JwtSignatureError", "Failed to validate JWT signature") from exc
+        raise RealtimeError("MalformedJWT", "The token provided is not a valid JWT") from exc
     exp = claims.get("exp")
     if not claims.get("role") or exp is None:
-        raise RealtimeError("InvalidJWTToken: Fields `role` and `exp` are required in JWT")
+        raise RealtimeError("InvalidJWTToken", "Fields `role` and `exp` are required in JWT")
     if isinstance(exp, bool) or not isinstance(exp, int | float):
-        raise RealtimeError("InvalidJWTToken: Token expiration time is invalid")
+        raise RealtimeError("InvalidJWTToken", "Token expiration time is invalid")
     if exp <= time.time():
         if channel:
-            raise RealtimeError(f"InvalidJWTToken: Token has expired {int(time.time() - exp)} seconds ago")
-        raise RealtimeError("InvalidJWTToken: Token has expired")
+            raise RealtimeError("InvalidJWTToken", f"Token has expired {int(time.time() - exp)} seconds ago")
+        raise RealtimeError("InvalidJWTToken", "Token has expired")
     try:
         check_times(claims)  # nbf and iat, as PostgREST checks them
-    except ApiError as exc:
-        raise RealtimeError(f"InvalidJWTToken: {exc.message}") from exc
+    except EdgeError as exc:
+        raise RealtimeError("InvalidJWTToken", exc.message) from exc
     return claims
 
 
@@ -238,16 +242,11 @@ class Hub:
 
     def __init__(
         self,
-        verifier: JwtVerifier,
-        keys: Mapping[str, Mapping[str, object] | None],
-        anon_key: str,
-        service_key: str,
+        edge: Edge,
         access: Access,
     ) -> None:
-        self.verifier = verifier
-        self.keys = keys
-        self.anon_key = anon_key
-        self.service_key = service_key
+        self.verifier = edge.verifier
+        self.keys = edge.keys
         self.access = access
         self.limits = access.limits
         self.presence_bytes = 0  # all tracked payloads together, held to limits.max_presence_total_bytes
@@ -260,14 +259,6 @@ class Hub:
         self._background: set[asyncio.Task[None]] = set()
 
     # -- connect ---------------------------------------------------------------------------------------
-
-    def _project_token(self, token: str) -> str:
-        """sb_ keys stand for the legacy JWTs, as the gateway maps them."""
-        if token.startswith("sb_publishable_") and token in self.keys:
-            return self.anon_key
-        if token.startswith("sb_secret_") and token in self.keys:
-            return self.service_key
-        return token
 
     async def websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Serve one /realtime/v1/websocket connection."""
@@ -284,10 +275,10 @@ class Hub:
             await _refuse(scope, send, 401, "API key is missing")
             return
         try:
-            claims = token_claims(self.verifier, self._project_token(apikey))
+            claims = token_claims(self.verifier, self.keys.legacy(apikey))
             await self._check_device(claims)
         except RealtimeError as exc:
-            await _refuse(scope, send, 401, str(exc).split(": ", 1)[1])
+            await _refuse(scope, send, 401, exc.reason)
             return
         await send({"type": "websocket.accept"})
         sock = Socket(self, send, vsn, claims, {k: v for k, v in headers.items() if k != "cookie"})
@@ -503,7 +494,7 @@ class Hub:
                 claims = token_claims(self.verifier, token, channel=True)
                 await self._check_device(claims)
             except RealtimeError as exc:
-                channel.system("system", "error", str(exc).split(": ", 1)[-1])
+                channel.system("system", "error", exc.reason or exc.code)
                 self._close(channel)
                 return
         channel.claims = claims
@@ -591,7 +582,7 @@ class Hub:
     async def _check_device(self, claims: dict[str, object]) -> None:
         """A device token counts only while its credential is current (docs/security-model.md)."""
         if claims.get("role") == "device" and not await self.access.device_is_current(claims):
-            raise RealtimeError(f"Unauthorized: {DEVICE_REVOKED}")
+            raise RealtimeError("Unauthorized", DEVICE_REVOKED)
 
     async def recheck_device(self, device_uuid: str) -> None:
         """`unpair` or `paired` was published for a device: close what is held with a credential that is no
@@ -824,16 +815,12 @@ class Hub:
 
     def http_claims(self, headers: dict[str, str]) -> dict[str, object]:
         """Who sends an HTTP broadcast: the bearer token, else the apikey; RealtimeError if neither passes."""
-        token = None
-        auth = headers.get("authorization", "")
-        scheme, _, value = auth.partition(" ")
-        if scheme.lower() == "bearer" and value.strip():
-            token = value.strip()
+        token = bearer(headers) or None
         if token is None or (token.startswith("sb_") and token not in self.keys):
             token = headers.get("apikey") or token
         if not token:
             raise RealtimeError("Unauthorized")
-        return token_claims(self.verifier, self._project_token(token))
+        return token_claims(self.verifier, self.keys.legacy(token))
 
     async def http(
         self, method: str, path: str, query: str, headers: dict[str, str], body: bytes

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import orjson
 
+from busymate.stack.edge import TIME_KINDS, EdgeError
+
 
 class ApiError(Exception):
     """An error answer: status, PostgREST or SQLSTATE code, message, details and hint."""
@@ -39,6 +41,13 @@ class ApiError(Exception):
         return orjson.dumps(
             {"code": self.code, "details": self.details, "hint": self.hint, "message": self.message}
         )
+
+
+def edge_error(exc: EdgeError) -> ApiError:
+    """PostgREST's 401 for a token the edge refused: PGRST303 for its time claims, PGRST301 otherwise, with
+    `WWW-Authenticate: Bearer error="invalid_token"` (https://docs.postgrest.org/en/v14/references/auth.html)."""
+    code = "PGRST303" if exc.kind in TIME_KINDS else "PGRST301"
+    return ApiError(401, code, exc.message, details=exc.details, www_authenticate=exc.message)
 
 
 def parse_error(what: str, text: str, position: int, details: str) -> ApiError:
