@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import json
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -57,6 +58,15 @@ def _ingest(stack: Settings, world: World, token: str) -> httpx.Response:
         json={"batch": [{"id": str(uuid.uuid4()), "method": "GET", "host": "token.example", "path": "/"}]},
         headers={"apikey": world.anon_key, "authorization": f"Bearer {token}"},
     )
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _remove_made_devices(stack: Settings) -> Iterator[None]:
+    """The devices this file makes live in the shared world's w1 (the member owns them); other suites count
+    w1's devices and entries, so they go again, entries first."""
+    yield
+    sql(stack, "delete from public.entries where host = 'token.example'")
+    sql(stack, "delete from public.devices where name like %s", ("token-%",))
 
 
 def _new_device(stack: Settings, world: World) -> str:
