@@ -84,6 +84,20 @@ class IssuedToken:
     expires_in: int
     expires_at: int
 
+    def answer(self, device: Mapping[str, Any]) -> dict[str, Any]:
+        """The JSON a signing function answers (pair, device-token): the token, as GoTrue shapes a session,
+        and the device it is for (`uuid` or `device_uuid`, workspace_id, name, source, proxy_port)."""
+        return {
+            "access_token": self.access_token,
+            "token_type": "bearer",
+            "expires_in": self.expires_in,
+            "expires_at": self.expires_at,
+            "device": {
+                "uuid": device.get("uuid", device.get("device_uuid")),
+                **{k: device[k] for k in ("workspace_id", "name", "source", "proxy_port")},
+            },
+        }
+
 
 # device uuid, workspace id, credential id -> a signed device token (docs/auth.md, "Devices")
 type DeviceTokenSigner = Callable[[str, str, str], IssuedToken]

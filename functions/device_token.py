@@ -64,19 +64,4 @@ async def handle(request: FunctionRequest, ctx: FunctionContext) -> FunctionResp
         return _not_found(device)
     row = rows[0]
     issued = ctx.sign_device_token(device, str(row["workspace_id"]), str(credential))
-    return FunctionResponse.json(
-        200,
-        {
-            "access_token": issued.access_token,
-            "token_type": "bearer",
-            "expires_in": issued.expires_in,
-            "expires_at": issued.expires_at,
-            "device": {
-                "uuid": device,
-                "workspace_id": row["workspace_id"],
-                "name": row["name"],
-                "source": row["source"],
-                "proxy_port": row["proxy_port"],
-            },
-        },
-    )
+    return FunctionResponse.json(200, issued.answer({"uuid": device, **row}))

@@ -54,19 +54,4 @@ async def handle(request: FunctionRequest, ctx: FunctionContext) -> FunctionResp
     issued = ctx.sign_device_token(
         str(answer["device_uuid"]), str(answer["workspace_id"]), str(answer["credential_id"])
     )
-    return FunctionResponse.json(
-        200,
-        {
-            "access_token": issued.access_token,
-            "token_type": "bearer",
-            "expires_in": issued.expires_in,
-            "expires_at": issued.expires_at,
-            "device": {
-                "uuid": answer["device_uuid"],
-                "workspace_id": answer["workspace_id"],
-                "name": answer["name"],
-                "source": answer["source"],
-                "proxy_port": answer["proxy_port"],
-            },
-        },
-    )
+    return FunctionResponse.json(200, issued.answer(answer))
