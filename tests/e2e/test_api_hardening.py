@@ -17,11 +17,9 @@ import contextlib
 import json
 import os
 import socket
-import threading
 import time
 import uuid
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -38,6 +36,7 @@ from busymate.stack import ephemeral, migrate
 from busymate.stack.api import ApiServer
 from busymate.stack.postgres import Cluster, free_port
 from tests.conftest import PROJECT_DIR, second_api_server
+from tests.e2e.test_oauth_mcp import client_document
 from tests.world import World
 
 PASSWORD = "correct-horse-7"
@@ -518,34 +517,14 @@ def test_registration_keeps_accepting_proper_redirect_uris(stack: Settings, uri:
 
 
 def test_a_metadata_document_naming_such_a_uri_never_yields_a_location(stack: Settings) -> None:
-    port = free_port()
-    document_url = f"http://127.0.0.1:{port}/oauth/client.json"
     hostile = BAD_REDIRECTS[0]
-
-    class Document(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            body = json.dumps(
-                {"client_id": document_url, "client_name": "Hostile", "redirect_uris": [hostile]}
-            ).encode()
-            self.send_response(200)
-            self.send_header("content-type", "application/json")
-            self.send_header("content-length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: object) -> None:
-            return
-
-    server = HTTPServer(("127.0.0.1", port), Document)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
+    document = {"client_name": "Hostile", "redirect_uris": [hostile]}
+    with client_document(lambda url: {"client_id": url, **document}) as document_url:
         answer = _authorize(stack, document_url, hostile)
-    finally:
-        server.shutdown()
     assert answer.status_code == 400, answer.text
     assert "location" not in answer.headers, answer.headers
     # Nor does a client id that is itself such a URL get fetched and trusted.
-    sneaky = _authorize(stack, f"http://evil.example\\@127.0.0.1:{port}/oauth/client.json", hostile)
+    sneaky = _authorize(stack, document_url.replace("http://", "http://evil.example\\@"), hostile)
     assert sneaky.status_code == 400
     assert "location" not in sneaky.headers
 

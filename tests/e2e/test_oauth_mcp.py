@@ -10,12 +10,14 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import json
 import re
 import secrets
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any
@@ -432,16 +434,16 @@ def test_the_authorization_server_refuses_what_oauth_2_1_forbids(stack: Settings
     assert metadata["code_challenge_methods_supported"] == ["S256"]
 
 
-def test_a_client_id_metadata_document_identifies_a_client(stack: Settings, person: Person) -> None:
+@contextmanager
+def client_document(document: Callable[[str], dict[str, object]]) -> Iterator[str]:
+    """A client ID metadata document served on a loopback port while the block runs: its URL.
+    `document(url)` builds the JSON (a document names its own URL as client_id)."""
     port = free_port()
-    document_url = f"http://127.0.0.1:{port}/oauth/client.json"
+    url = f"http://127.0.0.1:{port}/oauth/client.json"
+    body = json.dumps(document(url)).encode()
 
     class Document(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
-            body = (
-                f'{{"client_id": "{document_url}", "client_name": "Metadata Client", '
-                f'"redirect_uris": ["{REDIRECT}"]}}'
-            ).encode()
             self.send_response(200)
             self.send_header("content-type", "application/json")
             self.send_header("content-length", str(len(body)))
@@ -454,6 +456,14 @@ def test_a_client_id_metadata_document_identifies_a_client(stack: Settings, pers
     server = HTTPServer(("127.0.0.1", port), Document)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
+        yield url
+    finally:
+        server.shutdown()
+
+
+def test_a_client_id_metadata_document_identifies_a_client(stack: Settings, person: Person) -> None:
+    document = {"client_name": "Metadata Client", "redirect_uris": [REDIRECT]}
+    with client_document(lambda url: {"client_id": url, **document}) as document_url:
         verifier, challenge = _pkce()
         page = httpx.get(_authorize_url(stack, document_url, challenge))
         assert page.status_code == 200
@@ -474,5 +484,3 @@ def test_a_client_id_metadata_document_identifies_a_client(stack: Settings, pers
             jwt.decode(issued.json()["access_token"], options={"verify_signature": False})["client_id"]
             == document_url
         )
-    finally:
-        server.shutdown()
