@@ -70,7 +70,7 @@ TYPECHECK := build/typecheck
 typecheck-tree:
 	@rm -rf $(TYPECHECK) && mkdir -p $(TYPECHECK)
 	@cp -al busymate $(TYPECHECK)/busymate
-	@for d in stack functions proxy cli; do cp -al $$d $(TYPECHECK)/busymate/$$d; done
+	@for d in stack gateway functions proxy cli; do cp -al $$d $(TYPECHECK)/busymate/$$d; done
 	@find $(TYPECHECK) -name __pycache__ -prune -exec rm -rf {} +
 
 lint: venv typecheck-tree

@@ -51,7 +51,7 @@ from busymate import tokens
 from busymate.cli.session import acting_token
 from busymate.settings import Settings
 from busymate.stack import migrate
-from busymate.stack.api import ApiServer, settings_env
+from busymate.stack.api_process import ApiServer, settings_env
 from busymate.stack.bench import figure, figures_on_throwaway_cluster
 from busymate.stack.postgres import free_port
 

@@ -36,7 +36,7 @@ from websockets.asyncio.server import broadcast, serve
 from busymate import tokens
 from busymate.settings import Settings
 from busymate.stack import migrate
-from busymate.stack.api import ApiServer
+from busymate.stack.api_process import ApiServer
 from busymate.stack.bench import figure, figures_on_throwaway_cluster
 from busymate.stack.postgres import free_port
 

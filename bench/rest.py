@@ -6,7 +6,7 @@ Two requests, each driven for DURATION seconds with CONCURRENCY in flight:
   (ii) a page of 100 rows:     GET /rest/v1/devices?select=*&limit=100
 The member sees 250 of 1000 devices in four workspaces, so the devices policy does real work.
 
-The baseline runs, per request, what stack/rest/handler.py `_execute` runs: BEGIN READ ONLY; the
+The baseline runs, per request, what gateway/rest/handler.py `_execute` runs: BEGIN READ ONLY; the
 handler's own `_SETTINGS_SQL` with the same nine values (claims, request headers, legacy claims, the role's
 settings); the main statement `_read` and `_envelope` build for this request (every column, the same limit,
 the same envelope); ROLLBACK, as the handler ends read-only transactions. It uses an AsyncConnectionPool of
@@ -46,14 +46,14 @@ import uvloop
 from psycopg_pool import AsyncConnectionPool
 
 from busymate import tokens
+from busymate.gateway.rest import schema as schema_cache
+from busymate.gateway.rest.handler import _SETTINGS_SQL  # the very statement the handler runs
+from busymate.gateway.rest.schema import quote
 from busymate.settings import Settings
 from busymate.stack import migrate
-from busymate.stack.api import ApiServer
+from busymate.stack.api_process import ApiServer
 from busymate.stack.bench import figure, figures_on_throwaway_cluster
 from busymate.stack.postgres import free_port
-from busymate.stack.rest import schema as schema_cache
-from busymate.stack.rest.handler import _SETTINGS_SQL  # the very statement the handler runs
-from busymate.stack.rest.schema import quote
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 WORKSPACES = 4

@@ -142,7 +142,7 @@ class Settings:
     auth_rate_limit: int = 30
     pair_rate_limit: int = 30
     device_token_days: int = 365
-    # /realtime/v1 (stack/realtime/limits.py): how many of the pool's connections Realtime's checks may hold
+    # /realtime/v1 (gateway/realtime/limits.py): how many of the pool's connections Realtime's checks may hold
     # at once (the rest stay REST's), channels and joins per second per socket (Supabase's 100 and 100), and
     # presence kept in memory: one tracked payload, and the whole server's.
     realtime_db_connections: int = 3

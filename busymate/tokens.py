@@ -1,6 +1,6 @@
 """HS256 JSON Web Tokens: the API keys of the local stack, and tokens minted for scripts and tests.
 
-Verification lives with the gateway (busymate.stack.edge); this module only signs.
+Verification lives with the gateway (busymate.gateway.edge); this module only signs.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ from busymate.cli.session import forget_local_sessions
 from busymate.cli.status import Output, print_status
 from busymate.proxy.run import stop_running
 from busymate.stack import migrate
-from busymate.stack.api import ApiServer
+from busymate.stack.api_process import ApiServer
 from busymate.stack.postgres import Cluster
 
 app = typer.Typer(

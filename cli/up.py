@@ -32,7 +32,7 @@ from busymate.proxy import ca
 from busymate.proxy.run import running_pid, state_file
 from busymate.settings import Settings, parse_port_range
 from busymate.stack import migrate
-from busymate.stack.api import ApiServer, settings_env
+from busymate.stack.api_process import ApiServer, settings_env
 from busymate.stack.postgres import Cluster
 
 DEVICE_NAME = "this machine"

@@ -13,7 +13,7 @@ import pytest
 from busymate.cli.session import ADMIN_FILE, local_admin
 from busymate.settings import Settings
 from busymate.stack import ephemeral, migrate, pgtap
-from busymate.stack.api import ApiServer
+from busymate.stack.api_process import ApiServer
 from busymate.stack.postgres import Cluster, free_port
 from tests.world import World, make_world
 

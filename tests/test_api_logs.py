@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from busymate.stack import logs
+from busymate.gateway import logs
 
 
 @pytest.fixture

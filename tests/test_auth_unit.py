@@ -8,13 +8,13 @@ from typing import cast
 
 import pytest
 
+from busymate.gateway.auth.errors import AuthError, HttpRequest
+from busymate.gateway.auth.gotrue import AuthApi
+from busymate.gateway.auth.ratelimit import RateLimiter
+from busymate.gateway.auth.store import AuthStore
+from busymate.gateway.edge import JwtVerifier
 from busymate.keys import SigningKeys
 from busymate.settings import Settings
-from busymate.stack.auth.errors import AuthError, HttpRequest
-from busymate.stack.auth.gotrue import AuthApi
-from busymate.stack.auth.ratelimit import RateLimiter
-from busymate.stack.auth.store import AuthStore
-from busymate.stack.edge import JwtVerifier
 
 PROJECT = Path(__file__).resolve().parent.parent
 

@@ -1,8 +1,11 @@
 """Import boundaries (docs/functions.md, issue 16): what each part of the source tree may import, checked by
 walking its syntax trees, imports inside functions included.
 
-- proxy/, functions/ and busymate/*.py are clients of the API: they never import the stack (busymate.stack),
-  nor the CLI; a function imports only the shared library (busymate.*) and what its handler is given.
+- proxy/, functions/ and busymate/*.py are clients of the API: they never import the supervisor
+  (busymate.stack) nor the gateway (busymate.gateway), nor the CLI; a function imports only the shared library
+  (busymate.*) and what its handler is given.
+- The supervisor (stack/) and the gateway (gateway/) do not import each other: the supervisor starts the
+  gateway as a process. The CLI uses the supervisor, never the gateway's modules.
 - Nothing outside cli/ and bench/ calls print(): below the CLI, output goes through logging or a return value.
 """
 
@@ -18,15 +21,25 @@ ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = {
     "busymate": "busymate",
     "stack": "busymate.stack",
+    "gateway": "busymate.gateway",
     "proxy": "busymate.proxy",
     "functions": "busymate.functions",
     "cli": "busymate.cli",
 }
 # package -> the packages it may not import
 FORBIDDEN = {
-    "busymate": ("busymate.stack", "busymate.cli", "busymate.proxy", "busymate.functions"),
-    "busymate.proxy": ("busymate.stack", "busymate.cli", "busymate.functions"),
-    "busymate.functions": ("busymate.stack", "busymate.cli", "busymate.proxy"),
+    "busymate": (
+        "busymate.stack",
+        "busymate.gateway",
+        "busymate.cli",
+        "busymate.proxy",
+        "busymate.functions",
+    ),
+    "busymate.stack": ("busymate.gateway", "busymate.cli", "busymate.proxy", "busymate.functions"),
+    "busymate.gateway": ("busymate.stack", "busymate.cli", "busymate.proxy", "busymate.functions"),
+    "busymate.cli": ("busymate.gateway",),
+    "busymate.proxy": ("busymate.stack", "busymate.gateway", "busymate.cli", "busymate.functions"),
+    "busymate.functions": ("busymate.stack", "busymate.gateway", "busymate.cli", "busymate.proxy"),
 }
 MAY_PRINT = ("cli", "bench")
 
@@ -100,12 +113,15 @@ def test_the_checker_reports_each_kind_of_violation(tmp_path: Path) -> None:
     root = _tree(
         tmp_path,
         {
-            "functions/bad.py": "from busymate.stack.functions import FunctionRequest\n",
+            "functions/bad.py": "from busymate.gateway.functions import FunctionRequest\n",
             "functions/lazy.py": "def f():\n    import busymate.stack.jwt\n",
             "proxy/bad.py": "from busymate import stack\n",
             "busymate/bad.py": "from busymate.cli import main\n",
             "busymate/relative.py": "from .stack import db\n",
             "stack/loud.py": "print('hi')\n",
+            "stack/reach.py": "from busymate.gateway import server\n",
+            "gateway/reach.py": "from busymate.stack.postgres import Cluster\n",
+            "cli/reach.py": "import busymate.gateway.rest.handler\n",
             "cli/ok.py": "import busymate.stack\nprint('fine')\n",
             "functions/ok.py": "from busymate.functions_api import FunctionRequest\n",
         },
@@ -114,9 +130,12 @@ def test_the_checker_reports_each_kind_of_violation(tmp_path: Path) -> None:
         "busymate/bad.py:1: busymate imports busymate.cli",
         "busymate/relative.py:1: busymate imports busymate.stack",
         "stack/loud.py:1: print() outside cli/ and bench/",
+        "stack/reach.py:1: busymate.stack imports busymate.gateway",
+        "gateway/reach.py:1: busymate.gateway imports busymate.stack",
         "proxy/bad.py:1: busymate.proxy imports busymate.stack",
-        "functions/bad.py:1: busymate.functions imports busymate.stack",
+        "functions/bad.py:1: busymate.functions imports busymate.gateway",
         "functions/lazy.py:2: busymate.functions imports busymate.stack",
+        "cli/reach.py:1: busymate.cli imports busymate.gateway",
     ]
 
 

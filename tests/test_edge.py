@@ -1,4 +1,4 @@
-"""stack/edge.py on its own: each of the project's keys maps to its role, each refused credential gives its
+"""gateway/edge.py on its own: each of the project's keys maps to its role, each refused credential gives its
 kind, and a token over the size cap is refused before it is decoded."""
 
 from __future__ import annotations
@@ -11,8 +11,7 @@ import orjson
 import pytest
 
 from busymate import tokens
-from busymate.keys import SigningKeys
-from busymate.stack.edge import (
+from busymate.gateway.edge import (
     MAX_JWT_BYTES,
     TIME_KINDS,
     Edge,
@@ -21,7 +20,8 @@ from busymate.stack.edge import (
     JwtVerifier,
     ProjectKeys,
 )
-from busymate.stack.rest.errors import edge_error
+from busymate.gateway.rest.errors import edge_error
+from busymate.keys import SigningKeys
 
 SECRET = "edge-test-secret-" + "x" * 32
 PUBLISHABLE = "sb_publishable_edgetest"

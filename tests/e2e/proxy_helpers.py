@@ -27,7 +27,7 @@ from cryptography.hazmat.primitives import serialization
 from busymate import tokens
 from busymate.cli.session import local_admin
 from busymate.settings import Settings
-from busymate.stack.api import settings_env
+from busymate.stack.api_process import settings_env
 
 WAIT = 15.0
 

@@ -33,7 +33,7 @@ from hypothesis import strategies as st
 from busymate import tokens
 from busymate.settings import Settings
 from busymate.stack import ephemeral, migrate
-from busymate.stack.api import ApiServer
+from busymate.stack.api_process import ApiServer
 from busymate.stack.postgres import Cluster, free_port
 from tests.conftest import PROJECT_DIR, second_api_server
 from tests.e2e.test_oauth_mcp import client_document

@@ -16,7 +16,7 @@ import pytest
 
 from busymate.cli.devices import ago
 from busymate.settings import Settings
-from busymate.stack.api import settings_env
+from busymate.stack.api_process import settings_env
 from tests.conftest import second_api_server
 from tests.e2e.proxy_helpers import free_port_block
 from tests.world import World

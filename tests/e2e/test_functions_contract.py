@@ -17,8 +17,8 @@ from supabase_functions.errors import FunctionsHttpError
 
 from busymate.client import ApiRefused
 from busymate.functions_api import FunctionContext, FunctionRequest, FunctionResponse
+from busymate.gateway.functions import FunctionsHost, _check_needs, loopback_url
 from busymate.settings import Settings
-from busymate.stack.functions import FunctionsHost, _check_needs, loopback_url
 from supabase import ClientOptions, create_client
 from tests.world import World
 

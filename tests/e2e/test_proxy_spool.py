@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from busymate.settings import Settings
-from busymate.stack.api import ApiServer
+from busymate.stack.api_process import ApiServer
 from tests.conftest import second_api_server
 from tests.e2e.origin import Origin
 from tests.e2e.proxy_helpers import free_port_block, fresh_workspace, rpc, running_proxy, sql, until

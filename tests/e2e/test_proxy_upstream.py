@@ -27,7 +27,7 @@ import pytest
 
 from busymate.proxy.upstream import Upstreams, parse_rules
 from busymate.settings import Settings
-from busymate.stack.api import settings_env
+from busymate.stack.api_process import settings_env
 from tests.e2e.origin import Origin
 from tests.e2e.proxy_helpers import (
     ProxyProcess,

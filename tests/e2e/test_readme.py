@@ -24,7 +24,7 @@ import httpx
 
 from busymate import tokens
 from busymate.settings import Settings
-from busymate.stack.api import settings_env
+from busymate.stack.api_process import settings_env
 from tests.conftest import PROJECT_DIR
 
 README = PROJECT_DIR / "README.md"

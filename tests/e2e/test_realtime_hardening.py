@@ -21,8 +21,8 @@ from realtime import AsyncRealtimeChannel, AsyncRealtimeClient
 from realtime.types import RealtimeAcknowledgementStatus, RealtimePostgresChangesListenEvent
 from websockets.asyncio.client import connect
 
+from busymate.gateway.realtime.limits import PRESENCE_FULL, TOO_MANY_CHANNELS, TOO_MANY_JOINS, TRACK_TOO_LARGE
 from busymate.settings import Settings
-from busymate.stack.realtime.limits import PRESENCE_FULL, TOO_MANY_CHANNELS, TOO_MANY_JOINS, TRACK_TOO_LARGE
 from supabase import AsyncClient, AsyncClientOptions, acreate_client
 from tests.conftest import second_api_server
 from tests.e2e.realtime_helpers import (

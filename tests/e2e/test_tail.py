@@ -29,7 +29,7 @@ from busymate.cli.common import err
 from busymate.cli.tail import FIREHOSE_COLUMNS, Feed, Filters, Printer, breakpoint_event, parse_statuses
 from busymate.project import ID_FILE
 from busymate.settings import Settings
-from busymate.stack.api import ApiServer, settings_env
+from busymate.stack.api_process import ApiServer, settings_env
 from busymate.stack.postgres import free_port
 from tests.conftest import second_api_server
 from tests.e2e.proxy_helpers import worker_env

@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from busymate.stack import ephemeral
-from busymate.stack.api import ApiServer, settings_env
+from busymate.stack.api_process import ApiServer, settings_env
 from busymate.stack.postgres import Cluster, free_port, port_is_free
 from tests.conftest import PROJECT_DIR
 from tests.e2e.proxy_helpers import free_port_block, until

@@ -4,10 +4,10 @@
 A bare ASGI app on uvicorn with uvloop and httptools: no framework between the socket and the handler. The
 gateway does what Supabase's Kong does (https://supabase.com/docs/guides/api/api-keys): an `apikey` must be
 one of the project's keys, `sb_publishable_`/`sb_secret_` keys become the anon/service_role roles, and CORS
-preflights are answered. Reading the keys and tokens is stack/edge.py's; this module turns its refusals into
+preflights are answered. Reading the keys and tokens is gateway/edge.py's; this module turns its refusals into
 Kong's and PostgREST's answers.
 
-Run it with `python -m busymate.stack.server` (what `busymate start` does) or `serve(settings)`.
+Run it with `python -m busymate.gateway.server` (what `busymate start` does) or `serve(settings)`.
 """
 
 from __future__ import annotations
@@ -26,24 +26,24 @@ import orjson
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
+from busymate.gateway.auth.errors import HttpRequest
+from busymate.gateway.auth.gotrue import Answer, AuthApi, json_body
+from busymate.gateway.auth.oauth import OAuthServer
+from busymate.gateway.auth.store import AuthStore
+from busymate.gateway.availability import RETRY_AFTER, Availability, connection_lost, first_line
+from busymate.gateway.edge import Edge, EdgeError, JwtVerifier, ProjectKeys
+from busymate.gateway.functions import FunctionResponse, FunctionsHost
+from busymate.gateway.logs import configure as configure_logging
+from busymate.gateway.realtime.access import Access
+from busymate.gateway.realtime.hub import Hub
+from busymate.gateway.realtime.limits import Limits
+from busymate.gateway.realtime.replication import Replication
+from busymate.gateway.rest import schema as schema_cache
+from busymate.gateway.rest.errors import ApiError, edge_error
+from busymate.gateway.rest.handler import ANON_ROLE, Call, Response, RestApi, error_response
 from busymate.keys import SigningKeys
 from busymate.project import IDENTITY_HEADER, project_id
 from busymate.settings import Settings
-from busymate.stack.auth.errors import HttpRequest
-from busymate.stack.auth.gotrue import Answer, AuthApi, json_body
-from busymate.stack.auth.oauth import OAuthServer
-from busymate.stack.auth.store import AuthStore
-from busymate.stack.db import RETRY_AFTER, Availability, connection_lost, first_line
-from busymate.stack.edge import Edge, EdgeError, JwtVerifier, ProjectKeys
-from busymate.stack.functions import FunctionResponse, FunctionsHost
-from busymate.stack.logs import configure as configure_logging
-from busymate.stack.realtime.access import Access
-from busymate.stack.realtime.hub import Hub
-from busymate.stack.realtime.limits import Limits
-from busymate.stack.realtime.replication import Replication
-from busymate.stack.rest import schema as schema_cache
-from busymate.stack.rest.errors import ApiError, edge_error
-from busymate.stack.rest.handler import ANON_ROLE, Call, Response, RestApi, error_response
 
 log = logging.getLogger("busymate.api")
 
@@ -325,7 +325,7 @@ class App:
         )
 
     def _gateway(self, headers: dict[str, str], query: str, *, verify: bool = True) -> dict[str, object]:
-        """The request's claims from the edge (stack/edge.py); a refusal in Kong's shape for a key, in
+        """The request's claims from the edge (gateway/edge.py); a refusal in Kong's shape for a key, in
         PostgREST's for a token."""
         try:
             return self.edge.request_claims(headers, query, verify=verify)
@@ -437,7 +437,7 @@ def serve(settings: Settings, log_file: Path | None = None) -> None:
     """Run the server in the foreground until interrupted, logging to `log_file` (rotated) or stderr."""
     import uvicorn
 
-    from busymate.stack.httpproto import head_limited
+    from busymate.gateway.httpproto import head_limited
 
     configure_logging(log_file, settings.api_log_max_bytes)
     trusted = list(settings.trusted_proxies)
@@ -466,6 +466,6 @@ def serve(settings: Settings, log_file: Path | None = None) -> None:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(prog="python -m busymate.stack.server")
+    parser = argparse.ArgumentParser(prog="python -m busymate.gateway.server")
     parser.add_argument("--log-file", type=Path, help="log here, rotated by size (default: stderr)")
     serve(Settings.from_env(), parser.parse_args().log_file)

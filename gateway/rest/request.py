@@ -11,8 +11,8 @@ from urllib.parse import parse_qsl
 
 import orjson
 
-from busymate.stack.rest.errors import ApiError, parse_error
-from busymate.stack.rest.parse import (
+from busymate.gateway.rest.errors import ApiError, parse_error
+from busymate.gateway.rest.parse import (
     OPERATORS,
     Embed,
     Field,

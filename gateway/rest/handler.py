@@ -12,11 +12,11 @@ import psycopg
 from psycopg import errors as pg_errors
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from busymate.stack.db import RETRY_AFTER, Availability, connection_lost, first_line
-from busymate.stack.rest import openapi
-from busymate.stack.rest.build import Builder, Node, similar
-from busymate.stack.rest.errors import ApiError, status_for_sqlstate
-from busymate.stack.rest.request import (
+from busymate.gateway.availability import RETRY_AFTER, Availability, connection_lost, first_line
+from busymate.gateway.rest import openapi
+from busymate.gateway.rest.build import Builder, Node, similar
+from busymate.gateway.rest.errors import ApiError, status_for_sqlstate
+from busymate.gateway.rest.request import (
     ARRAY,
     BIGINT_MAX,
     CSV,
@@ -31,7 +31,7 @@ from busymate.stack.rest.request import (
     pick_media,
     range_bound,
 )
-from busymate.stack.rest.schema import Function, Relation, SchemaCache, quote
+from busymate.gateway.rest.schema import Function, Relation, SchemaCache, quote
 
 ANON_ROLE = "anon"
 MAX_ARRAY_DEPTH = 32

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from busymate.stack.auth.errors import AuthError
+from busymate.gateway.auth.errors import AuthError
 
 WINDOW = 300.0  # seconds: N attempts per 5 minutes, refilled continuously
 MAX_TRACKED = 10_000

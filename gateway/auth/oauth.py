@@ -31,10 +31,10 @@ import httpx
 import psycopg
 from psycopg.rows import dict_row
 
+from busymate.gateway.auth.errors import AuthError, HttpRequest
+from busymate.gateway.auth.gotrue import Answer, AuthApi
+from busymate.gateway.auth.store import AuthStore, Row, digest, password_matches
 from busymate.settings import Settings
-from busymate.stack.auth.errors import AuthError, HttpRequest
-from busymate.stack.auth.gotrue import Answer, AuthApi
-from busymate.stack.auth.store import AuthStore, Row, digest, password_matches
 
 CODE_TTL = 600  # seconds an authorization request and its code stay usable
 COOKIE = "bm-oauth"

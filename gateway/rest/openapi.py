@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import orjson
 
-from busymate.stack.rest.schema import Column, SchemaCache
+from busymate.gateway.rest.schema import Column, SchemaCache
 
 _FORMATS = {
     "integer": ("integer", "int32"),

@@ -100,7 +100,7 @@ class ApiServer:
         env = {**os.environ, **settings_env(self.settings)}
         with self.out_file.open("wb") as log:
             process = subprocess.Popen(
-                [sys.executable, "-m", "busymate.stack.server", "--log-file", str(self.log_file)],
+                [sys.executable, "-m", "busymate.gateway.server", "--log-file", str(self.log_file)],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,

@@ -24,20 +24,20 @@ from urllib.parse import parse_qsl, unquote
 
 import orjson
 
-from busymate.stack.edge import Edge, EdgeError, JwtVerifier, bearer, check_times
-from busymate.stack.realtime import protocol
-from busymate.stack.realtime.access import Access
-from busymate.stack.realtime.limits import (
+from busymate.gateway.edge import Edge, EdgeError, JwtVerifier, bearer, check_times
+from busymate.gateway.realtime import protocol
+from busymate.gateway.realtime.access import Access
+from busymate.gateway.realtime.limits import (
     PRESENCE_FULL,
     TOO_MANY_CHANNELS,
     TOO_MANY_JOINS,
     TRACK_TOO_LARGE,
     JoinRate,
 )
-from busymate.stack.realtime.protocol import V1, V2, Frame
+from busymate.gateway.realtime.protocol import V1, V2, Frame
 
 if TYPE_CHECKING:
-    from busymate.stack.realtime.replication import Binding, Replication
+    from busymate.gateway.realtime.replication import Binding, Replication
 
 log = logging.getLogger("busymate.realtime")
 

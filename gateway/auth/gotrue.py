@@ -19,13 +19,13 @@ from typing import Any
 import orjson
 import psycopg
 
+from busymate.gateway.auth.errors import API_VERSION, AuthError, HttpRequest
+from busymate.gateway.auth.ratelimit import RateLimiter
+from busymate.gateway.auth.store import AuthStore, Issued, Row, hash_password, password_matches, user_json
+from busymate.gateway.availability import RETRY_AFTER, Availability, connection_lost
+from busymate.gateway.edge import EdgeError, JwtVerifier
 from busymate.keys import SigningKeys
 from busymate.settings import Settings
-from busymate.stack.auth.errors import API_VERSION, AuthError, HttpRequest
-from busymate.stack.auth.ratelimit import RateLimiter
-from busymate.stack.auth.store import AuthStore, Issued, Row, hash_password, password_matches, user_json
-from busymate.stack.db import RETRY_AFTER, Availability, connection_lost
-from busymate.stack.edge import EdgeError, JwtVerifier
 
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 MIN_PASSWORD = 6  # GoTrue's default minimum length

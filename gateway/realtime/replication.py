@@ -31,14 +31,14 @@ import psycopg
 from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
 
-from busymate.stack.realtime import deletes
-from busymate.stack.realtime import filters as pgfilters
-from busymate.stack.realtime.catalog import APPLICATION_NAME, Catalog, Table
-from busymate.stack.realtime.limits import TOO_MANY_BINDINGS
-from busymate.stack.realtime.protocol import Frame
+from busymate.gateway.realtime import deletes
+from busymate.gateway.realtime import filters as pgfilters
+from busymate.gateway.realtime.catalog import APPLICATION_NAME, Catalog, Table
+from busymate.gateway.realtime.limits import TOO_MANY_BINDINGS
+from busymate.gateway.realtime.protocol import Frame
 
 if TYPE_CHECKING:
-    from busymate.stack.realtime.hub import Channel, Hub
+    from busymate.gateway.realtime.hub import Channel, Hub
 
 log = logging.getLogger("busymate.realtime")
 

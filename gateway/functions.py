@@ -32,11 +32,11 @@ from busymate.functions_api import (
     IssuedToken,
     device_claims,
 )
+from busymate.gateway.auth.errors import AuthError
+from busymate.gateway.auth.ratelimit import RateLimiter
+from busymate.gateway.edge import EdgeError
 from busymate.keys import SigningKeys
 from busymate.settings import Settings
-from busymate.stack.auth.errors import AuthError
-from busymate.stack.auth.ratelimit import RateLimiter
-from busymate.stack.edge import EdgeError
 
 NAME = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
 NEEDS = frozenset({"signer", "limit", "service_role"})

@@ -16,7 +16,7 @@ import orjson
 import psycopg
 from psycopg import sql
 
-from busymate.stack.realtime.catalog import Policies, Table
+from busymate.gateway.realtime.catalog import Policies, Table
 
 
 def _expression(text: str) -> sql.SQL:

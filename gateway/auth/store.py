@@ -26,7 +26,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
-from busymate.stack.auth.errors import AuthError
+from busymate.gateway.auth.errors import AuthError
 
 REUSE_INTERVAL = 10  # seconds, GoTrue's refresh_token_reuse_interval
 BCRYPT_COST = 10  # GoTrue's cost

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from busymate.stack.rest.errors import ApiError
-from busymate.stack.rest.parse import Embed, Field, Filter, JsonStep, Logic, OrderTerm
-from busymate.stack.rest.schema import Column, Relation, Relationship, SchemaCache, quote
+from busymate.gateway.rest.errors import ApiError
+from busymate.gateway.rest.parse import Embed, Field, Filter, JsonStep, Logic, OrderTerm
+from busymate.gateway.rest.schema import Column, Relation, Relationship, SchemaCache, quote
 
 _COMPARE = {
     "eq": "=",

@@ -23,7 +23,7 @@ import orjson
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
-from busymate.stack.realtime.limits import Limits
+from busymate.gateway.realtime.limits import Limits
 
 log = logging.getLogger("busymate.realtime")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import orjson
 
-from busymate.stack.edge import TIME_KINDS, EdgeError
+from busymate.gateway.edge import TIME_KINDS, EdgeError
 
 
 class ApiError(Exception):

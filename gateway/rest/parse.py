@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from busymate.stack.rest.errors import ApiError, parse_error
+from busymate.gateway.rest.errors import ApiError, parse_error
 
 OPERATORS = {
     "eq",

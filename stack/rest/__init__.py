@@ -1,1 +1,0 @@
-"""busymate.stack.rest: a PostgREST-compatible /rest/v1 (docs/rest.md)."""
