@@ -4,8 +4,8 @@
 A bare ASGI app on uvicorn with uvloop and httptools: no framework between the socket and the handler. The
 gateway does what Supabase's Kong does (https://supabase.com/docs/guides/api/api-keys): an `apikey` must be
 one of the project's keys, `sb_publishable_`/`sb_secret_` keys become the anon/service_role roles, and CORS
-preflights are answered. Reading the keys and tokens is gateway/edge.py's; this module turns its refusals into
-Kong's and PostgREST's answers.
+preflights are answered (gateway/kong.py, reading keys and tokens through gateway/edge.py). This module is the
+ASGI app: it routes each request to its backend, wired in gateway/backends.py.
 
 Run it with `python -m busymate.gateway.server` (what `busymate start` does) or `serve(settings)`.
 """
@@ -13,159 +13,39 @@ Run it with `python -m busymate.gateway.server` (what `busymate start` does) or 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
-import ipaddress
 import logging
-from collections.abc import Awaitable, Callable, MutableMapping
 from http.cookies import SimpleCookie
 from pathlib import Path
-from typing import Any
 
 import orjson
 import psycopg
-from psycopg_pool import AsyncConnectionPool
 
+from busymate.gateway import kong
+from busymate.gateway.asgi import Receive, Scope, Send, client_ip, json_response, read_body, send_response
 from busymate.gateway.auth.errors import HttpRequest
-from busymate.gateway.auth.gotrue import Answer, AuthApi, json_body
-from busymate.gateway.auth.oauth import OAuthServer
-from busymate.gateway.auth.store import AuthStore
-from busymate.gateway.availability import RETRY_AFTER, Availability, connection_lost, first_line
-from busymate.gateway.edge import Edge, EdgeError, JwtVerifier, ProjectKeys
-from busymate.gateway.functions import FunctionResponse, FunctionsHost
+from busymate.gateway.auth.gotrue import Answer, json_body
+from busymate.gateway.availability import RETRY_AFTER, connection_lost, first_line
+from busymate.gateway.backends import Backends
+from busymate.gateway.functions import FunctionResponse
 from busymate.gateway.logs import configure as configure_logging
-from busymate.gateway.realtime.access import Access
-from busymate.gateway.realtime.hub import Hub
-from busymate.gateway.realtime.limits import Limits
-from busymate.gateway.realtime.replication import Replication
-from busymate.gateway.rest import schema as schema_cache
-from busymate.gateway.rest.errors import ApiError, edge_error
-from busymate.gateway.rest.handler import ANON_ROLE, Call, Response, RestApi, error_response
-from busymate.keys import SigningKeys
+from busymate.gateway.rest.errors import ApiError
+from busymate.gateway.rest.handler import ANON_ROLE, Call, Response, error_response
 from busymate.project import IDENTITY_HEADER, project_id
 from busymate.settings import Settings
 
 log = logging.getLogger("busymate.api")
 
-Scope = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
-Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
-
-EXPOSED_SCHEMAS = ("public",)
 FRAME_LEVELS = 10  # what a Realtime frame adds around a broadcast's payload, with room to spare
-POOL_TIMEOUT = 5.0  # seconds a request waits for a database connection (504 PGRST003 after)
-CORS_EXPOSE = (
-    "Content-Encoding, Content-Location, Content-Range, Content-Type, Date, Location, Server, "
-    "Transfer-Encoding, Range-Unit, Preference-Applied, Proxy-Status"
-)
 
 
 class App:
-    """The ASGI application."""
+    """The ASGI application: routes each request to its backend (gateway/backends.py)."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.signing = SigningKeys.for_project(settings.jwt_secret, settings.state_dir, settings.jwt_alg)
-        self.verifier = JwtVerifier(settings.jwt_secret, (self.signing.ec_key,))
-        self.keys = ProjectKeys(settings.jwt_secret, settings.publishable_key, settings.secret_key)
-        self.edge = Edge(self.keys, self.verifier)
-        self.anon_key = self.keys.anon_key
-        self.service_key = self.keys.service_key
+        self.backends = Backends(settings)
         self.max_body = settings.max_body_bytes
         self.project_id = project_id(settings.state_dir)  # on every answer: the CLI checks whose server it is
-        self.rest: RestApi | None = None
-        self.hub: Hub | None = None
-        self.auth: AuthApi | None = None
-        self.oauth: OAuthServer | None = None
-        self.functions = FunctionsHost(
-            settings, self.signing, self.verifier.verify, self.anon_key, self.keys.service_key
-        )
-        self._tasks: list[asyncio.Task[None]] = []
-        self._pool: AsyncConnectionPool | None = None
-        self._auth_pool: AsyncConnectionPool | None = None
-        self.availability: Availability | None = None
-
-    # -- lifespan --------------------------------------------------------------------------------------------
-
-    async def startup(self) -> None:
-        """Open the pool, load the schema cache and start listening for reloads."""
-        conninfo = self.settings.db_url(user="authenticator")
-        self._pool = AsyncConnectionPool(
-            conninfo,
-            min_size=2,
-            max_size=self.settings.db_pool_size,
-            kwargs={"autocommit": True},
-            open=False,
-            name="rest",
-            timeout=POOL_TIMEOUT,
-        )
-        await self._pool.open(wait=True, timeout=30)
-        self._auth_pool = AsyncConnectionPool(
-            self.settings.db_url(user="supabase_auth_admin"),
-            min_size=1,
-            max_size=4,
-            kwargs={"autocommit": True},
-            open=False,
-            name="auth",
-            timeout=POOL_TIMEOUT,
-        )
-        await self._auth_pool.open(wait=True, timeout=30)
-        self.availability = Availability(conninfo, (self._pool, self._auth_pool))
-        store = AuthStore(self._auth_pool)
-        self.auth = AuthApi(self.settings, store, self.signing, self.verifier, self.availability)
-        self.oauth = OAuthServer(self.settings, store, self.auth)
-        cache = await asyncio.to_thread(self._load_cache)
-        self.rest = RestApi(
-            self._pool, cache, max_rows=self.settings.max_rows, availability=self.availability
-        )
-        self._tasks.append(asyncio.create_task(self._listen()))
-        access = Access(self._pool, Limits.from_settings(self.settings))
-        self.hub = Hub(self.edge, access)
-        replication = Replication(self.hub, self.settings.db_url(), self._pool)
-        self.hub.replication = replication
-        self._tasks.append(asyncio.create_task(replication.run()))
-        await asyncio.wait_for(replication.ready.wait(), timeout=30)
-
-    async def shutdown(self) -> None:
-        """Stop listening and close the pool."""
-        for task in self._tasks:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        if self.availability is not None:
-            await self.availability.close()
-        await self.functions.aclose()
-        for pool in (self._pool, self._auth_pool):
-            if pool is not None:
-                await pool.close()
-
-    def _load_cache(self) -> schema_cache.SchemaCache:
-        with psycopg.connect(self.settings.db_url(user="authenticator"), autocommit=True) as conn:
-            conn.execute("set search_path = ''")
-            return schema_cache.load(conn, EXPOSED_SCHEMAS)
-
-    async def _listen(self) -> None:
-        """LISTEN pgrst: reload on 'reload schema', 'reload config' or an empty payload, like PostgREST."""
-        while True:
-            try:
-                conn = await psycopg.AsyncConnection.connect(
-                    self.settings.db_url(user="authenticator"), autocommit=True
-                )
-                async with conn:
-                    await conn.execute("listen pgrst")
-                    async for notify in conn.notifies():
-                        if notify.payload in ("reload schema", "reload config", ""):
-                            cache = await asyncio.to_thread(self._load_cache)
-                            if self.rest is not None:
-                                self.rest.cache = cache
-                            log.info("schema cache reloaded")
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("schema listener lost its connection; retrying in 1 s")
-                await asyncio.sleep(1)
-
-    # -- requests --------------------------------------------------------------------------------------------
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -200,10 +80,9 @@ class App:
             log.exception("unexpected error on %s %s", scope["method"], scope["path"])
             response = error_response(ApiError(500, "PGRST500", "Internal server error"))
         if origin:
-            response.headers["access-control-allow-origin"] = "*"
-            response.headers["access-control-expose-headers"] = CORS_EXPOSE
+            kong.expose_cors(response)
         response.headers[IDENTITY_HEADER] = self.project_id
-        await _send(send, response)
+        await send_response(send, response)
 
     async def _route(
         self, scope: Scope, receive: Receive, headers: dict[str, str], prefer: list[str]
@@ -211,42 +90,45 @@ class App:
         path: str = scope["path"]
         method: str = scope["method"]
         if method == "OPTIONS" and "access-control-request-method" in headers:
-            return self._preflight(headers)
+            return kong.preflight(headers)
         if path.startswith(("/auth/v1/", "/.well-known/")) or path == "/auth/v1":
             return await self._auth(scope, receive, headers)
-        if path.startswith("/realtime/v1/api/") and self.hub is not None:
-            body = await _read_body(receive, self.max_body)
+        hub = self.backends.hub
+        if path.startswith("/realtime/v1/api/") and hub is not None:
+            body = await read_body(receive, self.max_body)
             if _too_deep(body):
                 message = f"the body is nested more than {254 - FRAME_LEVELS} levels deep"
-                return _json(422, {"errors": {"messages": [message]}})
+                return json_response(422, {"errors": {"messages": [message]}})
             query = scope["query_string"].decode("latin-1")
-            answer = await self.hub.http(method, path[len("/realtime/v1") :], query, headers, body)
+            answer = await hub.http(method, path[len("/realtime/v1") :], query, headers, body)
             if answer.body is None:
                 return Response(answer.status, {})
-            return _json(answer.status, answer.body)
+            return json_response(answer.status, answer.body)
         if not (path == "/rest/v1" or path.startswith("/rest/v1/")):
-            return _json(404, {"message": "no Route matched with those values"})
+            return json_response(404, {"message": "no Route matched with those values"})
         query = scope["query_string"].decode("latin-1")
-        claims = self._gateway(headers, query)
+        claims = kong.request_claims(self.backends.edge, headers, query)
         role = str(claims.get("role") or ANON_ROLE)
-        if self.rest is None:
+        rest = self.backends.rest
+        if rest is None:
             raise ApiError(503, "PGRST002", "Could not query the database for the schema cache. Retrying.")
-        body = await _read_body(receive, self.max_body)
+        body = await read_body(receive, self.max_body)
         sub = path[len("/rest/v1") :] or "/"
         call = Call(method, sub, query, headers, prefer, body, claims, role)
-        return await self.rest.handle(call)
+        return await rest.handle(call)
 
     async def _auth(self, scope: Scope, receive: Receive, headers: dict[str, str]) -> Response:
         """/auth/v1 and the OAuth metadata: the key is required except on the paths Kong leaves open."""
-        if self.auth is None or self.oauth is None:
-            return _json(
+        auth, oauth = self.backends.auth, self.backends.oauth
+        if auth is None or oauth is None:
+            return json_response(
                 503, {"code": 503, "error_code": "unavailable", "msg": "The auth server is starting"}
             )
         path: str = scope["path"]
         sub = path[len("/auth/v1") :] if path.startswith("/auth/v1") else path
         query = scope["query_string"].decode("latin-1")
         bearer = headers.get("authorization", "")[7:].strip()
-        legacy = self.keys.legacy(bearer)
+        legacy = self.backends.keys.legacy(bearer)
         if legacy != bearer:
             # Kong turns the opaque keys into the legacy JWTs before GoTrue sees them.
             headers = {**headers, "authorization": f"Bearer {legacy}"}
@@ -256,32 +138,33 @@ class App:
             sub,
             query,
             headers,
-            await _read_body(receive, self.max_body),
-            _client_ip(scope),
+            await read_body(receive, self.max_body),
+            client_ip(scope),
             cookies,
         )
-        if self.oauth.handles(request):
-            return _answer(await self.oauth.handle(request))
+        if oauth.handles(request):
+            return _answer(await oauth.handle(request))
         if not path.startswith("/auth/v1"):
-            return _json(404, {"message": "no Route matched with those values"})
+            return json_response(404, {"message": "no Route matched with those values"})
         if not sub.startswith(("/health", "/.well-known/")):
-            self._gateway(headers, query, verify=False)  # Kong's key check; GoTrue checks tokens itself
-        return _answer(await self.auth.handle(request))
+            # Kong's key check; GoTrue checks tokens itself
+            kong.request_claims(self.backends.edge, headers, query, verify=False)
+        return _answer(await auth.handle(request))
 
     async def _function(self, scope: Scope, receive: Receive, send: Send, headers: dict[str, str]) -> None:
         """/functions/v1/<name>: run the function, streaming its body if it streams."""
         try:
-            body = await _read_body(receive, self.max_body)
-            answer = await self.functions.call(
+            body = await read_body(receive, self.max_body)
+            answer = await self.backends.functions.call(
                 scope["path"][len("/functions/v1") :],
                 scope["method"],
                 scope["query_string"].decode("latin-1"),
                 headers,
                 body,
-                _client_ip(scope),
+                client_ip(scope),
             )
         except ApiError as exc:
-            await _send(send, error_response(exc))
+            await send_response(send, error_response(exc))
             return
         except Exception:
             log.exception("function %s failed", scope["path"])
@@ -305,17 +188,18 @@ class App:
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
         """/realtime/v1/websocket (and Realtime's own /socket/websocket); any other path is refused."""
         path = scope["path"].rstrip("/")
-        if self.hub is None or path not in ("/realtime/v1/websocket", "/socket/websocket"):
+        hub = self.backends.hub
+        if hub is None or path not in ("/realtime/v1/websocket", "/socket/websocket"):
             await receive()
             await send({"type": "websocket.close", "code": 1008})
             return
-        await self.hub.websocket(scope, receive, send)
+        await hub.websocket(scope, receive, send)
 
     def _unreachable(self, exc: BaseException) -> ApiError:
         """PostgREST's PGRST001 for a connection lost under a request; the database is probed until it is
         back."""
-        if self.availability is not None:
-            self.availability.lost(exc)
+        if self.backends.availability is not None:
+            self.backends.availability.lost(exc)
         return ApiError(
             503,
             "PGRST001",
@@ -324,58 +208,21 @@ class App:
             headers={"retry-after": RETRY_AFTER},
         )
 
-    def _gateway(self, headers: dict[str, str], query: str, *, verify: bool = True) -> dict[str, object]:
-        """The request's claims from the edge (gateway/edge.py); a refusal in Kong's shape for a key, in
-        PostgREST's for a token."""
-        try:
-            return self.edge.request_claims(headers, query, verify=verify)
-        except EdgeError as exc:
-            if exc.kind == "no_apikey":
-                raise _gateway_error("No API key found in request") from exc
-            if exc.kind == "unknown_key":
-                raise _gateway_error("Invalid authentication credentials") from exc
-            raise edge_error(exc) from exc
-
-    def _preflight(self, headers: dict[str, str]) -> Response:
-        requested = headers.get("access-control-request-headers", "")
-        allow = "Authorization" + (f", {requested}" if requested else "")
-        return Response(
-            200,
-            {
-                "access-control-allow-origin": "*",
-                "access-control-allow-methods": "GET, POST, PATCH, PUT, DELETE, OPTIONS, HEAD",
-                "access-control-allow-headers": allow,
-                "access-control-max-age": "86400",
-            },
-        )
-
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
                 try:
-                    await self.startup()
+                    await self.backends.startup()
                 except Exception as exc:
                     log.exception("startup failed")
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
                     return
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
-                await self.shutdown()
+                await self.backends.shutdown()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
-
-
-def _client_ip(scope: Scope) -> str:
-    """The caller's address: the TCP peer, or what uvicorn read from X-Forwarded-For when the peer is one of
-    the trusted proxies; "" when that is not an IP address (it would not fit auth.sessions.ip)."""
-    client = scope.get("client")
-    if not client:
-        return ""
-    try:
-        return str(ipaddress.ip_address(str(client[0])))
-    except ValueError:
-        return ""
 
 
 def _too_deep(body: bytes) -> bool:
@@ -400,37 +247,6 @@ def _answer(answer: Answer) -> Response:
     if body:
         headers.setdefault("content-type", answer.content_type)
     return Response(answer.status, headers, body)
-
-
-def _gateway_error(message: str) -> ApiError:
-    return ApiError(401, "", message, gateway=True)
-
-
-def _json(status: int, payload: object) -> Response:
-    return Response(status, {"content-type": "application/json; charset=utf-8"}, orjson.dumps(payload))
-
-
-async def _read_body(receive: Receive, limit: int) -> bytes:
-    chunks = []
-    size = 0
-    while True:
-        message = await receive()
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            raise ApiError(
-                413, "", f"Request size limit exceeded: the body is over {limit} bytes", gateway=True
-            )
-        chunks.append(chunk)
-        if not message.get("more_body"):
-            return b"".join(chunks)
-
-
-async def _send(send: Send, response: Response) -> None:
-    headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in response.headers.items()]
-    headers.append((b"content-length", str(len(response.body)).encode()))
-    await send({"type": "http.response.start", "status": response.status, "headers": headers})
-    await send({"type": "http.response.body", "body": response.body})
 
 
 def serve(settings: Settings, log_file: Path | None = None) -> None:
