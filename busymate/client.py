@@ -1,37 +1,38 @@
-"""A small client of the stack's HTTP APIs for the CLI and workers: /auth/v1, /rest/v1 and /functions/v1,
-with one-line errors.
+"""The sync client of the project's HTTP API (/auth/v1, /rest/v1, /functions/v1), for the CLI.
 
-It speaks exactly what supabase-py would send (apikey header, Bearer token), so everything the CLI does an
-integrator can do with the official clients.
+Built from a URL, a publishable key and a token source (busymate.api_core), it speaks exactly what
+supabase-py would send, so everything the CLI does an integrator can do with the official clients; errors
+come from the one mapping in busymate.api_core. It waits out a 503 with Retry-After (a database restarting)
+for up to 15 s. `Api.for_project` is the CLI's: the project's URL and key, and before any token goes out a
+check that the server answering is this project's (X-Busymate-Project), not another's on the same port.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import httpx
 
-from busymate.errors import BusymateError
+from busymate.api_core import (
+    ApiRefused,
+    NotThisProject,
+    TokenSource,
+    Unavailable,
+    decode,
+    headers,
+    refusal,
+    token_now,
+    unreachable,
+)
 from busymate.project import IDENTITY_HEADER, project_id
 from busymate.settings import Settings
 
+__all__ = ["Api", "ApiRefused", "NotThisProject", "api_answers", "identity_error"]
+
 UNAVAILABLE_WAIT = 15.0  # seconds a request waits out 503 + Retry-After answers before giving up
-
-
-class ApiRefused(BusymateError):
-    """The server answered with an error: its HTTP status, its code (a SQLSTATE such as 23505 from /rest/v1,
-    GoTrue's error_code such as invalid_credentials from /auth/v1), message, details and hint."""
-
-    def __init__(
-        self, what: str, status: int, code: str, message: str, details: str = "", hint: str = ""
-    ) -> None:
-        self.status, self.code, self.message, self.details, self.hint = status, code, message, details, hint
-        super().__init__(f"{what}: {status} {message}" + (f" (hint: {hint})" if hint else ""))
-
-
-class NotThisProject(BusymateError):
-    """What answers on the project's API port is another project's server, or not a Busymate server."""
+START_HINT = "start it with `busymate start`"
 
 
 def identity_error(settings: Settings, response: httpx.Response) -> NotThisProject | None:
@@ -74,14 +75,16 @@ def api_answers(settings: Settings, http: httpx.Client | None = None) -> bool:
 
 
 class Api:
-    """Calls under one bearer token (the anon key when none)."""
+    """Calls to `url` under `key` and the token `token` gives (asked before each call)."""
 
-    def __init__(self, settings: Settings, token: str | None = None, timeout: float = 30.0) -> None:
-        self.settings = settings
-        self.anon_key = settings.anon_key or settings.publishable_key  # either is a publishable key
-        self.token = token or self.anon_key
-        self._http = httpx.Client(base_url=settings.url or settings.api_url, timeout=timeout)
-        self._verified = False
+    def __init__(self, settings: Settings, token: TokenSource = None, timeout: float = 30.0) -> None:
+        self.url = (settings.url or settings.api_url).rstrip("/")
+        self.key = settings.anon_key or settings.publishable_key  # either is a publishable key
+        self.token = token
+        # asked before calls until it answers True: raises when the server is not this project's
+        self._check: Callable[[httpx.Client], bool] | None = lambda http: api_answers(settings, http)
+        self._down_hint = START_HINT
+        self._http = httpx.Client(base_url=self.url, timeout=timeout)
 
     def close(self) -> None:
         """Close the connection pool."""
@@ -96,31 +99,28 @@ class Api:
     def request(
         self, method: str, path: str, *, json: object = None, params: dict[str, str] | None = None
     ) -> Any:
-        """JSON in, JSON out; BusymateError with the server's own message when it refuses."""
-        if not self._verified:  # before any token or password goes out
-            self._verified = api_answers(self.settings, self._http)
-        headers = {"apikey": self.anon_key, "authorization": f"Bearer {self.token}"}
+        """JSON in, JSON out; ApiRefused (busymate.api_core) with the server's own message when it refuses."""
+        what = f"{method} {path}"
+        if self._check is not None and self._check(self._http):  # before any token or password goes out
+            self._check = None
+        sent = headers(self.key, token_now(self.token))
         deadline = time.monotonic() + UNAVAILABLE_WAIT
         while True:
             try:
-                response = self._http.request(method, path, json=json, params=params, headers=headers)
-            except httpx.ConnectError as exc:
-                raise BusymateError(
-                    f"the API server does not answer at {self.settings.api_url}: "
-                    "start it with `busymate start`"
-                ) from exc
+                response = self._http.request(method, path, json=json, params=params, headers=sent)
             except httpx.HTTPError as exc:
-                raise BusymateError(f"{method} {path} failed: {exc}") from exc
+                raise unreachable(self.url, what, exc, self._down_hint) from exc
+            if response.status_code != 503:
+                return decode(what, response)
             # 503 with Retry-After: the server did nothing and expects its database back (a reset, a restart).
-            pause = _retry_after(response)
-            if pause is None or time.monotonic() + pause > deadline:
-                break
+            refused = refusal(what, response)
+            pause = refused.retry_after
+            if not isinstance(refused, Unavailable) or pause is None:
+                raise refused
+            pause = min(max(pause, 0.1), UNAVAILABLE_WAIT)
+            if time.monotonic() + pause > deadline:
+                raise refused
             time.sleep(pause)
-        if response.status_code >= 400:
-            raise refusal(f"{method} {path}", response)
-        if not response.content:
-            return None
-        return response.json()
 
     def rpc(self, name: str, args: dict[str, object]) -> Any:
         """POST /rest/v1/rpc/<name>."""
@@ -130,33 +130,3 @@ class Api:
         """GET /rest/v1/<table> with PostgREST query parameters."""
         rows = self.request("GET", f"/rest/v1/{table}", params=params)
         return rows if isinstance(rows, list) else []
-
-
-def _retry_after(response: httpx.Response) -> float | None:
-    if response.status_code != 503:
-        return None
-    try:
-        return min(max(float(response.headers.get("retry-after", "")), 0.1), UNAVAILABLE_WAIT)
-    except ValueError:
-        return None
-
-
-def refusal(what: str, response: httpx.Response) -> ApiRefused:
-    """The error for a 4xx/5xx answer in any of the stack's shapes (PostgREST, GoTrue, OAuth)."""
-    try:
-        body = response.json()
-    except ValueError:
-        body = None
-    if not isinstance(body, dict):
-        raw = response.text.strip()[:300] or response.reason_phrase
-        return ApiRefused(what, response.status_code, "", raw)
-
-    def text(*keys: str) -> str:
-        for key in keys:
-            if isinstance(body.get(key), str) and body[key]:
-                return str(body[key])
-        return ""
-
-    message = text("message", "msg", "error_description", "error") or str(body)[:300]
-    code = text("error_code") or (str(body["code"]) if body.get("code") is not None else "") or text("error")
-    return ApiRefused(what, response.status_code, code, message, text("details"), text("hint"))

@@ -1,6 +1,6 @@
 """The project's JWT signing keys: the HS256 secret and an ES256 key pair made once under the state folder.
 
-Everything that mints a token (/auth/v1, /functions/v1/pair, `busymate token`) signs through `SigningKeys`,
+Everything that mints a token (/auth/v1, /functions/v1/pair and device-token) signs through `SigningKeys`,
 and the gateway verifies with the same keys, so REST, Realtime and Auth accept exactly the same tokens. The
 ES256 public key is published at /auth/v1/.well-known/jwks.json; `jwt_alg` picks which key signs new tokens
 (HS256 by default, like the Supabase CLI).

@@ -3,7 +3,8 @@
 It speaks the wire protocol the official clients speak (Phoenix frames, vsn 1.0.0, private channels joined
 with the caller's access token, a heartbeat every 25 s) and adds what a long-running worker needs: when the
 socket drops it reconnects with backoff, asks for a fresh token, joins its topics again and tells the caller
-through `on_state`, so a subscriber always knows it may have missed messages while it was away.
+through `on_state`, so a subscriber always knows it may have missed messages while it was away. It is
+configured like the API clients (busymate.api_core): the API's URL, its publishable key and a token source.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from urllib.parse import quote
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+from busymate.api_core import AsyncTokenSource, token_soon
 
 log = logging.getLogger("busymate.live")
 
@@ -59,17 +62,19 @@ async def _call(fn: Callable[..., Awaitable[None] | None], *args: Any) -> None:
 class LiveClient:
     """Private channels on one socket, kept joined until `close()`.
 
-    `token` is called before each (re)connect and may return a fresh access token.
+    `token` (a token, or a callable, plain or async) is asked before each (re)connect and join and may give a
+    fresh access token; the publishable key stands in when it gives none.
     """
 
     def __init__(
         self,
         api_url: str,
         apikey: str,
-        token: Callable[[], Awaitable[str]],
+        token: AsyncTokenSource,
         on_state: StateHandler | None = None,
     ) -> None:
         self._url = socket_url(api_url, apikey)
+        self._apikey = apikey
         self._token = token
         self._on_state = on_state
         self._topics: dict[str, _Topic] = {}
@@ -79,7 +84,6 @@ class LiveClient:
         self._replies: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self._joined = asyncio.Event()
         self._closing = False
-        self.reconnects = 0
 
     def subscribe(self, topic: str, handler: Handler) -> None:
         """Join `topic` (now if connected, and after every reconnect)."""
@@ -121,6 +125,9 @@ class LiveClient:
         for topic in self._topics:
             with contextlib.suppress(ConnectionClosed):
                 await self._send(ws, topic, "access_token", {"access_token": token})
+
+    async def _access_token(self) -> str:
+        return await token_soon(self._token) or self._apikey
 
     def _stopping(self) -> bool:
         return self._closing
@@ -166,7 +173,7 @@ class LiveClient:
         if ws is None:
             return
         try:
-            await self._join(ws, topic, await self._token())
+            await self._join(ws, topic, await self._access_token())
         except (JoinRefused, TimeoutError, ConnectionClosed) as exc:
             await self._state("refused", str(exc))
 
@@ -207,7 +214,7 @@ class LiveClient:
         attempt = 0
         while not self._closing:
             try:
-                token = await self._token()
+                token = await self._access_token()
                 async with connect(self._url, open_timeout=10, max_size=64 * 1024 * 1024) as ws:
                     self._ws = ws
                     reader = asyncio.create_task(self._reader(ws))
@@ -253,5 +260,4 @@ class LiveClient:
                 return
             delay = BACKOFF[min(attempt, len(BACKOFF) - 1)]
             attempt += 1
-            self.reconnects += 1
             await asyncio.sleep(delay)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from busymate.errors import BusymateError
@@ -170,7 +170,6 @@ class Settings:
     # derive them from jwt_secret; the CLI fills them from the local stack it runs when they are not set.
     url: str = ""
     anon_key: str = ""
-    extra: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def data_dir(self) -> Path:

@@ -79,8 +79,8 @@ def token(
     if device is not None:
         acting, _ = acting_token(settings)
         with Api(settings, acting) as api:
-            found = find_device(api, device)
-        out.print(device_token(settings, found), soft_wrap=True)
+            minted = device_token(api, find_device(api, device))
+        out.print(minted, soft_wrap=True)
         return
     if email is None and not admin:
         acting, who = acting_token(settings)

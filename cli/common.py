@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from busymate import tokens
-from busymate.client import ApiRefused
+from busymate.api_core import ApiRefused
 from busymate.errors import BusymateError
 from busymate.project import with_remembered
 from busymate.settings import Settings

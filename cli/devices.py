@@ -5,7 +5,6 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
-import time
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any
@@ -14,12 +13,11 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from busymate.api_core import ApiRefused, NotFound
 from busymate.cli.common import err, friendly, out, settings_from
 from busymate.cli.session import acting_token
-from busymate.client import Api, ApiRefused
+from busymate.client import Api
 from busymate.errors import BusymateError
-from busymate.functions.pair import device_claims
-from busymate.keys import SigningKeys
 from busymate.settings import Settings
 
 app = typer.Typer(
@@ -172,38 +170,22 @@ def _refused(exc: ApiRefused, *, port: int | None = None) -> BusymateError:
     return exc
 
 
-def device_credential(settings: Settings, device: dict[str, Any]) -> str:
-    """The device's current credential, which only its owner (with devices:edit) or an admin may have."""
-    with _api(settings) as api:
-        rows = api.rpc("device_credentials", {"device_uuids": [device["uuid"]]})
-    if not rows:
+def device_token(api: Api, device: dict[str, Any]) -> str:
+    """A device token, issued by the backend (POST /functions/v1/device-token) to the caller when they own
+    the device or are an admin, as it issues the proxy's."""
+    try:
+        issued = api.request("POST", "/functions/v1/device-token", json={"device": device["uuid"]})
+    except NotFound as exc:
+        if device.get("paired") is False:
+            raise BusymateError(
+                f"device {device['name']!r} is unpaired: pair it with "
+                f"`busymate devices pair {device['uuid']}`"
+            ) from exc
         raise BusymateError(
             f"only the owner of device {device['name']!r} or an admin may have its token: sign in as one "
             "with `busymate login`"
-        )
-    if not rows[0].get("credential_id"):
-        raise BusymateError(
-            f"device {device['name']!r} is unpaired: pair it with `busymate devices pair {device['uuid']}`"
-        )
-    return str(rows[0]["credential_id"])
-
-
-def device_token(settings: Settings, device: dict[str, Any]) -> str:
-    """A device JWT for the device's current credential (asked of the API unless the row carries it), signed
-    with the project's key."""
-    credential = device.get("credential_id") or device_credential(settings, device)
-    keys = SigningKeys.for_project(settings.jwt_secret, settings.state_dir, settings.jwt_alg)
-    claims = device_claims(
-        {
-            "device_uuid": device["uuid"],
-            "workspace_id": device["workspace_id"],
-            "credential_id": credential,
-        },
-        settings.auth_url,
-        int(time.time()),
-        settings.device_token_days,
-    )
-    return keys.sign(claims)
+        ) from exc
+    return str(issued["access_token"])
 
 
 def _print_code(settings: Settings, device: dict[str, Any], activation: dict[str, Any]) -> None:
@@ -274,7 +256,7 @@ def add(
         activation = api.rpc(
             "issue_device_activation", {"device_uuid": device["uuid"], "valid_for": f"{valid_for} minutes"}
         )
-    minted = device_token(settings, device) if token else None
+        minted = device_token(api, device) if token else None
     if as_json:
         out.print_json(json.dumps({"device": device, "activation": activation, "access_token": minted}))
         return

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import uuid
 
-from busymate.client import ApiRefused
+from busymate.api_core import ApiRefused
 from busymate.functions_api import FunctionContext, FunctionRequest, FunctionResponse
 
 NEEDS = ("signer",)

@@ -8,26 +8,11 @@ limited per address (BUSYMATE_PAIR_RATE_LIMIT per 5 minutes).
 
 from __future__ import annotations
 
-from typing import Any
-
-from busymate import functions_api
-from busymate.client import ApiRefused
+from busymate.api_core import ApiRefused
 from busymate.functions_api import FunctionContext, FunctionRequest, FunctionResponse
 
 VERIFY_JWT = False  # a device has nothing but its code; the RPC is the gate
 NEEDS = ("signer", "limit")
-
-
-def device_claims(paired: dict[str, object], issuer: str, now: int, days: int) -> dict[str, Any]:
-    """The claims of a device token for an answer of pair_device (`busymate devices token` signs these)."""
-    return functions_api.device_claims(
-        str(paired["device_uuid"]),
-        str(paired["workspace_id"]),
-        str(paired["credential_id"]),
-        issuer,
-        now,
-        days,
-    )
 
 
 async def handle(request: FunctionRequest, ctx: FunctionContext) -> FunctionResponse:

@@ -8,7 +8,7 @@ error shape, a refusal of the API keeps its status and message.
 
 from __future__ import annotations
 
-from busymate.client import ApiRefused
+from busymate.api_core import ApiRefused
 from busymate.functions_api import FunctionContext, FunctionRequest, FunctionResponse
 
 

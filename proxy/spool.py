@@ -25,6 +25,9 @@ from typing import Any
 import httpx
 import orjson
 
+from busymate.api_client import AsyncApi
+from busymate.api_core import ApiRefused, ApiUnreachable, Unauthorized
+
 log = logging.getLogger("busymate.proxy")
 
 MAX_ROWS = 500  # rows per ingest_entries call (the RPC takes at most 1000)
@@ -33,6 +36,7 @@ BACKOFF = (0.25, 0.5, 1.0, 2.0, 5.0)
 BUSY_ROWS = 200  # under load, a batch is spooled once it has this many rows...
 MAX_WAIT = 0.25  # ...or its oldest row waited this long
 BUSY_TICK = 5  # more rows than this per device in one tick (interval) is "under load"
+INGEST = "/rest/v1/rpc/ingest_entries"
 
 
 @dataclass
@@ -94,10 +98,9 @@ class Writer:
         self._token_for = token_for
         self._on_refused = on_refused
         self._interval = interval
-        self._apikey = apikey
         self._devices: dict[str, _Device] = {}
         self._wake = asyncio.Event()
-        self._http = httpx.AsyncClient(base_url=api_url, timeout=httpx.Timeout(30.0, connect=3.0))
+        self._api = AsyncApi(api_url, apikey, timeout=httpx.Timeout(30.0, connect=3.0))
         self._seq = 0
         self._arrived = 0  # rows put since the last tick: the traffic's rate
         self.stats = Stats()
@@ -146,7 +149,7 @@ class Writer:
         while time.monotonic() < deadline and self.pending_segments():
             if not await self._post_all():
                 await asyncio.sleep(0.2)
-        await self._http.aclose()
+        await self._api.aclose()
 
     def pending_segments(self) -> int:
         """Segments waiting on disk for devices not refused."""
@@ -248,34 +251,29 @@ class Writer:
                 )
                 return stored_any
             try:
-                response = await self._http.post(
-                    "/rest/v1/rpc/ingest_entries",
-                    content=body,
-                    headers={
-                        "apikey": self._apikey,
-                        "authorization": f"Bearer {token}",
-                        "content-type": "application/json",
-                    },
+                answer = await self._api.request(
+                    "POST", INGEST, token=token, content=body, extra={"content-type": "application/json"}
                 )
-            except httpx.HTTPError as exc:
-                self._failed(dev, f"the API did not answer ({type(exc).__name__}: {exc})")
+            except ApiUnreachable as exc:
+                cause = exc.__cause__
+                self._failed(dev, f"the API did not answer ({type(cause).__name__}: {cause})")
                 return stored_any
-            if response.status_code == 401:
+            except Unauthorized as exc:
                 dev.refused = True
-                self._on_refused(device_uuid, _reason(response))
+                self._on_refused(device_uuid, exc.message[:200])
                 return stored_any
-            if response.status_code >= 500 or response.status_code in (408, 429):
-                self._failed(dev, f"HTTP {response.status_code} {_reason(response)}")
-                return stored_any
-            self._forget(dev, taken)
-            if response.status_code >= 400:
+            except ApiRefused as exc:
+                if exc.status >= 500 or exc.status in (408, 429):
+                    self._failed(dev, f"HTTP {exc.status} {exc.message[:200]}")
+                    return stored_any
                 # The batch itself is refused (never expected: bad rows are reported one by one). Keep it
                 # aside, never loop on it.
+                self._forget(dev, taken)
                 for segment in taken:
                     segment.path.rename(segment.path.with_suffix(".refused"))
-                log.error("ingest refused a batch of %s: %s", device_uuid, _reason(response))
+                log.error("ingest refused a batch of %s: %s", device_uuid, exc.message[:200])
                 continue
-            answer = response.json()
+            self._forget(dev, taken)
             self.stats.batches += 1
             self.stats.stored += int(answer.get("inserted", 0))
             self.stats.duplicates += int(answer.get("duplicates", 0))
@@ -302,13 +300,3 @@ class Writer:
         dev.failures += 1
         for segment in dev.segments[1:]:
             segment.body = None  # while the API is away, the backlog waits on disk, not in memory
-
-
-def _reason(response: httpx.Response) -> str:
-    try:
-        body = response.json()
-    except ValueError:
-        return response.text[:200]
-    if isinstance(body, dict):
-        return str(body.get("message") or body.get("msg") or body)[:200]
-    return str(body)[:200]
