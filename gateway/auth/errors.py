@@ -1,4 +1,4 @@
-"""GoTrue's error answers, and the request a handler of /auth/v1 (or a function) sees."""
+"""GoTrue's and OAuth's error answers, and the request a handler of /auth/v1 (or a function) sees."""
 
 from __future__ import annotations
 
@@ -36,6 +36,16 @@ class AuthError(Exception):
         if api_version is not None and api_version >= API_VERSION:
             return {"code": self.error_code, "message": self.msg, **self.extra}
         return {"code": self.status, "error_code": self.error_code, "msg": self.msg, **self.extra}
+
+
+class OAuthError(Exception):
+    """RFC 6749 §5.2: `{"error": ..., "error_description": ...}`."""
+
+    def __init__(self, error: str, description: str, status: int = 400) -> None:
+        super().__init__(description)
+        self.error = error
+        self.description = description
+        self.status = status
 
 
 def bad_json() -> AuthError:

@@ -1,50 +1,31 @@
 """/auth/v1: the part of GoTrue the Supabase clients use, on our own auth tables (docs/auth.md).
 
-Sign-up, password sign-in, refresh-token rotation with reuse detection, GET/PUT /user, sign-out (local,
-global, others), the admin user API for the service role, /settings, /health and the JWKS. Access tokens
-carry the claims GoTrue issues and are signed by `SigningKeys` (HS256 or ES256), so REST and Realtime accept
-them.
+The router and the session endpoints: sign-up, password sign-in, refresh (rotation is
+gateway/auth/refresh.py's), GET/PUT /user, sign-out (local, global, others), /settings, /health and the JWKS;
+the admin user API is gateway/auth/admin.py's. Access tokens carry the claims GoTrue issues and are signed by
+`SigningKeys` (HS256 or ES256), so REST and Realtime accept them.
 """
 
 from __future__ import annotations
 
-import re
 import time
 import uuid
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from typing import Any
 
-import orjson
 import psycopg
 
+from busymate.gateway.auth import validate
+from busymate.gateway.auth.admin import AdminApi
+from busymate.gateway.auth.answer import Answer, Handler
 from busymate.gateway.auth.errors import API_VERSION, AuthError, HttpRequest
+from busymate.gateway.auth.passwords import hash_password, password_matches
 from busymate.gateway.auth.ratelimit import RateLimiter
-from busymate.gateway.auth.store import AuthStore, Issued, Row, hash_password, password_matches, user_json
+from busymate.gateway.auth.refresh import Issued
+from busymate.gateway.auth.store import AuthStore
+from busymate.gateway.auth.users import Row, user_json
 from busymate.gateway.availability import RETRY_AFTER, Availability, connection_lost
 from busymate.gateway.edge import EdgeError, JwtVerifier
 from busymate.keys import SigningKeys
 from busymate.settings import Settings
-
-EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-MIN_PASSWORD = 6  # GoTrue's default minimum length
-MAX_PASSWORD = 72  # bcrypt reads no further
-PER_PAGE_MAX = 1000
-
-
-@dataclass
-class Answer:
-    """A handler's result: status, JSON body (None for no body) and extra headers."""
-
-    status: int
-    body: object = None
-    headers: dict[str, str] | None = None
-    raw: bytes | None = None
-    content_type: str = "application/json"
-
-
-type Handler = Callable[[HttpRequest], Awaitable[Answer]]
 
 
 class AuthApi:
@@ -64,6 +45,7 @@ class AuthApi:
         self.verifier = verifier
         self.availability = availability
         self.sign_ins = RateLimiter(settings.auth_rate_limit)
+        self.admin = AdminApi(settings.auth_url, store, self.claims_of)
         self.routes: dict[tuple[str, str], Handler] = {
             ("GET", "/health"): self.health,
             ("GET", "/settings"): self.public_settings,
@@ -73,8 +55,8 @@ class AuthApi:
             ("GET", "/user"): self.get_user,
             ("PUT", "/user"): self.put_user,
             ("POST", "/logout"): self.logout,
-            ("GET", "/admin/users"): self.admin_list,
-            ("POST", "/admin/users"): self.admin_create,
+            ("GET", "/admin/users"): self.admin.list_users,
+            ("POST", "/admin/users"): self.admin.create_user,
         }
 
     async def handle(self, request: HttpRequest) -> Answer:
@@ -83,7 +65,7 @@ class AuthApi:
         try:
             handler = self.routes.get((request.method, request.path.rstrip("/") or "/"))
             if handler is None and request.path.startswith("/admin/users/"):
-                handler = self.admin_user
+                handler = self.admin.one_user
             if handler is None:
                 raise AuthError(404, "not_found", f"Unsupported path: {request.method} {request.path}")
             if handler not in (self.health, self.public_settings, self.jwks):
@@ -211,8 +193,8 @@ class AuthApi:
         if not self.settings.auth_signup:
             raise AuthError(422, "signup_disabled", "Signups not allowed for this instance")
         body = request.json()
-        email = _email(body.get("email"))
-        password = _password(body.get("password"))
+        email = validate.email(body.get("email"))
+        password = validate.password(body.get("password"))
         data = body.get("data") or {}
         if not isinstance(data, dict):
             raise AuthError(400, "validation_failed", "data must be a JSON object")
@@ -261,11 +243,11 @@ class AuthApi:
         body = request.json()
         changes: dict[str, object] = {}
         if body.get("email") is not None:
-            email = _email(body.get("email"))
+            email = validate.email(body.get("email"))
             if email.lower() != str(user["email"] or "").lower():
                 changes["email"] = email
         if body.get("password") is not None:
-            password = _password(body.get("password"))
+            password = validate.password(body.get("password"))
             if await password_matches(password, user["encrypted_password"]):
                 raise AuthError(
                     422, "same_password", "New password should be different from the old password."
@@ -275,7 +257,7 @@ class AuthApi:
         if data is not None:
             if not isinstance(data, dict):
                 raise AuthError(400, "validation_failed", "data must be a JSON object")
-            changes["raw_user_meta_data"] = _merge(user["raw_user_meta_data"], data)
+            changes["raw_user_meta_data"] = validate.merge(user["raw_user_meta_data"], data)
         if changes:
             user = await self.store.update_user(user["id"], changes)
         if "encrypted_password" in changes:
@@ -295,90 +277,6 @@ class AuthApi:
         await self.store.end_sessions(uuid.UUID(sub), session_id, scope)
         return Answer(204)
 
-    # -- admin -----------------------------------------------------------------------------------------------
-
-    def require_admin(self, request: HttpRequest) -> None:
-        if self.claims_of(request).get("role") != "service_role":
-            raise AuthError(403, "not_admin", "User not allowed")
-
-    async def admin_list(self, request: HttpRequest) -> Answer:
-        self.require_admin(request)
-        page = _positive(request.query.get("page"), 1)
-        per_page = min(_positive(request.query.get("per_page"), 50), PER_PAGE_MAX)
-        rows, total = await self.store.list_users(page, per_page)
-        headers = {"x-total-count": str(total)}
-        links = []
-        last = max(1, -(-total // per_page))
-        base = f"{self.settings.auth_url}/admin/users"
-        if page < last:
-            links.append(f'<{base}?page={page + 1}&per_page={per_page}>; rel="next"')
-        links.append(f'<{base}?page={last}&per_page={per_page}>; rel="last"')
-        headers["link"] = ", ".join(links)
-        return Answer(200, {"users": [user_json(r) for r in rows], "aud": "authenticated"}, headers)
-
-    async def admin_create(self, request: HttpRequest) -> Answer:
-        self.require_admin(request)
-        body = request.json()
-        email = _email(body.get("email"))
-        password = body.get("password")
-        hashed = await hash_password(_password(password)) if password is not None else None
-        user_meta = _object(body.get("user_metadata", body.get("data")), "user_metadata")
-        app_meta = _object(body.get("app_metadata"), "app_metadata")
-        if await self.store.user_by_email(email) is not None:
-            raise AuthError(422, "email_exists", "A user with this email address has already been registered")
-        user = await self.store.create_user(
-            email, hashed, user_meta, app_meta, confirmed=bool(body.get("email_confirm"))
-        )
-        return Answer(200, user_json(user, await self.store.identities(user["id"])))
-
-    async def admin_user(self, request: HttpRequest) -> Answer:
-        self.require_admin(request)
-        user_id = request.path.removeprefix("/admin/users/").strip("/")
-        try:
-            key = uuid.UUID(user_id)
-        except ValueError as exc:
-            raise AuthError(404, "user_not_found", "User not found") from exc
-        if request.method == "GET":
-            user = await self.store.user_by_id(str(key))
-            if user is None:
-                raise AuthError(404, "user_not_found", "User not found")
-            return Answer(200, user_json(user, await self.store.identities(key)))
-        if request.method == "PUT":
-            return await self._admin_update(key, request.json())
-        if request.method == "DELETE":
-            soft = bool(request.json().get("should_soft_delete"))
-            if not await self.store.delete_user(key, soft=soft):
-                raise AuthError(404, "user_not_found", "User not found")
-            return Answer(200, {})
-        raise AuthError(405, "method_not_allowed", f"{request.method} is not allowed here")
-
-    async def _admin_update(self, key: uuid.UUID, body: dict[str, Any]) -> Answer:
-        user = await self.store.user_by_id(str(key))
-        if user is None:
-            raise AuthError(404, "user_not_found", "User not found")
-        changes: dict[str, object] = {}
-        if body.get("email") is not None:
-            changes["email"] = _email(body["email"])
-        if body.get("password") is not None:
-            changes["encrypted_password"] = await hash_password(_password(body["password"]))
-        if body.get("user_metadata") is not None:
-            changes["raw_user_meta_data"] = _merge(
-                user["raw_user_meta_data"], _object(body["user_metadata"], "user_metadata")
-            )
-        if body.get("app_metadata") is not None:
-            changes["raw_app_meta_data"] = _merge(
-                user["raw_app_meta_data"], _object(body["app_metadata"], "app_metadata")
-            )
-        if body.get("email_confirm") is True and user["email_confirmed_at"] is None:
-            changes["email_confirmed_at"] = "now"
-        if body.get("ban_duration") is not None:
-            changes["banned_until"] = _ban_until(body["ban_duration"])
-        if changes:
-            user = await self.store.update_user(key, changes)
-        if "encrypted_password" in changes or "banned_until" in changes:
-            await self.store.end_sessions(key, str(uuid.UUID(int=0)), "global")
-        return Answer(200, user_json(user, await self.store.identities(key)))
-
 
 def _unavailable() -> AuthError:
     return AuthError(
@@ -387,74 +285,3 @@ def _unavailable() -> AuthError:
         "The database is not reachable; try again shortly",
         headers={"retry-after": RETRY_AFTER},
     )
-
-
-def _email(value: object) -> str:
-    if not isinstance(value, str) or not EMAIL.match(value.strip()) or len(value) > 255:
-        raise AuthError(400, "validation_failed", "Unable to validate email address: invalid format")
-    return value.strip().lower()
-
-
-def _password(value: object) -> str:
-    weak: dict[str, object] = {"weak_password": {"reasons": ["length"]}}
-    if not isinstance(value, str) or len(value) < MIN_PASSWORD:
-        raise AuthError(
-            422, "weak_password", f"Password should be at least {MIN_PASSWORD} characters.", extra=weak
-        )
-    if len(value.encode()) > MAX_PASSWORD:
-        raise AuthError(
-            422, "weak_password", f"Password cannot be longer than {MAX_PASSWORD} characters", extra=weak
-        )
-    return value
-
-
-def _merge(old: object, changes: dict[str, object]) -> dict[str, object]:
-    """GoTrue's metadata update: keys set, a key set to null removed."""
-    merged = dict(old) if isinstance(old, dict) else {}
-    for key, value in changes.items():
-        if value is None:
-            merged.pop(key, None)
-        else:
-            merged[key] = value
-    return merged
-
-
-def _object(value: object, name: str) -> dict[str, object]:
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise AuthError(400, "validation_failed", f"{name} must be a JSON object")
-    return value
-
-
-def _positive(raw: str | None, default: int) -> int:
-    if raw is None or raw == "":
-        return default
-    if not raw.isdigit() or len(raw) > 9 or int(raw) < 1:
-        raise AuthError(400, "validation_failed", f"{raw[:20]!r} is not a positive whole number below 10^9")
-    return int(raw)
-
-
-def _ban_until(value: object) -> object:
-    """GoTrue's ban_duration: 'none' lifts a ban, else a Go duration such as '24h' or '876000h'."""
-    if value == "none":
-        return None
-    match = re.fullmatch(r"([0-9]{1,9})(h|m|s)", str(value))
-    if match is None:
-        raise AuthError(
-            400,
-            "validation_failed",
-            "ban_duration must be 'none' or a duration such as '24h' (at most 9 digits)",
-        )
-    seconds = int(match[1]) * {"h": 3600, "m": 60, "s": 1}[match[2]]
-    try:
-        return datetime.now(UTC) + timedelta(seconds=seconds)
-    except OverflowError as exc:
-        raise AuthError(400, "validation_failed", "ban_duration ends after the year 9999") from exc
-
-
-def json_body(answer: Answer) -> bytes:
-    """The bytes of an answer."""
-    if answer.raw is not None:
-        return answer.raw
-    return b"" if answer.body is None else orjson.dumps(answer.body)

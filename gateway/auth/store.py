@@ -1,124 +1,20 @@
-"""What /auth/v1 keeps in the database (auth.users, sessions, refresh tokens, identities), as the auth
-server's own login, supabase_auth_admin, in short transactions.
-
-Refresh tokens are random strings handed to the client once; only their SHA-256 digests are stored, so a
-lookup by digest is the comparison. A refresh token is used once: using it revokes it and issues its child.
-Presenting a revoked token again, when it is the parent of the session's current token or was revoked within
-REUSE_INTERVAL (a client that retried, two tabs refreshing at once), rotates the session's newest token once
-more (GoTrue hands back the current token; we keep only digests, so we issue its successor). Anything older is
-a replay: the whole session is ended (GoTrue's reuse detection).
+"""What /auth/v1 keeps in the database (auth.users, identities, sessions), as the auth server's own login,
+supabase_auth_admin, in short transactions. Refresh-token rotation is gateway/auth/refresh.py's.
 """
 
 from __future__ import annotations
 
-import asyncio
-import hashlib
-import secrets
 import uuid
-from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any
 
-import bcrypt
-import orjson
 import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
+from busymate.gateway.auth import refresh
 from busymate.gateway.auth.errors import AuthError
-
-REUSE_INTERVAL = 10  # seconds, GoTrue's refresh_token_reuse_interval
-BCRYPT_COST = 10  # GoTrue's cost
-# Checked against when an email is unknown, so a miss costs what a wrong password costs.
-_DUMMY_HASH = bcrypt.hashpw(b"busymate-dummy-password", bcrypt.gensalt(BCRYPT_COST, prefix=b"2a"))
-USER_COLUMNS = (
-    "id, aud, role, email, encrypted_password, email_confirmed_at, phone, phone_confirmed_at, confirmed_at, "
-    "last_sign_in_at, raw_app_meta_data, raw_user_meta_data, created_at, updated_at, banned_until, "
-    "is_anonymous, deleted_at"
-)
-
-type Row = dict[str, Any]
-
-
-def digest(token: str) -> bytes:
-    """The stored form of a refresh token or an authorization code."""
-    return hashlib.sha256(token.encode()).digest()
-
-
-def new_refresh_token() -> str:
-    """A fresh refresh token (GoTrue's are 12 characters; ours carry 192 bits)."""
-    return secrets.token_urlsafe(24)
-
-
-async def hash_password(password: str) -> str:
-    """A bcrypt hash in GoTrue's `$2a$10$` form, computed off the event loop."""
-    hashed = await asyncio.to_thread(
-        bcrypt.hashpw, password.encode(), bcrypt.gensalt(BCRYPT_COST, prefix=b"2a")
-    )
-    return hashed.decode()
-
-
-async def password_matches(password: str, hashed: str | None) -> bool:
-    """bcrypt's constant-time check; an unknown user is checked against a dummy hash all the same."""
-    target = hashed.encode() if hashed else _DUMMY_HASH
-    try:
-        ok = await asyncio.to_thread(bcrypt.checkpw, password.encode(), target)
-    except ValueError:
-        return False
-    return ok and hashed is not None
-
-
-def _iso(value: object) -> str | None:
-    if isinstance(value, datetime):
-        return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
-    return None
-
-
-def user_json(row: Row, identities: list[Row] | None = None) -> dict[str, object]:
-    """A user as GoTrue serialises it."""
-    created = _iso(row["created_at"])
-    return {
-        "id": str(row["id"]),
-        "aud": row["aud"] or "authenticated",
-        "role": row["role"] or "authenticated",
-        "email": row["email"] or "",
-        "email_confirmed_at": _iso(row["email_confirmed_at"]),
-        "phone": row["phone"] or "",
-        "confirmed_at": _iso(row["confirmed_at"]),
-        "last_sign_in_at": _iso(row["last_sign_in_at"]),
-        "app_metadata": row["raw_app_meta_data"] or {},
-        "user_metadata": row["raw_user_meta_data"] or {},
-        "identities": [
-            {
-                "identity_id": str(i["id"]),
-                "id": i["provider_id"],
-                "user_id": str(i["user_id"]),
-                "identity_data": i["identity_data"],
-                "provider": i["provider"],
-                "last_sign_in_at": _iso(i["last_sign_in_at"]),
-                "created_at": _iso(i["created_at"]),
-                "updated_at": _iso(i["updated_at"]),
-                "email": i["email"],
-            }
-            for i in identities or []
-        ],
-        "created_at": created,
-        "updated_at": _iso(row["updated_at"]),
-        "is_anonymous": bool(row["is_anonymous"]),
-        **({"banned_until": _iso(row["banned_until"])} if row["banned_until"] else {}),
-    }
-
-
-@dataclass
-class Issued:
-    """A session's new refresh token and what the access token needs."""
-
-    session_id: uuid.UUID
-    refresh_token: str
-    user: Row
-    oauth_client_id: str | None = None
-    resource: str | None = None
+from busymate.gateway.auth.refresh import Issued, digest, new_refresh_token
+from busymate.gateway.auth.users import USER_COLUMNS, Row
 
 
 class AuthStore:
@@ -317,73 +213,8 @@ class AuthStore:
         return Issued(session_id, token, fresh or user, oauth_client_id, resource)
 
     async def refresh(self, token: str, *, oauth_client_id: str | None = None) -> Issued:
-        """Rotate a refresh token (see the module docstring); AuthError 400 when it cannot be used."""
-        replayed = False
-        async with self.pool.connection() as conn, conn.transaction():
-            cur = await conn.cursor(row_factory=dict_row).execute(
-                "select t.id, t.session_id, t.revoked, extract(epoch from now() - t.updated_at) as age, "
-                "s.oauth_client_id, s.resource, exists (select from auth.refresh_tokens as c "
-                "where c.parent = t.id and not c.revoked) as parent_of_current "
-                "from auth.refresh_tokens as t "
-                "join auth.sessions as s on s.id = t.session_id where t.token_hash = %(h)s "
-                "for update of t, s",
-                {"h": digest(token)},
-            )
-            row = await cur.fetchone()
-            if row is None:
-                raise AuthError(
-                    400, "refresh_token_not_found", "Invalid Refresh Token: Refresh Token Not Found"
-                )
-            if row["oauth_client_id"] != oauth_client_id:
-                # A password session's token at the OAuth endpoint, or another client's: as if unknown.
-                raise AuthError(
-                    400, "refresh_token_not_found", "Invalid Refresh Token: Refresh Token Not Found"
-                )
-            parent = row["id"]
-            if row["revoked"]:
-                if not row["parent_of_current"] and float(row["age"]) > REUSE_INTERVAL:
-                    # A replay: the whole session goes (committed), then the refusal.
-                    await conn.execute("delete from auth.sessions where id = %(s)s", {"s": row["session_id"]})
-                    replayed = True
-                else:
-                    newest = await (
-                        await conn.execute(
-                            "select id from auth.refresh_tokens where session_id = %(s)s and not revoked "
-                            "order by id desc limit 1 for update",
-                            {"s": row["session_id"]},
-                        )
-                    ).fetchone()
-                    if newest is None:
-                        raise _already_used()
-                    parent = newest[0]
-            user = (
-                None
-                if replayed
-                else await self._rotate(conn, row["session_id"], parent, fresh := new_refresh_token())
-            )
-        if replayed:
-            raise _already_used()
-        if user is None:
-            raise AuthError(400, "refresh_token_not_found", "Invalid Refresh Token: Refresh Token Not Found")
-        return Issued(row["session_id"], fresh, user, row["oauth_client_id"], row["resource"])
-
-    async def _rotate(
-        self, conn: psycopg.AsyncConnection[Any], session_id: object, parent: object, fresh: str
-    ) -> Row | None:
-        """Revoke `parent`, issue `fresh` as its child; the session's user while it may still sign in."""
-        await conn.execute(
-            "update auth.refresh_tokens set revoked = true, updated_at = now() where id = %(id)s",
-            {"id": parent},
-        )
-        cur = await conn.cursor(row_factory=dict_row).execute(
-            "with s as (update auth.sessions set refreshed_at = now(), updated_at = now() where id = %(s)s "
-            "returning user_id), t as (insert into auth.refresh_tokens (token_hash, session_id, user_id, "
-            "parent) select %(h)s, %(s)s, s.user_id, %(p)s from s) "
-            f"select {USER_COLUMNS} from auth.users where id = (select user_id from s) "
-            "and deleted_at is null and (banned_until is null or banned_until < now())",
-            {"s": session_id, "h": digest(fresh), "p": parent},
-        )
-        return await cur.fetchone()
+        """Rotate a refresh token (gateway/auth/refresh.py); AuthError 400 when it cannot be used."""
+        return await refresh.refresh(self.pool, token, oauth_client_id=oauth_client_id)
 
     async def session_exists(self, session_id: str) -> bool:
         """Whether the session a token names is still open."""
@@ -408,12 +239,3 @@ class AuthStore:
             await conn.execute(
                 f"delete from auth.sessions where {where}", {"s": uuid.UUID(session_id), "u": user_id}
             )
-
-
-def _already_used() -> AuthError:
-    return AuthError(400, "refresh_token_already_used", "Invalid Refresh Token: Already Used")
-
-
-def dumps(value: object) -> bytes:
-    """JSON for a response body."""
-    return orjson.dumps(value)
