@@ -22,8 +22,8 @@ import psycopg
 
 from busymate.gateway import kong
 from busymate.gateway.asgi import Receive, Scope, Send, client_ip, json_response, read_body, send_response
+from busymate.gateway.auth.answer import Answer, json_body
 from busymate.gateway.auth.errors import HttpRequest
-from busymate.gateway.auth.gotrue import Answer, json_body
 from busymate.gateway.availability import RETRY_AFTER, connection_lost, first_line
 from busymate.gateway.backends import Backends
 from busymate.gateway.functions import FunctionResponse
