@@ -15,6 +15,7 @@ from busymate.gateway.auth.gotrue import AuthApi
 from busymate.gateway.auth.oauth import OAuthServer
 from busymate.gateway.auth.store import AuthStore
 from busymate.gateway.availability import Availability
+from busymate.gateway.busymate_rules import BusymateRules
 from busymate.gateway.edge import Edge, JwtVerifier, ProjectKeys
 from busymate.gateway.functions import FunctionsHost
 from busymate.gateway.realtime.access import Access
@@ -87,6 +88,7 @@ class Backends:
         self._tasks.append(asyncio.create_task(self._listen()))
         access = Access(self._pool, Limits.from_settings(self.settings))
         self.hub = Hub(self.edge, access)
+        self.hub.add_hook(BusymateRules(self.hub))  # devices and access announcements: Busymate's own
         replication = Replication(self.hub, self.settings.db_url(), self._pool)
         self.hub.replication = replication
         self._tasks.append(asyncio.create_task(replication.run()))

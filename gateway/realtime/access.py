@@ -70,16 +70,13 @@ class Access:
         async with self._gate, self.pool.connection() as conn:
             yield conn
 
-    async def device_is_current(self, claims: dict[str, object]) -> bool:
-        """Whether a device token's credential is still the device's (not unpaired, not paired again)."""
-        try:
-            async with self.connection() as conn, conn.transaction(force_rollback=True):
-                await conn.execute(SET_CONTEXT, _context(claims, "", {}))
-                row = await (await conn.execute("select private.current_device() is not null")).fetchone()
-        except psycopg.Error as exc:
-            log.info("device credential check failed: %s", exc)
-            return False
-        return bool(row and row[0])
+    @asynccontextmanager
+    async def as_caller(self, claims: dict[str, object]) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+        """A connection in a transaction rolled back at the end, under the caller's role and claims (for a
+        hook's checks: no topic, no headers)."""
+        async with self.connection() as conn, conn.transaction(force_rollback=True):
+            await conn.execute(SET_CONTEXT, _context(claims, "", {}))
+            yield conn
 
     async def can_read(
         self, claims: dict[str, object], topic: str, headers: dict[str, str]

@@ -133,3 +133,8 @@ def encode_binary_broadcast(
     t, e = topic.encode(), event.encode()
     m = orjson.dumps(meta) if meta else b""
     return bytes([KIND_BROADCAST, len(t), len(e), len(m), BINARY_ENCODING]) + t + e + m + payload
+
+
+def truthy(value: object) -> bool:
+    """A flag as clients spell it in a join's config or an HTTP message: true, or the string "true"."""
+    return value is True or (isinstance(value, str) and value.lower() == "true")
