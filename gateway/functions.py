@@ -43,8 +43,6 @@ NEEDS = frozenset({"signer", "limit", "service_role"})
 WILDCARDS = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}  # noqa: S104  bind-all -> loopback
 DEFAULT_RATE_LIMIT = 30  # attempts per address per five minutes, for a module that sets no RATE_LIMIT
 
-__all__ = ["FunctionResponse", "FunctionsHost"]
-
 
 class FunctionsHost:
     """Find, check and run functions."""

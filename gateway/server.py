@@ -20,13 +20,13 @@ from pathlib import Path
 import orjson
 import psycopg
 
+from busymate.functions_api import FunctionResponse
 from busymate.gateway import kong
 from busymate.gateway.asgi import Receive, Scope, Send, client_ip, json_response, read_body, send_response
 from busymate.gateway.auth.answer import Answer, json_body
 from busymate.gateway.auth.errors import HttpRequest
 from busymate.gateway.availability import RETRY_AFTER, connection_lost, first_line
 from busymate.gateway.backends import Backends
-from busymate.gateway.functions import FunctionResponse
 from busymate.gateway.logs import configure as configure_logging
 from busymate.gateway.rest.errors import ApiError
 from busymate.gateway.rest.handler import ANON_ROLE, Call, Response, error_response
