@@ -24,9 +24,11 @@ import httpx
 import psycopg
 import pytest
 
-from busymate.cli import tail as tail_module
+from busymate.cli import tail_feed as tail_module
 from busymate.cli.common import err
-from busymate.cli.tail import FIREHOSE_COLUMNS, Feed, Filters, Printer, breakpoint_event, parse_statuses
+from busymate.cli.tail_feed import FIREHOSE_COLUMNS, Feed
+from busymate.cli.tail_filters import Filters, parse_statuses
+from busymate.cli.tail_render import Printer, breakpoint_event
 from busymate.project import ID_FILE
 from busymate.settings import Settings
 from busymate.stack.api_process import ApiServer, settings_env
