@@ -164,15 +164,40 @@ def validate(settings: Settings, migrations: list[Migration], applied: dict[str,
     )
 
 
+def refuse_missing(
+    settings: Settings, conn: Conn, migrations: list[Migration], applied: dict[str, str | None]
+) -> None:
+    """Refuse when the database applied migrations whose files are gone (say, after a consolidation)."""
+    missing = sorted(set(applied) - {m.version for m in migrations})
+    if not missing:
+        return
+    rows = conn.execute(
+        "select version, coalesce(name, '') from supabase_migrations.schema_migrations "
+        "where version = any(%s)",
+        (missing,),
+    ).fetchall()
+    names = {str(version): str(name) for version, name in rows}
+    listed = [f"{v}_{names[v]}.sql" if names.get(v) else v for v in missing]
+    shown = ", ".join(listed[:3]) + (f" and {len(listed) - 3} more" if len(listed) > 3 else "")
+    folder = _shown(settings, settings.migrations_dir)
+    raise BusymateError(
+        f"this database applied migrations that are not in {folder}: {shown}; "
+        "nothing was migrated. They were replaced (consolidated) or deleted: on a development database run "
+        "`busymate db reset` to rebuild it from the files as they are, or restore the missing files."
+    )
+
+
 def migrate(settings: Settings, database: str | None = None, progress: Progress | None = None) -> list[str]:
     """Apply pending migrations in order, each in its own transaction; returns the versions applied.
 
     First, as Flyway's `validate` does, refuse without applying anything when an applied migration's file
-    changed; applied rows without a checksum (the Supabase CLI's, or older ones) get the file's recorded."""
+    changed or is gone; applied rows without a checksum (the Supabase CLI's, or older ones) get the file's
+    recorded."""
     done: list[str] = []
     with connect(settings, user=APP_USER, database=database) as conn:
         already = applied_versions(conn)
         migrations = list_migrations(settings.migrations_dir)
+        refuse_missing(settings, conn, migrations, already)
         validate(settings, migrations, already)
         with conn.transaction():
             # A version the Supabase CLI reverted (`migration repair`) leaves no stale checksum behind.

@@ -241,6 +241,30 @@ def test_rows_without_a_checksum_get_one_and_the_supabase_cli_still_reads_and_wr
     assert _checksums(settings, database)["20260103000000"] == hashlib.sha256(b"select 2;\n").hexdigest()
 
 
+def test_a_database_that_applied_files_now_gone_is_told_to_reset(project: tuple[Settings, str]) -> None:
+    settings, database = project
+    _add(settings, "20260101000000_create_things.sql", FIRST)
+    _add(settings, "20260102000000_add_size.sql", SECOND)
+    migrate.migrate(settings, database)
+    # The two are consolidated into one final-form migration under a new version, as issue 16 did.
+    for path in settings.migrations_dir.glob("*.sql"):
+        path.unlink()
+    _add(settings, "20260201000000_create_things.sql", FIRST + SECOND)
+    history = _history(settings, database)
+    with pytest.raises(BusymateError) as refused:
+        migrate.migrate(settings, database)
+    message = str(refused.value)
+    assert message.startswith(
+        "this database applied migrations that are not in supabase/migrations: "
+        "20260101000000_create_things.sql, 20260102000000_add_size.sql; nothing was migrated."
+    )
+    assert "busymate db reset" in message
+    assert _history(settings, database) == history, "nothing recorded, nothing applied"
+    migrate.recreate_database(settings, database)
+    migrate.apply_platform(settings, database)
+    assert migrate.migrate(settings, database) == ["20260201000000"], "after a reset the new file applies"
+
+
 def _checksums(settings: Settings, database: str) -> dict[str, str]:
     with connect(settings, user="postgres", database=database) as conn:
         rows = conn.execute("select version, sha256 from supabase_migrations.busymate_checksums").fetchall()
@@ -302,3 +326,12 @@ def test_busymate_db_migrate_refuses_an_edited_migration_in_one_line(tmp_path: P
         assert applied.returncode == 0, applied.stderr
         assert "applied 29991231000000_later.sql" in applied.stdout
         assert "later" in _tables(settings, settings.db_name)
+        # A database built from migration files that were since consolidated away: one line naming `db reset`.
+        edited.rename(edited.with_name("29991231000001_consolidated.sql"))
+        gone = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120, check=False)
+        assert gone.returncode == 1, gone.stdout + gone.stderr
+        assert gone.stderr.startswith(
+            f"error: this database applied migrations that are not in supabase/migrations: {edited.name}; "
+        )
+        assert "run `busymate db reset`" in gone.stderr
+        assert "Traceback" not in gone.stdout + gone.stderr

@@ -1,11 +1,16 @@
--- Purpose: pair a capture device with a one-time activation code, and refuse a voided device credential
--- with 401 on every REST request (PostgREST's db-pre-request hook).
--- Affects: private.device_activations, issue_device_activation(), pair_device(), private.check_request(),
--- the authenticator role's pgrst.db_pre_request setting.
+-- Purpose: pair a capture device with a one-time activation code, and refuse a voided device credential with
+-- 401 on every REST request (PostgREST's db-pre-request hook, set on the authenticator role).
+-- Defines:
+--   table private.device_activations
+--   function private.check_request()
+--   function private.issue_device_activation(uuid,interval)
+--   function private.pair_device(text)
+--   function public.issue_device_activation(uuid,interval)
+--   function public.pair_device(text)
 -- Caveats: codes are 10 characters from a 32-letter alphabet (50 bits), stored as SHA-256 digests, valid for
--- minutes and used once; pairing gives the device a new credential_id, so every earlier token of that device
--- stops at once. pair_device is callable with the anon key: /functions/v1/pair rate-limits it per address,
--- and guessing 50 bits within a code's lifetime is out of reach even without that limit.
+-- minutes and used once; pairing gives the device a new credential, so every earlier token of that device stops
+-- at once. pair_device is callable with the anon key: /functions/v1/pair rate-limits it per address, and guessing
+-- 50 bits within a code's lifetime is out of reach even without that limit.
 
 -- anon reaches two functions here: the pre-request hook (every request runs it) and pair_device (a device holds
 -- nothing but its code). Schema usage grants no table: each private function and table keeps its own grants.
@@ -69,6 +74,7 @@ as $$
 declare
     normalized constant text := upper(regexp_replace(coalesce(activation_code, ''), '[[:space:]-]', '', 'g'));
     used private.device_activations;
+    issued private.device_credentials;
     paired public.devices;
 begin
     -- A definer: the caller holds nothing but the code; the code is the proof.
@@ -80,18 +86,19 @@ begin
             errcode = 'PT400', message = 'invalid or expired activation code',
             hint = 'Ask an admin for a new code: busymate devices pair <device>';
     end if;
-    update public.devices as d set credential_id = gen_random_uuid()
-    where d.uuid = used.device_uuid
-    returning d.* into paired;
+    insert into private.device_credentials as c (device_uuid, credential_id, issued_at)
+    values (used.device_uuid, gen_random_uuid(), clock_timestamp())
+    on conflict (device_uuid) do update set credential_id = excluded.credential_id, issued_at = excluded.issued_at
+    returning c.* into issued;
+    select * into paired from public.devices as d where d.uuid = used.device_uuid;
     -- Realtime hears it and closes channels still held with an earlier credential of this device.
     perform realtime.send(jsonb_build_object('device_uuid', paired.uuid), 'paired', 'device:' || paired.uuid);
     return jsonb_build_object(
-        'device_uuid', paired.uuid, 'workspace_id', paired.workspace_id, 'credential_id', paired.credential_id,
+        'device_uuid', paired.uuid, 'workspace_id', paired.workspace_id, 'credential_id', issued.credential_id,
         'name', paired.name, 'source', paired.source, 'proxy_port', paired.proxy_port
     );
 end;
 $$;
-
 revoke execute on function private.issue_device_activation(uuid, interval), private.pair_device(text)
 from public, anon;
 grant execute on function private.issue_device_activation(uuid, interval) to authenticated, service_role;

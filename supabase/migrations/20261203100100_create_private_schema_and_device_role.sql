@@ -1,7 +1,14 @@
--- Purpose: the `private` schema for helpers and internal tables, and the `device` database role.
--- Affects: schema private; role device (cluster-wide), granted to authenticator and postgres.
--- Caveats: roles outlive `db reset`, so the role is created only when missing. PostgREST never exposes
--- `private`; the API roles get usage so policies can call its helpers, and nothing else.
+-- Purpose: the `private` schema for helpers and internal tables, the `device` database role (the JWT role of a
+-- paired capture device) with the schema usage it needs, and private.try_uuid().
+-- Defines:
+--   schema private
+--   role device
+--   role device
+--   function private.try_uuid(text)
+-- Caveats: roles outlive `db reset`, so the role is created only when missing. The device role's statement
+-- timeout is 8 s, as Supabase sets for authenticated (the API server replays a role's settings after SET ROLE, as
+-- PostgREST does). PostgREST never exposes `private`; the API roles get usage so policies can call its helpers,
+-- and nothing else.
 
 create schema if not exists private;
 comment on schema private is 'Helpers, partitions and internal tables; never exposed by the API.';

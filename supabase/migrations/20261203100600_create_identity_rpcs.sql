@@ -1,6 +1,13 @@
--- Purpose: what workers ask before offering anything: has_capability, my_capabilities, whoami; and the admin
--- RPC that changes a user's role.
--- Affects: public.has_capability, public.my_capabilities, public.whoami, public.set_user_role (+ private.*).
+-- Purpose: what workers ask before offering anything: has_capability, my_capabilities, whoami (for a user or a
+-- device); and the admin RPC that changes a user's role.
+-- Defines:
+--   function private.capabilities_of_caller()
+--   function private.set_user_role(uuid,text)
+--   function private.whoami()
+--   function public.has_capability(text,text)
+--   function public.my_capabilities()
+--   function public.set_user_role(uuid,text)
+--   function public.whoami()
 -- Caveats: the last admin cannot be demoted, so a project always has someone who can fix roles.
 
 create or replace function private.capabilities_of_caller()

@@ -1,6 +1,12 @@
 -- Purpose: the reads BusyBro and MCP use to reverse-engineer a service: inspect_requests, count_entries,
 -- recent_entries; with sensitive header values redacted in the database, so no surface can leak them.
--- Affects: private.is_sensitive_header(), private.redact_headers(), private.body_text(), and the three RPCs.
+-- Defines:
+--   function private.body_text(bytea)
+--   function private.is_sensitive_header(text)
+--   function private.redact_headers(jsonb)
+--   function public.count_entries(timestamp with time zone,uuid,text)
+--   function public.inspect_requests(text,integer)
+--   function public.recent_entries(integer,uuid,text)
 -- Caveats: invokers, so row-level security decides what each caller sees. inspect_requests takes one exact
 -- hostname (a name without a dot is refused) and returns at most 100 flows.
 

@@ -1,5 +1,8 @@
 -- Purpose: what the Telegram bots keep: which Telegram user is which Busymate user, and chat threads.
--- Affects: public.telegram_links, public.busybro_threads.
+-- Defines:
+--   table public.busybro_threads
+--   table public.telegram_links
+--   policy "telegram_links: select own" on public.telegram_links
 -- Caveats: the bots run with the service role (the one documented exception) and re-check ownership
 -- themselves. A user may read their own link; threads are service-role only (RLS on, no policy).
 
