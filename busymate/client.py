@@ -77,14 +77,36 @@ def api_answers(settings: Settings, http: httpx.Client | None = None) -> bool:
 class Api:
     """Calls to `url` under `key` and the token `token` gives (asked before each call)."""
 
-    def __init__(self, settings: Settings, token: TokenSource = None, timeout: float = 30.0) -> None:
-        self.url = (settings.url or settings.api_url).rstrip("/")
-        self.key = settings.anon_key or settings.publishable_key  # either is a publishable key
+    def __init__(
+        self,
+        url: str,
+        key: str,
+        token: TokenSource = None,
+        *,
+        timeout: float = 30.0,
+        check: Callable[[httpx.Client], bool] | None = None,
+        down_hint: str = "",
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.url = url.rstrip("/")
+        self.key = key
         self.token = token
-        # asked before calls until it answers True: raises when the server is not this project's
-        self._check: Callable[[httpx.Client], bool] | None = lambda http: api_answers(settings, http)
-        self._down_hint = START_HINT
-        self._http = httpx.Client(base_url=self.url, timeout=timeout)
+        # asked before calls until it answers True: raises when the server is not the one meant
+        self._check = check
+        self._down_hint = down_hint
+        self._http = httpx.Client(base_url=self.url, timeout=timeout, transport=transport)
+
+    @classmethod
+    def for_project(cls, settings: Settings, token: TokenSource = None, timeout: float = 30.0) -> Api:
+        """The CLI's client: the settings' URL and publishable key, checked to be this project's server."""
+        return cls(
+            settings.url or settings.api_url,
+            settings.anon_key or settings.publishable_key,  # either is a publishable key
+            token,
+            timeout=timeout,
+            check=lambda http: api_answers(settings, http),
+            down_hint=START_HINT,
+        )
 
     def close(self) -> None:
         """Close the connection pool."""

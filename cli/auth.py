@@ -78,7 +78,7 @@ def token(
         return
     if device is not None:
         acting, _ = acting_token(settings)
-        with Api(settings, acting) as api:
+        with Api.for_project(settings, acting) as api:
             minted = device_token(api, find_device(api, device))
         out.print(minted, soft_wrap=True)
         return

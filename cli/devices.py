@@ -38,7 +38,7 @@ class Source(StrEnum):
 
 def _api(settings: Settings) -> Api:
     token, _ = acting_token(settings)
-    return Api(settings, token)
+    return Api.for_project(settings, token)
 
 
 def find_device(api: Api, ref: str) -> dict[str, Any]:

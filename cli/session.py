@@ -45,7 +45,7 @@ def _write_private(path: Path, payload: dict[str, Any]) -> None:
 def _auth_post(
     settings: Settings, path: str, body: dict[str, object], token: str | None = None
 ) -> dict[str, Any]:
-    with Api(settings, token) as api:
+    with Api.for_project(settings, token) as api:
         answer = api.request("POST", f"/auth/v1{path}", json=body)
     return answer if isinstance(answer, dict) else {}
 
@@ -82,7 +82,7 @@ def _make_local_admin(settings: Settings, password: str) -> None:
     """Create admin@busymate.local with `password` and the admin role, or give an existing one that password
     (a new checkout on an old database, or a database reset under a saved password file)."""
     service = tokens.service_role_key(settings.jwt_secret)
-    with Api(settings, service) as api:
+    with Api.for_project(settings, service) as api:
         try:
             created = api.request(
                 "POST",
@@ -203,7 +203,7 @@ def forget_session(settings: Settings) -> bool:
     if not path.exists():
         return False
     saved = json.loads(path.read_text())
-    with Api(settings, str(saved["access_token"])) as api, contextlib.suppress(BusymateError):
+    with Api.for_project(settings, str(saved["access_token"])) as api, contextlib.suppress(BusymateError):
         api.request(
             "POST", "/auth/v1/logout", params={"scope": "local"}
         )  # the server may be down: forget anyway

@@ -56,12 +56,7 @@ async def follow(
         label=label or workspace_id,
         notices=err,
     )
-    client = LiveClient(
-        settings.url or settings.api_url,
-        settings.anon_key or settings.publishable_key,
-        feed.fresh_token,
-        feed.on_state,
-    )
+    client = LiveClient(feed.api.url, feed.api.key, feed.fresh_token, feed.on_state)
     refresher: asyncio.Task[None] | None = None
     try:
         if identity is not None:
@@ -134,7 +129,7 @@ def tail(
     settings = settings_from(ctx)
     try:
         identity = acting_token(settings)
-        with Api(settings, identity[0]) as api:
+        with Api.for_project(settings, identity[0]) as api:
             ws = pick_workspace(api, workspace)
         asyncio.run(
             follow(

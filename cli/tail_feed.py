@@ -13,10 +13,11 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import httpx
 from rich.console import Console
 from rich.markup import escape
 
+from busymate.api_client import AsyncApi
+from busymate.api_core import ApiUnreachable
 from busymate.cli.session import acting_token
 from busymate.cli.tail_filters import Entry, Filters
 from busymate.cli.tail_render import Printer, breakpoint_event, parse_time
@@ -97,27 +98,23 @@ class Feed:
         self._said: set[str] = set()  # notices that repeat while disconnected are said once
         self._token_lock = asyncio.Lock()
         self.closing = False  # set before the client closes the socket: its last states are ours, not news
-        self._http = httpx.AsyncClient(base_url=settings.url or settings.api_url, timeout=30.0)
-        self._anon = settings.anon_key or settings.publishable_key
+        self.api = AsyncApi(
+            settings.url or settings.api_url, settings.anon_key or settings.publishable_key, self._token
+        )
 
     async def aclose(self) -> None:
         """Close the HTTP connection pool."""
-        await self._http.aclose()
+        await self.api.aclose()
+
+    def _token(self) -> str:
+        return self.token
 
     # -- the server --
 
     async def get(self, path: str, params: dict[str, str]) -> list[Entry]:
-        """GET a /rest/v1 list under the current token; BusymateError with the server's message."""
-        headers = {"apikey": self._anon, "authorization": f"Bearer {self.token}"}
-        try:
-            response = await self._http.get(path, params=params, headers=headers)
-        except httpx.ConnectError as exc:
-            raise BusymateError(f"the API server does not answer at {self.settings.api_url}") from exc
-        except httpx.HTTPError as exc:
-            raise BusymateError(f"GET {path} failed: {exc}") from exc
-        if response.status_code >= 400:
-            raise BusymateError(f"GET {path}: {response.status_code} {response.text[:300]}")
-        rows = response.json()
+        """GET a /rest/v1 list under the current token; ApiRefused with the server's message, ApiUnreachable
+        when it does not answer."""
+        rows = await self.api.request("GET", path, params=params)
         return rows if isinstance(rows, list) else []
 
     async def fresh_token(self) -> str:
@@ -128,7 +125,7 @@ class Feed:
             except Exception as exc:  # LiveClient's loop must not end here: it retries with the last token
                 if not self.token:
                     raise
-                if not isinstance(exc.__cause__, httpx.TransportError):  # a down server says so already
+                if not isinstance(exc, ApiUnreachable):  # a down server says so already
                     self.notice_once(f"[yellow]could not get a fresh token:[/] {escape(str(exc))}")
             return self.token
 

@@ -155,7 +155,7 @@ def up(
         admin = {"email": email, "password": password}
         token, who = acting_token(settings)  # a `busymate login` session, else the local admin
         ca.ensure_ca(settings.state_dir)
-        with Api(settings, token) as api:
+        with Api.for_project(settings, token) as api:
             device = _machine_device(api, pool)
             workspace_id = str(device["workspace_id"])
         if not device.get("paired"):

@@ -18,12 +18,14 @@ from busymate.api_core import (
     Conflict,
     Forbidden,
     NotFound,
+    NotThisProject,
     RateLimited,
     TooLarge,
     Unauthorized,
     Unavailable,
     refusal,
 )
+from busymate.client import Api
 
 KEY = "sb_publishable_test"
 URL = "http://api.test"
@@ -157,3 +159,45 @@ def test_an_empty_answer_is_none_and_json_bodies_go_out_as_given() -> None:
     asyncio.run(scenario())
     assert bodies[0] == b'{"batch":[]}'
     assert json.loads(bodies[1]) == {"a": 1}
+
+
+def test_sync_calls_ask_the_token_source_each_time_and_wait_out_a_503() -> None:
+    seen: list[str] = []
+    answers = iter(
+        [
+            httpx.Response(503, json={"message": "restarting"}, headers={"retry-after": "0"}),
+            httpx.Response(200, json={"ok": 1}),
+            httpx.Response(503, json={"message": "down for good"}),  # no Retry-After: at once
+        ]
+    )
+    tokens = iter(["t1", "t2"])
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.headers["authorization"])
+        return next(answers)
+
+    with Api(URL, KEY, lambda: next(tokens), transport=httpx.MockTransport(handler)) as api:
+        assert api.rpc("f", {}) == {"ok": 1}
+        with pytest.raises(Unavailable, match="down for good"):
+            api.select("t", {})
+    assert seen == ["Bearer t1", "Bearer t1", "Bearer t2"]  # asked per call, not per retry
+
+
+def test_sync_checks_the_server_before_the_first_call_and_says_what_to_do_when_it_is_down() -> None:
+    checks: list[str] = []
+
+    def check(http: httpx.Client) -> bool:
+        checks.append("asked")
+        if len(checks) == 1:
+            return False  # nothing listens yet: asked again next time
+        raise NotThisProject("another project's server")
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("refused", request=request)
+
+    with Api(URL, KEY, "t", check=check, down_hint="start it", transport=httpx.MockTransport(handler)) as api:
+        with pytest.raises(ApiUnreachable, match=f"^the API server does not answer at {URL}: start it$"):
+            api.rpc("f", {})
+        with pytest.raises(NotThisProject):
+            api.rpc("f", {})
+    assert checks == ["asked", "asked"]
