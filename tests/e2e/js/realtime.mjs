@@ -440,7 +440,7 @@ checks.private_send_without_write_is_dropped = async () => {
   return { status };
 };
 
-// private.firehose_columns() as of migration 20261121003300 (docs/traffic.md still shows port and
+// private.firehose_columns() as of migration 20261203101400_create_realtime_topics (docs/traffic.md still shows port and
 // response_content_type, which that migration dropped).
 const FIREHOSE_COLUMNS = [
   "id",
