@@ -440,8 +440,8 @@ checks.private_send_without_write_is_dropped = async () => {
   return { status };
 };
 
-// private.firehose_columns() as of migration 20261203101400_create_realtime_topics (docs/traffic.md still shows port and
-// response_content_type, which that migration dropped).
+// private.firehose_columns(), migration 20261203101400_create_realtime_topics (docs/traffic.md still shows port and
+// response_content_type, which the firehose does not carry).
 const FIREHOSE_COLUMNS = [
   "id",
   "device_uuid",
