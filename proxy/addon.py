@@ -20,8 +20,8 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-import httpx
-
+from busymate.api_client import AsyncApi
+from busymate.api_core import ApiRefused, ApiUnreachable
 from busymate.errors import BusymateError
 from busymate.live import LiveClient
 from busymate.proxy import ca
@@ -82,7 +82,7 @@ class Busymate(Hooks, Ports):
         self.no_credential: set[str] = set()  # devices whose credential the operator may not have (said once)
         self.upstreams = Upstreams.for_proxy(self.settings, config.ports)
         self.live: LiveClient | None = None
-        self.http = httpx.AsyncClient(base_url=self.api_url, timeout=15.0)
+        self.client = AsyncApi(self.api_url, self.anon_key, self.operator_token, timeout=15.0)
         self._tasks: list[asyncio.Task[None]] = []
         self._reconcile_lock = asyncio.Lock()
         self.ready = asyncio.Event()
@@ -125,7 +125,7 @@ class Busymate(Hooks, Ports):
         left = self.writer.pending_segments()
         if left:
             log.warning("%d segment(s) stay in the spool; the next `busymate proxy run` writes them", left)
-        await self.http.aclose()
+        await self.client.aclose()
 
     async def _every(self, seconds: float, job: Any) -> None:
         failing = False
@@ -169,17 +169,23 @@ class Busymate(Hooks, Ports):
 
     async def _read_cap(self) -> None:
         try:
-            response = await self.api("GET", "/rest/v1/settings_global", params={"select": "settings"})
-            rows = response.json() if response.status_code == 200 else []
-            value = (rows[0].get("settings") or {}).get("body_cap_bytes") if rows else None
-            if isinstance(value, int) and value > 0:
-                self.cap = value
-        except (httpx.HTTPError, ValueError) as exc:
+            rows = await self.api("GET", "/rest/v1/settings_global", params={"select": "settings"})
+        except ApiRefused:
+            rows = []
+        except (ApiUnreachable, ValueError) as exc:
             log.warning("could not read body_cap_bytes (%s): using %d", exc, self.cap)
+            return
+        value = (rows[0].get("settings") or {}).get("body_cap_bytes") if rows else None
+        if isinstance(value, int) and value > 0:
+            self.cap = value
 
     async def _read_rules(self) -> None:
-        response = await self.api(
-            "GET", "/rest/v1/breakpoints", params={"select": "*", "enabled": "is.true", "order": "created_at"}
-        )
-        if response.status_code == 200:
-            self.breakpoints.set_rules(response.json())
+        try:
+            rules = await self.api(
+                "GET",
+                "/rest/v1/breakpoints",
+                params={"select": "*", "enabled": "is.true", "order": "created_at"},
+            )
+        except ApiRefused:
+            return
+        self.breakpoints.set_rules(rules)

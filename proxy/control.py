@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from datetime import UTC, datetime, timedelta
@@ -9,6 +10,7 @@ from typing import Any
 
 from mitmproxy import connection, ctx, http
 
+from busymate.api_core import ApiRefused
 from busymate.proxy.core import AddonCore
 from busymate.proxy.device import DEVICE, Device
 
@@ -48,43 +50,48 @@ class Control(AddonCore):
         dev = self.by_uuid.get(device_uuid)
         if dev is None:
             return []
-        response = await self.api(
-            "GET",
-            "/rest/v1/breakpoint_events",
-            token=dev.token,
-            params={
-                "select": "id,active,outcome,edits",
-                "id": f"in.({','.join(event_ids)})",
-                "active": "is.false",
-            },
-        )
-        rows: list[dict[str, Any]] = response.json() if response.status_code == 200 else []
+        try:
+            rows: list[dict[str, Any]] = await self.api(
+                "GET",
+                "/rest/v1/breakpoint_events",
+                token=dev.token,
+                params={
+                    "select": "id,active,outcome,edits",
+                    "id": f"in.({','.join(event_ids)})",
+                    "active": "is.false",
+                },
+            )
+        except ApiRefused:
+            return []
         return rows
 
     async def _poll_resends(self) -> None:
         """Claim the resends whose wake-up never came (one small read when there are none)."""
         since = datetime.now(UTC) - timedelta(seconds=RESEND_LAPSES)
-        response = await self.api(
-            "GET",
-            "/rest/v1/resend_requests",
-            params={
-                "select": "device_uuid",
-                "claimed_at": "is.null",
-                "requested_at": f"gt.{since.isoformat()}",
-            },
-        )
-        if response.status_code == 200:
-            pending = {str(r["device_uuid"]) for r in response.json()}
-            await self._claim_resends([d for d in self.by_uuid.values() if d.uuid in pending])
+        try:
+            rows = await self.api(
+                "GET",
+                "/rest/v1/resend_requests",
+                params={
+                    "select": "device_uuid",
+                    "claimed_at": "is.null",
+                    "requested_at": f"gt.{since.isoformat()}",
+                },
+            )
+        except ApiRefused:
+            return
+        pending = {str(r["device_uuid"]) for r in rows}
+        await self._claim_resends([d for d in self.by_uuid.values() if d.uuid in pending])
 
     async def _claim_resends(self, devices: list[Device]) -> None:
         """Each device claims its pending resends (once: the database hands each to one claim only)."""
         for dev in devices:
-            response = await self.api("POST", "/rest/v1/rpc/claim_resend_requests", token=dev.token, json={})
-            if response.status_code != 200:
-                log.warning("could not claim the resends of device %r (%s)", dev.name, response.status_code)
+            try:
+                rows = await self.api("POST", "/rest/v1/rpc/claim_resend_requests", token=dev.token, json={})
+            except ApiRefused as exc:
+                log.warning("could not claim the resends of device %r (%s)", dev.name, exc.status)
                 continue
-            for row in response.json():
+            for row in rows:
                 self.resend(dev, row)
 
     def resend(self, device: Device, row: dict[str, Any]) -> None:
@@ -114,26 +121,29 @@ class Control(AddonCore):
         dev = self.by_uuid.get(device_uuid)
         if dev is None:
             return False
-        response = await self.api(
-            "POST",
-            "/rest/v1/breakpoint_events",
-            token=dev.token,
-            json=event,
-            headers={"prefer": "return=minimal"},
-        )
-        if response.status_code >= 300:
-            log.warning("breakpoint event refused: %s %s", response.status_code, response.text[:200])
-        return response.status_code < 300
+        try:
+            await self.api(
+                "POST",
+                "/rest/v1/breakpoint_events",
+                token=dev.token,
+                json=event,
+                extra={"prefer": "return=minimal"},
+            )
+        except ApiRefused as exc:
+            log.warning("breakpoint event refused: %s %s", exc.status, exc.message[:200])
+            return False
+        return True
 
     async def _time_out(self, device_uuid: str, event_id: str) -> None:
         dev = self.by_uuid.get(device_uuid)
         if dev is None:
             return
-        await self.api(
-            "PATCH",
-            "/rest/v1/breakpoint_events",
-            token=dev.token,
-            params={"id": f"eq.{event_id}", "active": "is.true"},
-            json={"active": False, "outcome": "timed_out", "resolved_at": "now()"},
-            headers={"prefer": "return=minimal"},
-        )
+        with contextlib.suppress(ApiRefused):  # a row resolved meanwhile, a token voided: nothing to time out
+            await self.api(
+                "PATCH",
+                "/rest/v1/breakpoint_events",
+                token=dev.token,
+                params={"id": f"eq.{event_id}", "active": "is.true"},
+                json={"active": False, "outcome": "timed_out", "resolved_at": "now()"},
+                extra={"prefer": "return=minimal"},
+            )

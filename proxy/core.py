@@ -1,4 +1,8 @@
-"""The addon's shared state, and its calls to the API under the operator's or a device's token."""
+"""The addon's shared state, and its calls to the API under the operator's or a device's token.
+
+Every call goes through one AsyncApi (busymate/api_client.py: the URL, the anon key, the operator's token as
+its token source; a device's calls name that device's token) and its one error mapping (busymate/api_core.py).
+"""
 
 from __future__ import annotations
 
@@ -7,8 +11,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import httpx
-
+from busymate.api_client import AsyncApi
+from busymate.api_core import Unauthorized
 from busymate.live import LiveClient
 from busymate.proxy.breakpoints import Breakpoints
 from busymate.proxy.credentials import Credentials
@@ -39,7 +43,7 @@ class AddonCore:
     no_credential: set[str]  # devices whose credential the operator may not have (said once)
     upstreams: Upstreams
     live: LiveClient | None
-    http: httpx.AsyncClient
+    client: AsyncApi  # under the operator's token unless a call names a device's
     ready: asyncio.Event
     _on_ports: Callable[[dict[int, dict[str, str]]], None] | None
     _operator_token: Callable[[], str]  # () -> str (blocking; run in a thread)
@@ -53,11 +57,18 @@ class AddonCore:
             self._token = (token, time.monotonic())
         return self._token[0]
 
-    async def api(self, method: str, path: str, token: str | None = None, **kwargs: Any) -> httpx.Response:
-        """A call to the stack under `token` (default: the operator's)."""
-        bearer = token or await self.operator_token()
-        headers = {"apikey": self.anon_key, "authorization": f"Bearer {bearer}", **kwargs.pop("headers", {})}
-        return await self.http.request(method, path, headers=headers, **kwargs)
+    async def api(self, method: str, path: str, token: str | None = None, **kwargs: Any) -> Any:
+        """A call to the API under `token` (default: the operator's): its JSON, or ApiRefused / ApiUnreachable
+        (busymate.api_core). `kwargs` are AsyncApi.request's: json, params, extra (headers)."""
+        return await self.client.request(method, path, token=token, **kwargs)
+
+    async def as_operator(self, method: str, path: str, **kwargs: Any) -> Any:
+        """api() under the operator's token, with a fresh one once when that token is refused (401)."""
+        try:
+            return await self.api(method, path, **kwargs)
+        except Unauthorized:
+            self._token = None
+            return await self.api(method, path, **kwargs)
 
     def _token_of(self, device_uuid: str) -> str | None:
         dev = self.by_uuid.get(device_uuid)

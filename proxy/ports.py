@@ -8,6 +8,7 @@ from typing import Any
 
 from mitmproxy import ctx
 
+from busymate.api_core import ApiRefused, NotFound
 from busymate.proxy.control import Control
 from busymate.proxy.credentials import Credential
 from busymate.proxy.device import Device, networks
@@ -23,22 +24,15 @@ class Ports(Control):
     async def reconcile(self, why: str) -> None:
         """Open and close listeners to match the devices table."""
         async with self._reconcile_lock:
-            response = await self.api(
-                "GET",
-                "/rest/v1/devices",
-                params={"select": DEVICE_COLUMNS, "source": "eq.proxy", "proxy_port": "not.is.null"},
-            )
-            if response.status_code == 401:
-                self._token = None
-                response = await self.api(
+            try:
+                rows = await self.as_operator(
                     "GET",
                     "/rest/v1/devices",
                     params={"select": DEVICE_COLUMNS, "source": "eq.proxy", "proxy_port": "not.is.null"},
                 )
-            if response.status_code != 200:
-                log.warning("could not list devices (%s): ports unchanged", response.status_code)
+            except ApiRefused as exc:
+                log.warning("could not list devices (%s): ports unchanged", exc.status)
                 return
-            rows = response.json()
             self.credentials.keep_only({str(r["uuid"]) for r in rows})
             for row in rows:
                 if self._needs_credential(row):
@@ -63,15 +57,21 @@ class Ports(Control):
 
     async def _issue(self, row: dict[str, Any]) -> None:
         """Ask the backend for this device's token under the operator's token (owners and admins get one)."""
-        response = await self.api("POST", "/functions/v1/device-token", json={"device": row["uuid"]})
-        if response.status_code == 401:
-            self._token = None
-            response = await self.api("POST", "/functions/v1/device-token", json={"device": row["uuid"]})
-        if response.status_code == 404:
+        keeping = "keeping the one it has" if self.credentials.get(row["uuid"]) else "its port stays closed"
+        try:
+            answer: Any = await self.as_operator(
+                "POST", "/functions/v1/device-token", json={"device": row["uuid"]}
+            )
+        except NotFound:
             self.credentials.drop(row["uuid"])  # not the operator's to have (any more)
             return
+        except (ApiRefused, ValueError) as exc:  # ValueError: an answer that is not JSON
+            status, said = (exc.status, exc.message) if isinstance(exc, ApiRefused) else (200, str(exc))
+            log.warning(
+                "could not get a token for device %r (%s %s): %s", row["name"], status, said[:200], keeping
+            )
+            return
         try:
-            answer: Any = response.json() if response.status_code == 200 else {}
             issued = Credential(
                 str(answer["access_token"]),
                 row.get("paired_at"),
@@ -80,11 +80,7 @@ class Ports(Control):
             )
         except (ValueError, TypeError, KeyError):
             log.warning(
-                "could not get a token for device %r (%s %s): %s",
-                row["name"],
-                response.status_code,
-                response.text[:200],
-                "keeping the one it has" if self.credentials.get(row["uuid"]) else "its port stays closed",
+                "could not get a token for device %r (200 %s): %s", row["name"], str(answer)[:200], keeping
             )
             return
         self.credentials.put(row["uuid"], issued)
