@@ -6,9 +6,9 @@ Two requests, each driven for DURATION seconds with CONCURRENCY in flight:
   (ii) a page of 100 rows:     GET /rest/v1/devices?select=*&limit=100
 The member sees 250 of 1000 devices in four workspaces, so the devices policy does real work.
 
-The baseline runs, per request, what gateway/rest/handler.py `_execute` runs: BEGIN READ ONLY; the
-handler's own `_SETTINGS_SQL` with the same nine values (claims, request headers, legacy claims, the role's
-settings); the main statement `_read` and `_envelope` build for this request (every column, the same limit,
+The baseline runs, per request, what gateway/rest/execute.py `_execute` runs: BEGIN READ ONLY; the
+handler's own `SETTINGS_SQL` with the same nine values (claims, request headers, legacy claims, the role's
+settings); the main statement `read.read` builds for this request (every column, the same limit,
 the same envelope); ROLLBACK, as the handler ends read-only transactions. It uses an AsyncConnectionPool of
 `authenticator` connections as large as the server's, with the same number of requests in flight. Before
 timing, both paths must return the same rows.
@@ -47,7 +47,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from busymate import tokens
 from busymate.gateway.rest import schema as schema_cache
-from busymate.gateway.rest.handler import _SETTINGS_SQL  # the very statement the handler runs
+from busymate.gateway.rest.execute import SETTINGS_SQL  # the very statement the handler runs
 from busymate.gateway.rest.schema import quote
 from busymate.settings import Settings
 from busymate.stack import migrate
@@ -165,7 +165,7 @@ class Sql:
         """Run the transaction; the response body the main statement built."""
         async with self.pool.connection() as conn:
             await conn.execute("begin isolation level read committed read only")
-            await conn.execute(_SETTINGS_SQL, self.settings)
+            await conn.execute(SETTINGS_SQL, self.settings)
             cur = await conn.execute(self.statement, params)
             row = await cur.fetchone()
             await conn.execute("rollback")
@@ -187,7 +187,7 @@ def _statement(columns: list[str], where: str, limit: str) -> str:
 def _settings_values(
     member: Member, headers: dict[str, str], path: str, role: dict[str, str]
 ) -> list[object]:
-    """The nine values the handler's `_run` binds to `_SETTINGS_SQL` for this member and these headers."""
+    """The nine values the handler's `run` binds to `SETTINGS_SQL` for this member and these headers."""
     legacy = {
         k: v for k, v in member.claims.items() if isinstance(v, str | int | float) and not isinstance(v, bool)
     }

@@ -1,4 +1,5 @@
-"""Read an HTTP request the way PostgREST does: query keys, preferences, media types, body
+"""A request as the handler gets it (`Call`), read the way PostgREST does: query keys, preferences, media
+types, body
 (https://docs.postgrest.org/en/v14/references/api/tables_views.html, https://docs.postgrest.org/en/v14/references/api/preferences.html)."""
 
 from __future__ import annotations
@@ -7,11 +8,13 @@ import csv
 import io
 import re
 from dataclasses import dataclass, field
+from functools import cached_property
 from urllib.parse import parse_qsl
 
 import orjson
 
 from busymate.gateway.rest.errors import ApiError, parse_error
+from busymate.gateway.rest.filters import parse_filter, parse_logic, split_key
 from busymate.gateway.rest.parse import (
     OPERATORS,
     Embed,
@@ -20,13 +23,11 @@ from busymate.gateway.rest.parse import (
     Logic,
     OrderTerm,
     parse_columns,
-    parse_filter,
-    parse_logic,
     parse_order,
     parse_select,
-    split_key,
 )
 
+ANON_ROLE = "anon"
 RESERVED = {"select", "columns", "on_conflict"}
 BIGINT_MAX = 2**63 - 1
 PREFER_KINDS = ("resolution", "missing", "return", "count", "tx", "handling", "timezone", "max-affected")
@@ -43,6 +44,25 @@ OBJECT = "application/vnd.pgrst.object+json"
 ARRAY = "application/vnd.pgrst.array+json"
 CSV = "text/csv"
 OPENAPI = "application/openapi+json"
+
+
+@dataclass
+class Call:
+    """One request as the handler sees it, after the gateway verified the token."""
+
+    method: str
+    path: str  # after /rest/v1, e.g. /todos or /rpc/fn
+    query: str
+    headers: dict[str, str]  # lower-cased names; repeated ones joined with ", "
+    prefer: list[str]
+    body: bytes
+    claims: dict[str, object]
+    role: str
+
+    @cached_property
+    def preferences(self) -> Prefer:
+        """The Prefer headers, parsed once per request."""
+        return parse_prefer(self.prefer)
 
 
 @dataclass
@@ -147,6 +167,17 @@ class Prefer:
         """The Preference-Applied header for the kinds in `honoured`, in PostgREST's order."""
         parts = [f"{k}={self.values[k]}" for k in PREFER_KINDS if k in honoured and k in self.values]
         return ", ".join(parts) or None
+
+
+def check_strict(prefer: Prefer) -> None:
+    """handling=strict refuses a request that carries a preference it does not know (PGRST122)."""
+    if prefer.get("handling") == "strict" and prefer.invalid:
+        raise ApiError(
+            400,
+            "PGRST122",
+            "Invalid preferences given with handling=strict",
+            details="Invalid preferences: " + ", ".join(prefer.invalid),
+        )
 
 
 def parse_prefer(headers: list[str]) -> Prefer:
