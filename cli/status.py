@@ -12,8 +12,9 @@ from rich.markup import escape
 from rich.table import Table
 
 from busymate import tokens
+from busymate.api_core import NotThisProject
 from busymate.cli.common import out
-from busymate.client import NotThisProject, api_answers
+from busymate.client import api_answers
 from busymate.proxy.run import state_file
 from busymate.settings import Settings
 from busymate.stack.postgres import Cluster

@@ -93,6 +93,7 @@ class Writer:
         token_for: Callable[[str], str | None],
         on_refused: Callable[[str, str], None],
         interval: float = 0.05,
+        http: httpx.AsyncClient | None = None,
     ) -> None:
         self.spool_dir = spool_dir
         self._token_for = token_for
@@ -100,7 +101,7 @@ class Writer:
         self._interval = interval
         self._devices: dict[str, _Device] = {}
         self._wake = asyncio.Event()
-        self._api = AsyncApi(api_url, apikey, timeout=httpx.Timeout(30.0, connect=3.0))
+        self._api = AsyncApi(api_url, apikey, None, http, timeout=httpx.Timeout(30.0, connect=3.0))
         self._seq = 0
         self._arrived = 0  # rows put since the last tick: the traffic's rate
         self.stats = Stats()

@@ -16,8 +16,8 @@ from pathlib import Path
 import httpx
 
 from busymate import tokens
+from busymate.api_core import ApiRefused
 from busymate.cli.common import explain
-from busymate.client import ApiRefused
 from busymate.settings import Settings
 from busymate.stack.postgres import Cluster, free_port
 from tests.conftest import PROJECT_DIR

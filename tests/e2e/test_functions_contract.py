@@ -15,7 +15,7 @@ import httpx
 import pytest
 from supabase_functions.errors import FunctionsHttpError
 
-from busymate.client import ApiRefused
+from busymate.api_core import ApiRefused
 from busymate.functions_api import FunctionContext, FunctionRequest, FunctionResponse
 from busymate.gateway.functions import FunctionsHost, _check_needs, loopback_url
 from busymate.settings import Settings
