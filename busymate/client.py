@@ -16,7 +16,6 @@ from typing import Any
 import httpx
 
 from busymate.api_core import (
-    ApiRefused,
     NotThisProject,
     TokenSource,
     Unavailable,
@@ -29,9 +28,7 @@ from busymate.api_core import (
 from busymate.project import IDENTITY_HEADER, project_id
 from busymate.settings import Settings
 
-# ApiRefused stays importable from here for one commit: gateway/functions.py still imports it from this module
-# (its home is busymate.api_core).
-__all__ = ["Api", "ApiRefused", "api_answers", "identity_error"]
+__all__ = ["Api", "api_answers", "identity_error"]
 
 UNAVAILABLE_WAIT = 15.0  # seconds a request waits out 503 + Retry-After answers before giving up
 START_HINT = "start it with `busymate start`"

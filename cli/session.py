@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from busymate import tokens
-from busymate.client import Api, ApiRefused
+from busymate.api_core import ApiRefused
+from busymate.client import Api
 from busymate.errors import BusymateError
 from busymate.settings import Settings
 

@@ -22,7 +22,7 @@ from types import ModuleType
 import httpx
 
 from busymate.api_client import AsyncApi
-from busymate.client import ApiRefused
+from busymate.api_core import ApiRefused
 from busymate.functions_api import (
     DAY,
     FunctionContext,

@@ -37,7 +37,7 @@ FORBIDDEN = {
     ),
     "busymate.stack": ("busymate.gateway", "busymate.cli", "busymate.proxy", "busymate.functions"),
     "busymate.gateway": ("busymate.stack", "busymate.cli", "busymate.proxy", "busymate.functions"),
-    "busymate.cli": ("busymate.gateway",),
+    "busymate.cli": ("busymate.gateway", "busymate.functions"),
     "busymate.proxy": ("busymate.stack", "busymate.gateway", "busymate.cli", "busymate.functions"),
     "busymate.functions": ("busymate.stack", "busymate.gateway", "busymate.cli", "busymate.proxy"),
 }
@@ -122,6 +122,7 @@ def test_the_checker_reports_each_kind_of_violation(tmp_path: Path) -> None:
             "stack/reach.py": "from busymate.gateway import server\n",
             "gateway/reach.py": "from busymate.stack.postgres import Cluster\n",
             "cli/reach.py": "import busymate.gateway.rest.handler\n",
+            "cli/sign.py": "from busymate.functions.pair import handle\n",
             "cli/ok.py": "import busymate.stack\nprint('fine')\n",
             "functions/ok.py": "from busymate.functions_api import FunctionRequest\n",
         },
@@ -136,6 +137,7 @@ def test_the_checker_reports_each_kind_of_violation(tmp_path: Path) -> None:
         "functions/bad.py:1: busymate.functions imports busymate.gateway",
         "functions/lazy.py:2: busymate.functions imports busymate.stack",
         "cli/reach.py:1: busymate.cli imports busymate.gateway",
+        "cli/sign.py:1: busymate.cli imports busymate.functions",
     ]
 
 
