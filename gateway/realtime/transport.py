@@ -60,11 +60,7 @@ class Socket:
         proto = getattr(send, "__self__", None)
         fast = all(hasattr(proto, name) for name in ("transport", "conn", "close_sent", "writable"))
         self._proto: Any = proto if fast else None
-
-    @property
-    def direct(self) -> bool:
-        """Whether frames go straight to the transport."""
-        return self._proto is not None
+        self.direct = self._proto is not None  # frames go straight to the transport (read per fan-out)
 
     def close(self) -> None:
         """Stop sending; the reader and writer tasks end and the connection closes."""
