@@ -107,6 +107,12 @@ def quote(name: str) -> str:
     return '"' + name.replace('"', '""').replace("%", "%%") + '"'
 
 
+def text_literal(text: str) -> str:
+    """A single-quoted SQL string (standard_conforming_strings, as Postgres defaults), with `%` doubled for
+    psycopg's placeholders: for names from the catalog, never for request text (that is bound)."""
+    return "'" + text.replace("'", "''").replace("%", "%%") + "'"
+
+
 @dataclass
 class SchemaCache:
     """What /rest/v1 may reach."""

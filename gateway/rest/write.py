@@ -10,7 +10,7 @@ from busymate.gateway.rest.errors import ApiError
 from busymate.gateway.rest.plan import Plan, body_expr, csv_header, result_row, select_columns
 from busymate.gateway.rest.read import tree
 from busymate.gateway.rest.request import OBJECT, Prefer, Query
-from busymate.gateway.rest.schema import Relation, quote
+from busymate.gateway.rest.schema import Relation, quote, text_literal
 
 
 def _payload(rel: Relation, query: Query, body: object) -> tuple[list[str], list[dict[str, object]]]:
@@ -185,7 +185,9 @@ def _mutation(
         location = (
             (
                 "(select array_agg("
-                + " || '&' || ".join(f"'{c}=' || coalesce('eq.' || {quote(c)}::text, 'is.null')" for c in pk)
+                + " || '&' || ".join(
+                    f"{text_literal(c + '=')} || coalesce('eq.' || {quote(c)}::text, 'is.null')" for c in pk
+                )
                 + ") from pgrst_source)"
             )
             if pk
