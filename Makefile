@@ -24,7 +24,7 @@ for c in "$${PYTHON:-}" "$$(command -v python3.13 2>/dev/null)" \
 done; exit 1
 endef
 
-.PHONY: help up test lint pytest bench sysdeps testdeps venv clean typecheck-tree
+.PHONY: help up test lint pytest bench sysdeps testdeps venv clean typecheck-tree dashboard
 help:
 	@echo "make up     start Busymate (installs what is missing first)"
 	@echo "make test   run every test: lint, pytest and the pgTAP files"
@@ -61,7 +61,20 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml
 
 venv: $(VENV)/.installed
 
-up: sysdeps venv
+# The dashboard's static files (dashboard/dist), rebuilt when its lockfile or sources are newer than the build.
+DASHBOARD_SOURCES := $(wildcard dashboard/package.json dashboard/package-lock.json dashboard/index.html \
+	dashboard/vite.config.ts dashboard/tsconfig.json) $(shell find dashboard/src dashboard/public -type f 2>/dev/null)
+
+dashboard:
+	@if [ ! -f dashboard/package.json ]; then echo "dashboard/package.json is missing: not building the dashboard"; \
+	else $(MAKE) --no-print-directory dashboard/dist/index.html; fi
+
+dashboard/dist/index.html: $(DASHBOARD_SOURCES)
+	@command -v npm >/dev/null || { echo "error: npm (Node 20) is needed to build dashboard/; install it" >&2; exit 1; }
+	cd dashboard && npm ci --no-audit --no-fund && npm run build
+	@touch $@
+
+up: sysdeps venv dashboard
 	$(BIN)/busymate up
 
 # mypy cannot follow setuptools' package-dir mapping (and skips symlinks), so it reads a tree of hard
@@ -81,7 +94,7 @@ lint: venv typecheck-tree
 	MYPYPATH=$(TYPECHECK) $(BIN)/mypy bench  # apart: bench/realtime.py would shadow the realtime package
 	$(BIN)/sqlfluff lint --processes 2 sql supabase
 
-pytest: sysdeps testdeps venv
+pytest: sysdeps testdeps venv dashboard
 	$(BIN)/pytest
 
 test: sysdeps venv lint pytest

@@ -13,6 +13,8 @@ from busymate.tokens import LOCAL_PUBLISHABLE_KEY, LOCAL_SECRET_KEY
 
 DEFAULT_DB_PORT = 54322
 DEFAULT_API_PORT = 54321
+# The built dashboard (`make dashboard`) in this checkout, found from the package source.
+DEFAULT_DASHBOARD_DIR = Path(__file__).resolve().parent.parent / "dashboard" / "dist"
 # The Supabase CLI's well-known local password for every database login role.
 LOCAL_DB_PASSWORD = "postgres"  # noqa: S105
 # The Supabase CLI's well-known local JWT secret (the one `supabase status` prints; docs/auth.md).
@@ -170,6 +172,8 @@ class Settings:
     # derive them from jwt_secret; the CLI fills them from the local stack it runs when they are not set.
     url: str = ""
     anon_key: str = ""
+    # The dashboard's static files the API server serves at / (gateway/dashboard.py).
+    dashboard_dir: Path = DEFAULT_DASHBOARD_DIR
 
     @property
     def data_dir(self) -> Path:
@@ -265,4 +269,9 @@ class Settings:
             pg_bindir=bindir,
             url=(env.get("BUSYMATE_URL") or env.get("SUPABASE_URL") or "").rstrip("/"),
             anon_key=env.get("BUSYMATE_ANON_KEY") or env.get("SUPABASE_ANON_KEY") or "",
+            dashboard_dir=(
+                Path(env["BUSYMATE_DASHBOARD_DIR"]).resolve()
+                if env.get("BUSYMATE_DASHBOARD_DIR")
+                else DEFAULT_DASHBOARD_DIR
+            ),
         )

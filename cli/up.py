@@ -89,6 +89,7 @@ def _print_summary(
     ca_file = ca.cert_path(settings.state_dir)
     proxy = f"http://127.0.0.1:{proxy_port}"
     lines = [
+        ("Dashboard", f"{settings.api_url}/"),
         ("API URL", settings.api_url),
         ("Studio-less REST", f"{settings.api_url}/rest/v1"),
         ("Realtime", f"{settings.api_url.replace('http', 'ws', 1)}/realtime/v1"),

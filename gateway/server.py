@@ -1,5 +1,5 @@
 """The local stack's one HTTP server (127.0.0.1:54321): the gateway, then /rest/v1, /realtime/v1, /auth/v1
-(with the OAuth 2.1 authorization server) and /functions/v1.
+(with the OAuth 2.1 authorization server) and /functions/v1; the dashboard at / (gateway/dashboard.py).
 
 A bare ASGI app on uvicorn with uvloop and httptools: no framework between the socket and the handler. The
 gateway does what Supabase's Kong does (https://supabase.com/docs/guides/api/api-keys): an `apikey` must be
@@ -27,6 +27,7 @@ from busymate.gateway.auth.answer import Answer, json_body
 from busymate.gateway.auth.errors import HttpRequest
 from busymate.gateway.availability import RETRY_AFTER, connection_lost, first_line
 from busymate.gateway.backends import Backends
+from busymate.gateway.dashboard import Dashboard
 from busymate.gateway.logs import configure as configure_logging
 from busymate.gateway.rest.errors import ApiError
 from busymate.gateway.rest.handler import ANON_ROLE, Call, Response, error_response
@@ -44,6 +45,7 @@ class App:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.backends = Backends(settings)
+        self.dashboard = Dashboard(settings)
         self.max_body = settings.max_body_bytes
         self.project_id = project_id(settings.state_dir)  # on every answer: the CLI checks whose server it is
 
@@ -105,7 +107,8 @@ class App:
                 return Response(answer.status, {})
             return json_response(answer.status, answer.body)
         if not (path == "/rest/v1" or path.startswith("/rest/v1/")):
-            return json_response(404, {"message": "no Route matched with those values"})
+            page = await self.dashboard.answer(method, path, headers, scope.get("scheme", "http"))
+            return page or json_response(404, {"message": "no Route matched with those values"})
         query = scope["query_string"].decode("latin-1")
         claims = kong.request_claims(self.backends.edge, headers, query)
         role = str(claims.get("role") or ANON_ROLE)

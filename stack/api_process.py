@@ -45,6 +45,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
         "BUSYMATE_API_LOG_MAX_BYTES": str(settings.api_log_max_bytes),
         "BUSYMATE_TRUSTED_PROXIES": ",".join(settings.trusted_proxies),
         "BUSYMATE_PROXY_PORTS": f"{settings.proxy_ports.start}-{settings.proxy_ports.stop - 1}",
+        "BUSYMATE_DASHBOARD_DIR": str(settings.dashboard_dir),
     }
 
 
