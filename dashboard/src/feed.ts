@@ -142,6 +142,7 @@ export function useTrafficFeed(supabase: SupabaseClient, workspaceId: string, ac
     let channel: RealtimeChannel | null = null;
     let everSubscribed = false;
     let interrupted = false;
+    let lastStatus = "";
     void supabase.realtime.setAuth(tokenRef.current).then(() => {
       if (disposed) return;
       channel = supabase
@@ -154,6 +155,7 @@ export function useTrafficFeed(supabase: SupabaseClient, workspaceId: string, ac
         })
         .subscribe((status, err) => {
           if (disposed) return;
+          lastStatus = status;
           if (status === "SUBSCRIBED") {
             setConnection("live");
             setError((prev) => (prev?.startsWith("Live feed") ? null : prev));
@@ -173,11 +175,26 @@ export function useTrafficFeed(supabase: SupabaseClient, workspaceId: string, ac
     });
     void latest();
 
-    const onOffline = () => setConnection("offline");
+    // The browser lost its network: the socket may survive it (frames lost meanwhile) or be closed and rejoined.
+    const onOffline = () => {
+      interrupted = true;
+      setConnection("offline");
+    };
+    const onOnline = () => {
+      if (lastStatus === "SUBSCRIBED") {
+        setConnection("live");
+        interrupted = false;
+        void replay();
+      } else {
+        setConnection(everSubscribed ? "reconnecting" : "connecting");
+      }
+    };
     window.addEventListener("offline", onOffline);
+    window.addEventListener("online", onOnline);
     return () => {
       disposed = true;
       window.removeEventListener("offline", onOffline);
+      window.removeEventListener("online", onOnline);
       if (frameRef.current != null) cancelAnimationFrame(frameRef.current);
       frameRef.current = null;
       if (channel) void supabase.removeChannel(channel);
