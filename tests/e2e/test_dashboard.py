@@ -95,6 +95,7 @@ def _ingest(stack: Settings, world: World, device: str, host: str) -> str:
         "duration_ms": 12.5,
         "request_headers": [["Content-Type", "application/json"]],
         "response_headers": [["Content-Type", "application/json"]],
+        "response_content_type": "application/json",
     }
     answer = httpx.post(
         f"{stack.api_url}/rest/v1/rpc/ingest_entries",
