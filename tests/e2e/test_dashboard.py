@@ -163,6 +163,12 @@ def test_traffic_arrives_live_and_only_the_workspaces_own(
         expect(page.locator(f'[data-entry-id="{foreign}"]')).to_have_count(0)
         expect(page.get_by_text("outsider.dashboard.example")).to_have_count(0)
         assert int(page.get_by_test_id("row-count").inner_text()) >= 1
+        toggle = page.get_by_test_id("follow-toggle")
+        expect(toggle).to_have_text("Pause")
+        toggle.click()
+        expect(toggle).to_have_text("Follow")
+        toggle.click()
+        expect(toggle).to_have_text("Pause")
 
         page.screenshot(path=str(screens / "traffic-1280x800.png"))
         page.set_viewport_size({"width": 390, "height": 844})
