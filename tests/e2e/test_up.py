@@ -72,6 +72,11 @@ def test_busymate_up_runs_the_main_job_and_ctrl_c_stops_what_it_started(tmp_path
         text = out.text
         for shown in ("API URL", "anon key", "service_role key", "admin@busymate.local", "CA certificate"):
             assert shown in text, text
+        dashboard = re.search(r"Dashboard\s+(http://127\.0\.0\.1:\d+/)", text)
+        assert dashboard is not None, text
+        page = httpx.get(dashboard.group(1), headers={"accept": "text/html"}, timeout=10)
+        assert page.status_code == 200, page.text[:300]
+        assert "<html" in page.text.lower(), page.text[:300]
         admin = json.loads((settings.state_dir / "local-admin.json").read_text())
         assert admin["password"] in text
         match = re.search(r"proxy\s+http://127\.0\.0\.1:(\d+)", text)
