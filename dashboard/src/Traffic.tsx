@@ -154,7 +154,7 @@ export function Traffic({ supabase, workspaceId, accessToken }: Props) {
         />
         <span className="spacer" />
         <span className="muted">
-          <span data-testid="row-count">{total}</span> rows{matches ? `, ${matches.length} shown` : ""}
+          <span data-testid="row-count">{total}</span> {total === 1 ? "row" : "rows"}{matches ? `, ${matches.length} shown` : ""}
         </span>
         <span className={`conn conn-${feed.connection}`} data-testid="connection-state" title="The live feed">
           {feed.connection}
