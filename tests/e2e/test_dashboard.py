@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
+from playwright.sync_api import Browser, ConsoleMessage, Page, expect, sync_playwright
 
 from busymate.settings import Settings
 from tests.e2e.proxy_helpers import sql
@@ -25,14 +26,11 @@ CHROMIUM = Path("/usr/bin/chromium")
 PASSWORD = "dashboard-horse-7"
 WAIT_MS = 10_000  # an upper bound for the page to settle, never a timing assertion
 
-if not CHROMIUM.exists():
-    pytest.skip(f"{CHROMIUM} is missing (make testdeps installs Debian's chromium)", allow_module_level=True)
-
-from playwright.sync_api import Browser, ConsoleMessage, Page, expect, sync_playwright  # noqa: E402
-
 
 @pytest.fixture(scope="module")
 def browser(stack: Settings) -> Iterator[Browser]:
+    if not CHROMIUM.exists():  # make test installs it (make testdeps): missing means the setup broke
+        pytest.fail(f"{CHROMIUM} is missing: run make testdeps (it installs Debian's chromium)")
     if not (stack.dashboard_dir / "index.html").is_file():
         pytest.fail(f"{stack.dashboard_dir} is not built: run `make dashboard` (make test does)")
     with sync_playwright() as playwright:
