@@ -1,6 +1,18 @@
-// The app shell: sign-in when there is no session; otherwise the header (user, role, workspace switcher,
-// sign out) and the traffic of the selected workspace.
+// The app shell: sign-in when there is no session; otherwise the header (navigation, workspace switcher, user,
+// role, sign out) and the page of the current route. Routes are real paths under the app's base
+// (`/devices?uuid=…`, `/services?id=…`, `/tags?id=…`, `/users?id=…`, `/breakpoints?id=…`, `/?entry=…`), so a deep
+// link opens its item and the browser's back button works (wouter over the History API).
 import type { Session, SupabaseClient } from "@supabase/supabase-js";
+import { useMemo } from "react";
+import { Link, Route, Router, Switch, useLocation } from "wouter";
+import { AppContext, type AppState, capabilityCheck } from "./app";
+import { BreakpointsPage } from "./pages/Breakpoints";
+import { DevicesPage } from "./pages/Devices";
+import { ServicesPage } from "./pages/Services";
+import { SettingsPage } from "./pages/Settings";
+import { TagsPage } from "./pages/Tags";
+import { UsersPage } from "./pages/Users";
+import { PAGES, appBase } from "./routing";
 import { SignIn } from "./SignIn";
 import { Traffic } from "./Traffic";
 import { useMe, useSession } from "./session";
@@ -10,18 +22,44 @@ export function App({ supabase }: { supabase: SupabaseClient }) {
   const { ready, session } = useSession(supabase);
   if (!ready) return <p className="boot">Loading…</p>;
   if (!session) return <SignIn supabase={supabase} />;
-  return <SignedIn supabase={supabase} session={session} />;
+  return (
+    <Router base={appBase()}>
+      <SignedIn supabase={supabase} session={session} />
+    </Router>
+  );
 }
 
 function SignedIn({ supabase, session }: { supabase: SupabaseClient; session: Session }) {
   const userId = session.user.id;
   const { me, error: meError } = useMe(supabase, userId);
   const { workspaces, error: wsError, selected, select } = useWorkspaces(supabase, userId);
+  const [location] = useLocation();
+  const can = useMemo(() => capabilityCheck(me), [me]);
+  const state: AppState | null = useMemo(
+    () =>
+      selected && workspaces
+        ? { supabase, session, me, workspaces, workspaceId: selected, can }
+        : null,
+    [supabase, session, me, workspaces, selected, can],
+  );
 
   return (
     <div className="app">
       <header className="header">
         <strong className="brand">Busymate</strong>
+        <nav className="nav" aria-label="Pages">
+          {PAGES.filter((p) => p.path === "/" || can(p.section, "view")).map((p) => (
+            <Link
+              key={p.path}
+              href={p.path}
+              data-testid={`nav-${p.label.toLowerCase()}`}
+              className={location === p.path ? "active" : undefined}
+              aria-current={location === p.path ? "page" : undefined}
+            >
+              {p.label}
+            </Link>
+          ))}
+        </nav>
         <select
           data-testid="workspace-switcher"
           aria-label="Workspace"
@@ -38,8 +76,11 @@ function SignedIn({ supabase, session }: { supabase: SupabaseClient; session: Se
           ))}
         </select>
         <span className="spacer" />
-        <span className="user" title={me?.display_name ?? undefined}>
-          <span data-testid="user-email">{me?.email ?? session.user.email}</span>
+        <span className="user" title={me?.email ?? undefined}>
+          {me?.display_name && <span data-testid="user-name">{me.display_name}</span>}
+          <span data-testid="user-email" className={me?.display_name ? "muted" : undefined}>
+            {me?.email ?? session.user.email}
+          </span>
           <span className="role" data-testid="user-role">
             {me?.role ?? (meError ? "?" : "…")}
           </span>
@@ -53,8 +94,27 @@ function SignedIn({ supabase, session }: { supabase: SupabaseClient; session: Se
       {workspaces?.length === 0 && !wsError && (
         <p className="empty">You are not a member of any workspace yet. An admin can add you.</p>
       )}
-      {selected && (
-        <Traffic key={selected} supabase={supabase} workspaceId={selected} accessToken={session.access_token} />
+      {state && (
+        <AppContext.Provider value={state}>
+          <main className="main">
+            <Switch>
+              <Route path="/devices" component={DevicesPage} />
+              <Route path="/breakpoints" component={BreakpointsPage} />
+              <Route path="/services" component={ServicesPage} />
+              <Route path="/tags" component={TagsPage} />
+              <Route path="/users" component={UsersPage} />
+              <Route path="/settings" component={SettingsPage} />
+              <Route path="/">
+                <Traffic key={state.workspaceId} supabase={supabase} workspaceId={state.workspaceId} accessToken={session.access_token} />
+              </Route>
+              <Route>
+                <p className="empty" data-testid="not-found">
+                  No such page. <Link href="/">Back to the traffic</Link>
+                </p>
+              </Route>
+            </Switch>
+          </main>
+        </AppContext.Provider>
       )}
     </div>
   );

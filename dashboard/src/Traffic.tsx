@@ -13,6 +13,8 @@ import {
   statusClass,
 } from "./entries";
 import { useTrafficFeed } from "./feed";
+import { EntryDetail } from "./detail/EntryDetail";
+import { useLocation, useSearch } from "wouter";
 import { useDeviceNames } from "./devices";
 
 const ROW_HEIGHT = 28;
@@ -32,6 +34,14 @@ export function Traffic({ supabase, workspaceId, accessToken }: Props) {
   const [frozenCount, setFrozenCount] = useState<number | null>(null);
   const [filter, setFilter] = useState("");
   const [selectedId, setSelectedId] = useState<string | null>(null);
+  // The open entry is in the URL (`/?entry=<id>`): a deep link opens it, the back button closes it.
+  const openId = new URLSearchParams(useSearch()).get("entry");
+  const [, navigate] = useLocation();
+  const openEntry = (id: string) => {
+    setSelectedId(id);
+    navigate(`/?entry=${encodeURIComponent(id)}`);
+  };
+  const closeEntry = () => navigate("/");
   const scrollRef = useRef<HTMLDivElement>(null);
   const filterRef = useRef<HTMLInputElement>(null);
   const prependedAtPause = useRef(0);
@@ -110,6 +120,11 @@ export function Traffic({ supabase, workspaceId, accessToken }: Props) {
       filterRef.current?.blur();
       return;
     }
+    if (e.key === "Enter" && !typing && selectedId != null) {
+      e.preventDefault();
+      openEntry(selectedId);
+      return;
+    }
     if ((e.key === "ArrowDown" || e.key === "ArrowUp") && !(typing && target !== filterRef.current) && count > 0) {
       e.preventDefault();
       const current = indexOfSelected();
@@ -126,6 +141,7 @@ export function Traffic({ supabase, workspaceId, accessToken }: Props) {
   }, []);
 
   return (
+    <div className={`traffic-split${openId ? " with-detail" : ""}`}>
     <section className="traffic">
       <div className="toolbar">
         <button
@@ -201,6 +217,7 @@ export function Traffic({ supabase, workspaceId, accessToken }: Props) {
                   className={`row${selected ? " selected" : ""}${row.error ? " failed" : ""}`}
                   style={{ transform: `translateY(${item.start}px)`, height: ROW_HEIGHT }}
                   onClick={() => setSelectedId(row.id)}
+                  onDoubleClick={() => openEntry(row.id)}
                 >
                   <span className="c-time" title={row.captured_at}>{formatTime(row.captured_at)}</span>
                   <span className="c-device" title={row.device_uuid}>{deviceNames.get(row.device_uuid) ?? row.device_uuid.slice(0, 8)}</span>
@@ -220,5 +237,7 @@ export function Traffic({ supabase, workspaceId, accessToken }: Props) {
         </div>
       </div>
     </section>
+    {openId && <EntryDetail key={openId} entryId={openId} onClose={closeEntry} />}
+    </div>
   );
 }

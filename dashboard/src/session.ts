@@ -4,9 +4,15 @@ import type { Session, SupabaseClient } from "@supabase/supabase-js";
 import { useEffect, useState } from "react";
 
 export interface Me {
+  id: string;
   email: string | null;
   display_name: string | null;
   role: string | null;
+  grants_all: boolean;
+  /** {section: {view, edit}} from the role (grants_all passes everything). */
+  capabilities: Record<string, { view: boolean; edit: boolean }> | null;
+  /** The devices this user owns (uuids). */
+  devices: string[];
 }
 
 export interface SessionState {

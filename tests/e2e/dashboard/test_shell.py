@@ -9,38 +9,18 @@ The page is driven through the data-testid hooks of docs/dashboard.md."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
-from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, ConsoleMessage, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
 from busymate.settings import Settings
+from tests.e2e.dashboard.conftest import Team, Watched, ingest
 from tests.e2e.proxy_helpers import sql
 from tests.world import World
 
-CHROMIUM = Path("/usr/bin/chromium")
 PASSWORD = "dashboard-horse-7"
 WAIT_MS = 10_000  # an upper bound for the page to settle, never a timing assertion
-
-
-@pytest.fixture(scope="module")
-def browser(stack: Settings) -> Iterator[Browser]:
-    if not CHROMIUM.exists():  # make test installs it (make testdeps): missing means the setup broke
-        pytest.fail(f"{CHROMIUM} is missing: run make testdeps (it installs Debian's chromium)")
-    if not (stack.dashboard_dir / "index.html").is_file():
-        pytest.fail(f"{stack.dashboard_dir} is not built: run `make dashboard` (make test does)")
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), args=["--no-sandbox"], headless=True
-        )
-        try:
-            yield chromium
-        finally:
-            chromium.close()
 
 
 @pytest.fixture(scope="module")
@@ -62,48 +42,6 @@ def member(stack: Settings, world: World) -> dict[str, str]:
     )
     sql(stack, "update public.profiles set role = 'member' where id = %s", (user_id,))
     return {"id": user_id, "email": email}
-
-
-class Watched:
-    """A page whose console errors and uncaught exceptions are kept."""
-
-    def __init__(self, page: Page) -> None:
-        self.page = page
-        self.errors: list[str] = []
-        page.on("console", self._console)
-        page.on("pageerror", lambda exc: self.errors.append(f"pageerror: {exc}"))
-
-    def _console(self, message: ConsoleMessage) -> None:
-        if message.type == "error":
-            self.errors.append(f"console: {message.text} ({message.location})")
-
-
-def _ingest(stack: Settings, world: World, device: str, host: str) -> str:
-    """One captured entry from `device`, through ingest_entries under its token; its id."""
-    entry_id = str(uuid.uuid4())
-    flow: dict[str, Any] = {
-        "id": entry_id,
-        "captured_at": datetime.now(UTC).isoformat(),
-        "method": "POST",
-        "scheme": "https",
-        "host": host,
-        "port": 443,
-        "path": "/v1/dashboard-check",
-        "status": 201,
-        "duration_ms": 12.5,
-        "request_headers": [["Content-Type", "application/json"]],
-        "response_headers": [["Content-Type", "application/json"]],
-        "response_content_type": "application/json",
-    }
-    answer = httpx.post(
-        f"{stack.api_url}/rest/v1/rpc/ingest_entries",
-        json={"batch": [flow]},
-        headers={"apikey": world.anon_key, "authorization": f"Bearer {world.tokens[device]}"},
-        timeout=10,
-    )
-    assert answer.status_code == 200, answer.text
-    assert answer.json()["inserted"] == 1, answer.text
-    return entry_id
 
 
 def _sign_in(page: Page, base: str, email: str, password: str) -> None:
@@ -152,8 +90,8 @@ def test_traffic_arrives_live_and_only_the_workspaces_own(
         expect(page.get_by_test_id("connection-state")).to_have_text("live", timeout=WAIT_MS)
 
         # w2's device first, then w1's: when w1's row is in, w2's had its chance to leak
-        foreign = _ingest(stack, world, "d2", "outsider.dashboard.example")
-        own = _ingest(stack, world, "d1", "member.dashboard.example")
+        foreign = ingest(stack, world, world.tokens["d2"], host="outsider.dashboard.example")
+        own = ingest(stack, world, world.tokens["d1"], host="member.dashboard.example")
         row = page.locator(f'[data-testid="traffic-row"][data-entry-id="{own}"]')
         expect(row).to_have_count(1, timeout=WAIT_MS)
         for text in ("POST", "201", "member.dashboard.example", "/v1/dashboard-check"):
@@ -217,3 +155,23 @@ def test_a_deep_link_is_the_app_and_the_api_stays_the_api(
     assert refused.content != index
     config = httpx.get(f"{stack.api_url}/config.json").json()
     assert config == {"url": stack.api_url, "anonKey": stack.publishable_key}
+
+
+def test_the_navigation_follows_the_role_and_the_back_button(team: Team) -> None:
+    context = team.context("viewer")
+    try:
+        watched = team.open(context, "/")
+        page = watched.page
+        expect(page.get_by_test_id("user-role")).to_have_text("viewer")
+        expect(page.get_by_test_id("nav-devices")).to_be_visible()
+        expect(page.get_by_test_id("nav-users")).to_have_count(0)  # users:view is not the viewer's
+        page.get_by_test_id("nav-devices").click()
+        expect(page.get_by_test_id("page-devices")).to_be_visible(timeout=WAIT_MS)
+        assert page.url.endswith("/devices")
+        page.go_back()
+        expect(page.get_by_test_id("traffic-table")).to_be_visible(timeout=WAIT_MS)
+        page.goto(f"{team.url}/no-such-page")
+        expect(page.get_by_test_id("not-found")).to_be_visible(timeout=WAIT_MS)
+        assert watched.errors == []
+    finally:
+        context.close()
