@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -69,10 +70,13 @@ def stack(pg: Settings) -> Iterator[Settings]:
     """The API server on a free port, in front of the session's cluster.
 
     It signs sessions with ES256 (the stack's default is HS256, proved by `hs256_stack`), and its per-address
-    limits are out of the way: every test signs in from 127.0.0.1."""
+    limits are out of the way: every test signs in from 127.0.0.1. BUSYMATE_DASHBOARD_DIR, when set, is the
+    dashboard build it serves (dashboard/dist otherwise)."""
     settings = pg.with_overrides(
         api_port=free_port(), jwt_alg="ES256", auth_rate_limit=100_000, pair_rate_limit=100_000
     )
+    if os.environ.get("BUSYMATE_DASHBOARD_DIR"):
+        settings = settings.with_overrides(dashboard_dir=Path(os.environ["BUSYMATE_DASHBOARD_DIR"]).resolve())
     server = ApiServer(settings)
     server.start()
     try:
