@@ -1,8 +1,15 @@
 // The traffic view: the live feed of the selected workspace in a virtualized table (TanStack Virtual), newest at
-// the top; follow / pause; a free-text host/path filter; up/down moves the selected row, `/` focuses the filter.
+// the top; follow / pause; tabs (the user's workspace_tabs), each with its filter (host, path, method, status
+// class, device, content type, tag, free text), compiled into one predicate and applied incrementally to the held
+// rows; tags as colored chips; up/down moves the selected row, Enter opens it, `/` focuses the free-text filter.
 import type { SupabaseClient } from "@supabase/supabase-js";
 import { useVirtualizer } from "@tanstack/react-virtual";
 import { useCallback, useEffect, useMemo, useRef, useState } from "react";
+import { useLocation, useSearch } from "wouter";
+import { useApp } from "./app";
+import { HarExportButton } from "./detail/har";
+import { EntryDetail } from "./detail/EntryDetail";
+import { useDeviceNames } from "./devices";
 import {
   type EntryRow,
   formatDuration,
@@ -12,12 +19,24 @@ import {
   shortType,
   statusClass,
 } from "./entries";
-import { useTrafficFeed } from "./feed";
-import { EntryDetail } from "./detail/EntryDetail";
-import { useLocation, useSearch } from "wouter";
-import { useDeviceNames } from "./devices";
+import { useTrafficFeed, useTypeFill } from "./feed";
+import {
+  type FilterState,
+  STATUS_CLASSES,
+  type Tag,
+  TagMatcher,
+  activeFieldCount,
+  compileFilter,
+  filterKey,
+  usesType,
+} from "./filters";
+import { type Tab, type TabsApi, useTabs } from "./tabs";
+import "./traffic.css";
 
 const ROW_HEIGHT = 28;
+const HAR_CAP = 5000; // the most entries one "Export HAR" of the filter takes (newest first)
+const METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS", "CONNECT"];
+const EMPTY_FILTER: FilterState = {};
 
 interface Props {
   supabase: SupabaseClient;
@@ -25,14 +44,75 @@ interface Props {
   accessToken: string;
 }
 
+// The held rows that pass the predicate, as indices into store.rows (ascending), kept up to date incrementally:
+// only rows appended since the last scan are tested; a new predicate, a new rows array (rows put before the held
+// ones) or content types filled in under a content-type filter start over.
+interface Scan {
+  predicate: ((row: EntryRow) => boolean) | null;
+  rows: EntryRow[] | null;
+  typeEpoch: number;
+  scanned: number;
+  list: number[];
+}
+
+function useTags(supabase: SupabaseClient, allowed: boolean): { tags: Tag[]; error: string | null } {
+  const [tags, setTags] = useState<Tag[]>([]);
+  const [error, setError] = useState<string | null>(null);
+  useEffect(() => {
+    if (!allowed) return;
+    let live = true;
+    void supabase
+      .from("tags")
+      .select("id,name,color,match_patterns")
+      .order("name", { ascending: true })
+      .then(({ data, error: err }) => {
+        if (!live) return;
+        if (err) setError(`Could not load the tags: ${err.message}`);
+        else setTags((data ?? []) as Tag[]);
+      });
+    return () => {
+      live = false;
+    };
+  }, [supabase, allowed]);
+  return { tags, error };
+}
+
+// Black or white text, whichever reads better on the tag's color.
+function inkFor(color: string): string {
+  const m = /^#([0-9a-f]{2})([0-9a-f]{2})([0-9a-f]{2})$/i.exec(color);
+  if (!m) return "#fff";
+  const [r, g, b] = [m[1], m[2], m[3]].map((h) => parseInt(h, 16));
+  return 0.299 * r + 0.587 * g + 0.114 * b > 150 ? "#111" : "#fff";
+}
+
+export function TagChip({ tag }: { tag: Tag }) {
+  return (
+    <span
+      className="tag-chip"
+      data-testid="tag-chip"
+      data-tag={tag.name}
+      data-color={tag.color}
+      style={{ background: tag.color, color: inkFor(tag.color) }}
+      title={`${tag.name}: ${tag.match_patterns.join(", ")}`}
+    >
+      {tag.name}
+    </span>
+  );
+}
+
 export function Traffic({ supabase, workspaceId, accessToken }: Props) {
+  const { session, can } = useApp();
   const feed = useTrafficFeed(supabase, workspaceId, accessToken);
   const { store, version } = feed;
   const deviceNames = useDeviceNames(supabase, workspaceId, store, version);
+  const tabs = useTabs(supabase, workspaceId, session.user.id);
+  const filter = tabs.active?.filter ?? EMPTY_FILTER;
+  const { tags, error: tagsError } = useTags(supabase, can("tags", "view"));
+  const typeFill = useTypeFill(supabase, workspaceId);
   const [following, setFollowing] = useState(true);
   // While paused: how many of the held rows (oldest first) the view shows; later ones wait as "N new".
   const [frozenCount, setFrozenCount] = useState<number | null>(null);
-  const [filter, setFilter] = useState("");
+  const [filtersOpen, setFiltersOpen] = useState(false);
   const [selectedId, setSelectedId] = useState<string | null>(null);
   // The open entry is in the URL (`/?entry=<id>`): a deep link opens it, the back button closes it.
   const openId = new URLSearchParams(useSearch()).get("entry");
@@ -57,24 +137,61 @@ export function Traffic({ supabase, workspaceId, accessToken }: Props) {
   const shown = frozenCount == null ? total : Math.min(total, frozenCount + (feed.prependedTotal - prependedAtPause.current));
   const newCount = total - shown;
 
-  // Indices into store.rows, newest first; null when no filter is set (index i is store.rows[shown - 1 - i]).
-  const needle = filter.trim().toLowerCase();
-  const matches = useMemo(() => {
-    if (!needle) return null;
-    const out: number[] = [];
-    for (let i = shown - 1; i >= 0; i--) {
-      const row = store.rows[i];
-      if (row.host.toLowerCase().includes(needle) || pathWithQuery(row).toLowerCase().includes(needle)) out.push(i);
-    }
-    return out;
-    // version: the store is mutated in place; each flush bumps it, so the memo must recompute
-  }, [needle, shown, store, version]);
+  const matcher = useMemo(() => new TagMatcher(tags), [tags]);
+  const key = filterKey(filter);
+  // eslint-disable-next-line react-hooks/exhaustive-deps
+  const predicate = useMemo(() => compileFilter(filter, matcher), [key, matcher]);
+  const typeFiltered = usesType(filter);
 
-  const count = matches ? matches.length : shown;
+  const scanRef = useRef<Scan>({ predicate: null, rows: null, typeEpoch: 0, scanned: 0, list: [] });
+  const scan = scanRef.current;
+  if (
+    scan.predicate !== predicate ||
+    scan.rows !== store.rows ||
+    scan.scanned > total ||
+    (typeFiltered && scan.typeEpoch !== typeFill.epoch)
+  ) {
+    scan.predicate = predicate;
+    scan.rows = store.rows;
+    scan.typeEpoch = typeFill.epoch;
+    scan.scanned = 0;
+    scan.list = [];
+  }
+  if (predicate) {
+    const rows = store.rows;
+    for (let i = scan.scanned; i < total; i++) if (predicate(rows[i])) scan.list.push(i);
+    scan.scanned = total;
+  }
+  // The matches inside the shown window (indices below `shown`): a binary search in the ascending list.
+  let matchCount = 0;
+  if (predicate) {
+    let lo = 0;
+    let hi = scan.list.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (scan.list[mid] < shown) lo = mid + 1;
+      else hi = mid;
+    }
+    matchCount = lo;
+  }
+  const list = scan.list;
+  const count = predicate ? matchCount : shown;
   const rowAt = useCallback(
-    (index: number): EntryRow => store.rows[matches ? matches[index] : shown - 1 - index],
-    [store, matches, shown],
+    (index: number): EntryRow => store.rows[predicate ? list[matchCount - 1 - index] : shown - 1 - index],
+    // version: the store is mutated in place; each flush bumps it
+    // eslint-disable-next-line react-hooks/exhaustive-deps
+    [store, predicate, list, matchCount, shown, version],
   );
+  const rowAtRef = useRef(rowAt);
+  rowAtRef.current = rowAt;
+  const countRef = useRef(count);
+  countRef.current = count;
+  const filteredIds = useCallback(() => {
+    const n = Math.min(countRef.current, HAR_CAP);
+    const ids: string[] = [];
+    for (let i = 0; i < n; i++) ids.push(rowAtRef.current(i).id);
+    return ids;
+  }, []);
 
   const virtualizer = useVirtualizer({
     count,
@@ -83,6 +200,35 @@ export function Traffic({ supabase, workspaceId, accessToken }: Props) {
     overscan: 12,
     getItemKey: (index) => rowAt(index).id,
   });
+  const items = virtualizer.getVirtualItems();
+
+  // The Type column of live rows: the rows on screen first; under a content-type filter every held row.
+  useEffect(() => {
+    const visible: EntryRow[] = [];
+    for (const item of items) {
+      if (item.index < count) {
+        const row = rowAt(item.index);
+        if (row.response_content_type === undefined) visible.push(row);
+      }
+    }
+    if (visible.length) typeFill.request(visible, true);
+  });
+  const typeScan = useRef<{ rows: EntryRow[] | null; scanned: number }>({ rows: null, scanned: 0 });
+  useEffect(() => {
+    if (!typeFiltered) return;
+    const ts = typeScan.current;
+    if (ts.rows !== store.rows) {
+      ts.rows = store.rows;
+      ts.scanned = 0;
+    }
+    const rows = store.rows;
+    const unknown: EntryRow[] = [];
+    for (let i = ts.scanned; i < rows.length; i++) if (rows[i].response_content_type === undefined) unknown.push(rows[i]);
+    ts.scanned = rows.length;
+    // newest first: the rows at the top of the table are answered first
+    unknown.reverse();
+    if (unknown.length) typeFill.request(unknown);
+  }, [typeFiltered, store, version, typeFill.request]);
 
   // Following: new rows appear at the top and the view stays there.
   useEffect(() => {
@@ -140,9 +286,18 @@ export function Traffic({ supabase, workspaceId, accessToken }: Props) {
     return () => window.removeEventListener("keydown", handler);
   }, []);
 
+  const set = (patch: Partial<FilterState>) => tabs.setFilter((f) => ({ ...f, ...patch }));
+  const devices = useMemo(
+    () => [...deviceNames.entries()].sort((a, b) => a[1].localeCompare(b[1])),
+    [deviceNames],
+  );
+  const fieldCount = activeFieldCount(filter);
+  const errors = [tabs.error, tagsError, typeFill.error].filter((e): e is string => !!e);
+
   return (
     <div className={`traffic-split${openId ? " with-detail" : ""}`}>
     <section className="traffic">
+      <TabStrip tabs={tabs} />
       <div className="toolbar">
         <button
           type="button"
@@ -163,18 +318,142 @@ export function Traffic({ supabase, workspaceId, accessToken }: Props) {
           type="search"
           className="filter"
           data-testid="filter"
-          placeholder="Filter host or path  ( / )"
-          value={filter}
-          onChange={(e) => setFilter(e.target.value)}
-          aria-label="Filter by host or path"
+          placeholder="Filter host, path or query  ( / )"
+          value={filter.text ?? ""}
+          onChange={(e) => set({ text: e.target.value })}
+          aria-label="Filter by host, path or query"
         />
+        <button
+          type="button"
+          className="filters-toggle"
+          data-testid="filters-toggle"
+          aria-expanded={filtersOpen}
+          aria-controls="traffic-filter-fields"
+          onClick={() => setFiltersOpen((o) => !o)}
+        >
+          Filters{fieldCount ? ` (${fieldCount})` : ""}
+        </button>
         <span className="spacer" />
+        <HarExportButton entryIds={filteredIds} label="Export HAR" testId="export-har-filter" />
         <span className="muted">
-          <span data-testid="row-count">{total}</span> {total === 1 ? "row" : "rows"}{matches ? `, ${matches.length} shown` : ""}
+          <span data-testid="row-count">{total}</span> {total === 1 ? "row" : "rows"}
+          {predicate ? (
+            <>
+              , <span data-testid="shown-count">{matchCount}</span> shown
+            </>
+          ) : (
+            ""
+          )}
         </span>
         <span className={`conn conn-${feed.connection}`} data-testid="connection-state" title="The live feed">
           {feed.connection}
         </span>
+      </div>
+      <div
+        id="traffic-filter-fields"
+        className={`filter-fields${filtersOpen ? " open" : ""}`}
+        data-testid="filter-fields"
+        role="group"
+        aria-label="Filters"
+      >
+        <input
+          type="search"
+          data-testid="filter-host"
+          placeholder="Host (*.example.com)"
+          aria-label="Host contains or matches"
+          value={filter.host ?? ""}
+          onChange={(e) => set({ host: e.target.value })}
+        />
+        <input
+          type="search"
+          data-testid="filter-path"
+          placeholder="Path"
+          aria-label="Path contains or matches"
+          value={filter.path ?? ""}
+          onChange={(e) => set({ path: e.target.value })}
+        />
+        <select
+          data-testid="filter-method"
+          aria-label="Method"
+          value={filter.method ?? ""}
+          onChange={(e) => set({ method: e.target.value })}
+        >
+          <option value="">Any method</option>
+          {METHODS.map((m) => (
+            <option key={m} value={m}>
+              {m}
+            </option>
+          ))}
+        </select>
+        <span className="status-classes" role="group" aria-label="Status class">
+          {STATUS_CLASSES.map((s) => {
+            const on = filter.status?.includes(s) ?? false;
+            return (
+              <button
+                key={s}
+                type="button"
+                data-testid={`filter-status-${s}`}
+                aria-pressed={on}
+                className={`status-toggle${on ? " on" : ""} ${s === "error" ? "s-err" : `s${s}`}`}
+                onClick={() =>
+                  tabs.setFilter((f) => {
+                    const current = f.status ?? [];
+                    return { ...f, status: on ? current.filter((x) => x !== s) : [...current, s] };
+                  })
+                }
+              >
+                {s}
+              </button>
+            );
+          })}
+        </span>
+        <select
+          data-testid="filter-device"
+          aria-label="Device"
+          value={filter.device ?? ""}
+          onChange={(e) => set({ device: e.target.value })}
+        >
+          <option value="">Any device</option>
+          {filter.device && !deviceNames.has(filter.device) && <option value={filter.device}>{filter.device.slice(0, 8)}</option>}
+          {devices.map(([uuid, name]) => (
+            <option key={uuid} value={uuid}>
+              {name}
+            </option>
+          ))}
+        </select>
+        <input
+          type="search"
+          data-testid="filter-type"
+          placeholder="Content type"
+          aria-label="Content type contains"
+          value={filter.type ?? ""}
+          onChange={(e) => set({ type: e.target.value })}
+        />
+        <select
+          data-testid="filter-tag"
+          aria-label="Tag"
+          value={filter.tag ?? ""}
+          onChange={(e) => set({ tag: e.target.value })}
+        >
+          <option value="">Any tag</option>
+          {filter.tag && !tags.some((t) => t.name === filter.tag) && <option value={filter.tag}>{filter.tag}</option>}
+          {tags.map((t) => (
+            <option key={t.id} value={t.name}>
+              {t.name}
+            </option>
+          ))}
+        </select>
+        {predicate && (
+          <button
+            type="button"
+            data-testid="filter-clear"
+            onClick={() =>
+              tabs.setFilter((f) => ({ selected_at: f.selected_at }))
+            }
+          >
+            Clear
+          </button>
+        )}
       </div>
       {feed.notice && (
         <div className="notice" data-testid="reconnect-notice" role="status">
@@ -186,6 +465,16 @@ export function Traffic({ supabase, workspaceId, accessToken }: Props) {
           {feed.error}
         </div>
       )}
+      {errors.map((e) => (
+        <div key={e} className="error" data-testid="traffic-view-error" role="alert">
+          {e}
+          {e === tabs.error && (
+            <button type="button" className="dismiss" onClick={tabs.dismissError} aria-label="Dismiss">
+              ×
+            </button>
+          )}
+        </div>
+      ))}
       <div className="table" data-testid="traffic-table" role="table" aria-rowcount={count}>
         <div className="row head" role="row">
           <span className="c-time" role="columnheader">Time</span>
@@ -197,16 +486,20 @@ export function Traffic({ supabase, workspaceId, accessToken }: Props) {
           <span className="c-type" role="columnheader">Type</span>
           <span className="c-size" role="columnheader">Size</span>
           <span className="c-dur" role="columnheader">Duration</span>
+          <span className="c-tags" role="columnheader">Tags</span>
         </div>
         <div className="scroll" ref={scrollRef}>
           {feed.loading && total === 0 && <p className="empty">Loading traffic…</p>}
           {!feed.loading && count === 0 && (
-            <p className="empty">{needle ? "No entry matches the filter." : "No traffic yet. Entries appear here as they are captured."}</p>
+            <p className="empty" data-testid="traffic-empty">
+              {predicate ? "No entry matches the filter." : "No traffic yet. Entries appear here as they are captured."}
+            </p>
           )}
           <div style={{ height: virtualizer.getTotalSize(), position: "relative" }}>
-            {virtualizer.getVirtualItems().map((item) => {
+            {items.map((item) => {
               const row = rowAt(item.index);
               const selected = row.id === selectedId;
+              const rowTags = matcher.tagsOf(row);
               return (
                 <div
                   key={item.key}
@@ -227,9 +520,16 @@ export function Traffic({ supabase, workspaceId, accessToken }: Props) {
                   </span>
                   <span className="c-host" title={row.host}>{row.host}</span>
                   <span className="c-path" title={pathWithQuery(row)}>{pathWithQuery(row)}</span>
-                  <span className="c-type" title={row.response_content_type ?? undefined}>{shortType(row.response_content_type)}</span>
+                  <span className="c-type" data-testid="cell-type" title={row.response_content_type ?? undefined}>
+                    {shortType(row.response_content_type)}
+                  </span>
                   <span className="c-size">{formatSize(row.response_size)}</span>
                   <span className="c-dur">{formatDuration(row.duration_ms)}</span>
+                  <span className="c-tags">
+                    {rowTags.map((t) => (
+                      <TagChip key={t.id} tag={t} />
+                    ))}
+                  </span>
                 </div>
               );
             })}
@@ -238,6 +538,84 @@ export function Traffic({ supabase, workspaceId, accessToken }: Props) {
       </div>
     </section>
     {openId && <EntryDetail key={openId} entryId={openId} onClose={closeEntry} />}
+    </div>
+  );
+}
+
+// The tabs above the toolbar: click to switch, double-click (or the pencil) to rename, × to close, + to add.
+function TabStrip({ tabs }: { tabs: TabsApi }) {
+  const [editing, setEditing] = useState<string | null>(null);
+  const [draft, setDraft] = useState("");
+  const startRename = (tab: Tab) => {
+    if (!tabs.own(tab)) return;
+    setEditing(tab.id);
+    setDraft(tab.name);
+  };
+  const commit = () => {
+    if (editing && draft.trim()) tabs.rename(editing, draft);
+    setEditing(null);
+  };
+  return (
+    <div className="tab-strip" role="tablist" aria-label="Traffic tabs" data-testid="tab-strip">
+      {tabs.loading && <span className="muted">Loading tabs…</span>}
+      {tabs.tabs.map((tab) => {
+        const active = tab.id === tabs.active?.id;
+        const own = tabs.own(tab);
+        if (editing === tab.id) {
+          return (
+            <input
+              key={tab.id}
+              className="tab-name-input"
+              data-testid="tab-name-input"
+              aria-label="Tab name"
+              autoFocus
+              maxLength={100}
+              value={draft}
+              onChange={(e) => setDraft(e.target.value)}
+              onBlur={commit}
+              onKeyDown={(e) => {
+                if (e.key === "Enter") commit();
+                if (e.key === "Escape") setEditing(null);
+                e.stopPropagation();
+              }}
+            />
+          );
+        }
+        return (
+          <span key={tab.id} className={`tab${active ? " active" : ""}`} data-testid="tab" data-tab-name={tab.name} data-active={active}>
+            <button
+              type="button"
+              role="tab"
+              aria-selected={active}
+              className="tab-name"
+              data-testid="tab-select"
+              onClick={() => tabs.select(tab.id)}
+              onDoubleClick={() => startRename(tab)}
+              title={own ? "Double-click to rename" : "Shared with the workspace"}
+            >
+              {tab.name}
+              {!own && <span className="muted"> (shared)</span>}
+            </button>
+            {active && own && (
+              <button type="button" className="tab-icon" data-testid="tab-rename" aria-label={`Rename ${tab.name}`} onClick={() => startRename(tab)}>
+                ✎
+              </button>
+            )}
+            {own && (
+              <button type="button" className="tab-icon" data-testid="tab-close" aria-label={`Close ${tab.name}`} onClick={() => tabs.close(tab.id)}>
+                ×
+              </button>
+            )}
+          </span>
+        );
+      })}
+      <button type="button" className="tab-add" data-testid="tab-add" aria-label="Add a tab" onClick={tabs.add} disabled={tabs.loading}>
+        +
+      </button>
+      <span className="spacer" />
+      <span className={`save-state muted save-${tabs.saveState}`} data-testid="tabs-save-state" role="status">
+        {tabs.loading ? "" : tabs.saveState === "saving" ? "saving…" : tabs.saveState === "error" ? "not saved" : "saved"}
+      </span>
     </div>
   );
 }

@@ -211,3 +211,82 @@ export function useTrafficFeed(supabase: SupabaseClient, workspaceId: string, ac
     prependedTotal,
   };
 }
+
+const TYPE_BATCH = 100;
+
+// The firehose's rows carry no response_content_type (docs/traffic.md, "The firehose"): the Type column asks REST
+// for it, a batch of ids at a time, for the rows it shows (and, while a content-type filter is set, for every held
+// row), and writes it into the held row (null when REST has none). `epoch` is bumped after each batch.
+export interface TypeFill {
+  epoch: number;
+  error: string | null;
+  /** Queues the rows whose type is unknown; `urgent` (the rows on screen) go before those already waiting. */
+  request: (rows: Iterable<EntryRow>, urgent?: boolean) => void;
+}
+
+export function useTypeFill(supabase: SupabaseClient, workspaceId: string): TypeFill {
+  const [epoch, setEpoch] = useState(0);
+  const [error, setError] = useState<string | null>(null);
+  const queue = useRef<EntryRow[]>([]);
+  const queued = useRef(new Set<string>());
+  const running = useRef(false);
+  const live = useRef(true);
+
+  useEffect(() => {
+    live.current = true;
+    queue.current = [];
+    queued.current = new Set();
+    return () => {
+      live.current = false;
+    };
+  }, [supabase, workspaceId]);
+
+  const run = useRef<() => void>(() => undefined);
+  run.current = () => {
+    if (running.current || !queue.current.length || !live.current) return;
+    running.current = true;
+    const batch = queue.current.splice(0, TYPE_BATCH);
+    let oldest = Infinity;
+    for (const row of batch) {
+      const ms = Date.parse(row.captured_at);
+      if (ms < oldest) oldest = ms;
+    }
+    let query = supabase.from("entries").select("id,response_content_type").eq("workspace_id", workspaceId);
+    query = query.in(
+      "id",
+      batch.map((r) => r.id),
+    );
+    // The partition key bounds the search (entries are partitioned by captured_at).
+    if (Number.isFinite(oldest)) query = query.gte("captured_at", new Date(oldest - 1000).toISOString());
+    void query.then(({ data, error: err }) => {
+      running.current = false;
+      if (!live.current) return;
+      const types = new Map<string, string | null>();
+      for (const r of (data ?? []) as { id: string; response_content_type: string | null }[]) {
+        types.set(r.id, r.response_content_type);
+      }
+      for (const row of batch) {
+        queued.current.delete(row.id);
+        if (row.response_content_type === undefined) row.response_content_type = types.get(row.id) ?? null;
+      }
+      if (err) setError(`Could not read the content types: ${err.message}`);
+      setEpoch((e) => e + 1);
+      run.current();
+    });
+  };
+
+  const request = useRef((rows: Iterable<EntryRow>, urgent = false) => {
+    const added: EntryRow[] = [];
+    for (const row of rows) {
+      if (row.response_content_type !== undefined || queued.current.has(row.id)) continue;
+      queued.current.add(row.id);
+      added.push(row);
+    }
+    if (!added.length) return;
+    if (urgent) queue.current = added.concat(queue.current);
+    else for (const row of added) queue.current.push(row);
+    run.current();
+  }).current;
+
+  return { epoch, error, request };
+}
