@@ -374,7 +374,12 @@ function DevicePane({ uuid, global, globalTick }: { uuid: string; global: Settin
   };
 
   const eff = effective.data ?? null;
-  const keys = eff ? Object.keys(eff).sort((a, b) => Number(!KNOWN.has(a)) - Number(!KNOWN.has(b)) || a.localeCompare(b)) : [];
+  // The known keys always (unset ones say so), then the rest by name.
+  const keys = eff
+    ? [...new Set([...KNOWN, ...Object.keys(eff)])].sort(
+        (a, b) => Number(!KNOWN.has(a)) - Number(!KNOWN.has(b)) || a.localeCompare(b),
+      )
+    : [];
 
   return (
     <div className="settings-split">
@@ -468,6 +473,21 @@ function DevicePane({ uuid, global, globalTick }: { uuid: string; global: Settin
               {keys.map((k) => {
                 const fromOverride = Object.prototype.hasOwnProperty.call(stored, k);
                 const globalValue = global?.[k];
+                if (!Object.prototype.hasOwnProperty.call(eff, k)) {
+                  return (
+                    <tr key={k} data-testid={`effective-row-${k}`} className="unset">
+                      <td>
+                        <code>{k}</code>
+                      </td>
+                      <td data-testid="effective-value" className="muted">
+                        not set{k === "body_cap_bytes" ? " (1 MiB)" : ""}
+                      </td>
+                      <td data-testid="effective-source">
+                        <span className="settings-source default">default</span>
+                      </td>
+                    </tr>
+                  );
+                }
                 return (
                   <tr key={k} data-testid={`effective-row-${k}`} className={fromOverride ? "from-override" : undefined}>
                     <td>
