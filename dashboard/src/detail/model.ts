@@ -124,30 +124,30 @@ function shellQuote(text: string): string {
   return `'${text.replace(/'/g, `'\\''`)}'`;
 }
 
-// Bash's ANSI-C quoting, for a body that is not text: every byte that is not plain ASCII as \xHH.
-function ansiCQuote(bytes: Uint8Array): string {
-  let out = "$'";
+// A printf format that writes the bytes exactly (octal escapes, which POSIX printf knows; NUL included, which no
+// shell argument can carry): a body that is not text is piped into curl's --data-binary @-.
+function printfBytes(bytes: Uint8Array): string {
+  let out = "printf '";
   for (const b of bytes) {
-    if (b >= 0x20 && b < 0x7f && b !== 0x27 && b !== 0x5c) out += String.fromCharCode(b);
-    else out += `\\x${b.toString(16).padStart(2, "0")}`;
+    if ((b >= 0x30 && b <= 0x39) || (b >= 0x41 && b <= 0x5a) || (b >= 0x61 && b <= 0x7a)) out += String.fromCharCode(b);
+    else out += `\\${b.toString(8).padStart(3, "0")}`;
   }
   return `${out}'`;
 }
 
 /** The request as a curl command line (bash quoting), secret headers redacted unless includeSecrets. */
 export function asCurl(e: FullEntry, includeSecrets: boolean): string {
-  const parts = ["curl", shellQuote(fullUrl(e))];
+  const lines = [`curl ${shellQuote(fullUrl(e))}`];
   const headers = copiedHeaders(shownHeaders(e.request_headers, includeSecrets));
   const body = e.request_body;
   const hasBody = body != null && body.length > 0;
-  if (e.method !== "GET" || hasBody) parts.push("-X", shellQuote(e.method));
-  for (const [n, v] of headers) parts.push("-H", shellQuote(`${n}: ${v}`));
-  if (hasBody) {
-    const text = bytesToText(body);
-    parts.push("--data-binary", text != null ? shellQuote(text) : ansiCQuote(body));
-  }
-  if (headerValue(headers, "accept-encoding")) parts.push("--compressed");
-  return parts.join(" \\\n  ");
+  if (e.method !== "GET" || hasBody) lines.push(`-X ${/^[A-Z]+$/.test(e.method) ? e.method : shellQuote(e.method)}`);
+  for (const [n, v] of headers) lines.push(`-H ${shellQuote(`${n}: ${v}`)}`);
+  const text = hasBody ? bytesToText(body) : null;
+  if (hasBody) lines.push(text != null ? `--data-raw ${shellQuote(text)}` : "--data-binary @-");
+  if (headerValue(headers, "accept-encoding")) lines.push("--compressed");
+  const command = lines.join(" \\\n  ");
+  return hasBody && text == null ? `${printfBytes(body)} | \\\n${command}` : command;
 }
 
 /** The request as a fetch() call, secret headers redacted unless includeSecrets. */

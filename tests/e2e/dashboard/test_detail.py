@@ -42,6 +42,11 @@ def _curl(capture: Capture, path: str, *args: str) -> bytes:
     return done.stdout
 
 
+def _via_proxy(capture: Capture) -> str:
+    """What the test adds to a copied cURL command to send it through the device's port."""
+    return f"-sS --max-time 30 --proxy http://127.0.0.1:{capture.port} --cacert {capture.proxy.ca_file}"
+
+
 def _entries(stack: Settings, mark: str, count: int) -> list[dict[str, Any]]:
     """The stored entries whose query carries `mark`, oldest first, once there are `count`."""
 
@@ -205,8 +210,7 @@ def test_the_member_reads_copies_replays_exports_and_resends_an_entry(
             [
                 "bash",
                 "-c",
-                f"{curl_text} -sS --max-time 30 --proxy http://127.0.0.1:{capture.port} "
-                f"--cacert {capture.proxy.ca_file}",
+                f"{curl_text} {_via_proxy(capture)}",
             ],
             capture_output=True,
             env=_env(),
@@ -295,6 +299,19 @@ def test_an_image_body_a_viewer_without_resend_and_an_unknown_id(
         )
         page.get_by_test_id("response-body-mode-hex").click()
         expect(page.get_by_test_id("response-body-hex")).to_contain_text("89 50 4e 47 0d 0a 1a 0a")
+        # a binary body's cURL pipes the exact bytes (NUL included) into curl; the origin gets them all
+        page.get_by_test_id("copy-curl").click()
+        curl_text = page.get_by_test_id("copied-text").input_value()
+        assert curl_text.startswith("printf '")
+        run = subprocess.run(
+            ["bash", "-c", f"{curl_text} {_via_proxy(capture)}"],
+            capture_output=True,
+            env=_env(),
+            timeout=60,
+            check=False,
+        )
+        assert run.returncode == 0, run.stderr
+        assert run.stdout == PNG_1X1
         shoot(page, screens, "detail-image")
         page.get_by_test_id("detail-close").click()
         expect(page.get_by_test_id("entry-detail")).to_have_count(0, timeout=WAIT_MS)
