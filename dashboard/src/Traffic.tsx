@@ -4,7 +4,7 @@
 // rows; tags as colored chips; up/down moves the selected row, Enter opens it, `/` focuses the free-text filter.
 import type { SupabaseClient } from "@supabase/supabase-js";
 import { useVirtualizer } from "@tanstack/react-virtual";
-import { useCallback, useEffect, useMemo, useRef, useState } from "react";
+import { useCallback, useDeferredValue, useEffect, useMemo, useRef, useState } from "react";
 import { useLocation, useSearch } from "wouter";
 import { useApp } from "./app";
 import { HarExportButton } from "./detail/har";
@@ -138,10 +138,12 @@ export function Traffic({ supabase, workspaceId, accessToken }: Props) {
   const newCount = total - shown;
 
   const matcher = useMemo(() => new TagMatcher(tags), [tags]);
-  const key = filterKey(filter);
+  // Typing stays responsive: the table follows the filter in a deferred render (a rescan of every held row).
+  const deferredFilter = useDeferredValue(filter);
+  const key = filterKey(deferredFilter);
   // eslint-disable-next-line react-hooks/exhaustive-deps
-  const predicate = useMemo(() => compileFilter(filter, matcher), [key, matcher]);
-  const typeFiltered = usesType(filter);
+  const predicate = useMemo(() => compileFilter(deferredFilter, matcher), [key, matcher]);
+  const typeFiltered = usesType(deferredFilter);
 
   const scanRef = useRef<Scan>({ predicate: null, rows: null, typeEpoch: 0, scanned: 0, list: [] });
   const scan = scanRef.current;
@@ -518,7 +520,12 @@ export function Traffic({ supabase, workspaceId, accessToken }: Props) {
                   <span className={`c-status ${statusClass(row)}`} title={row.error ?? undefined}>
                     {row.status || (row.error ? "error" : "")}
                   </span>
-                  <span className="c-host" title={row.host}>{row.host}</span>
+                  <span className="c-host" title={row.host}>
+                    {rowTags.map((t) => (
+                      <i key={t.id} className="tag-dot" style={{ background: t.color }} title={t.name} />
+                    ))}
+                    {row.host}
+                  </span>
                   <span className="c-path" title={pathWithQuery(row)}>{pathWithQuery(row)}</span>
                   <span className="c-type" data-testid="cell-type" title={row.response_content_type ?? undefined}>
                     {shortType(row.response_content_type)}

@@ -16,6 +16,9 @@ export interface EntryRow {
   error: string | null;
   // Only REST answers carry it: the firehose's columns do not include the content type.
   response_content_type?: string | null;
+  // The filter's cache (src/filters.ts): host + path + "?" + query in lower case, and the host's length in it.
+  _lc?: string;
+  _hl?: number;
 }
 
 // The columns the list selects from REST (the firehose's columns plus the response content type).

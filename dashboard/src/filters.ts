@@ -8,7 +8,7 @@ export type StatusClass = (typeof STATUS_CLASSES)[number];
 
 /** What a tab saves in workspace_tabs.filter (unknown keys are kept as they were). */
 export interface FilterState {
-  text?: string; // free text: host, path or query contains it (any letter case)
+  text?: string; // free text: "host/path?query" contains it (any letter case)
   host?: string; // contains, or a glob with * ? [
   path?: string; // contains, or a glob with * ? [ (path and query)
   method?: string; // exact, any letter case; "" for any
@@ -160,9 +160,19 @@ export class TagMatcher {
     return found;
   }
 
+  private readonly byRow = new WeakMap<EntryRow, Tag[]>();
+
   tagsOf(row: EntryRow): Tag[] {
     const byHost = this.hostTags(row.host);
     if (!this.withPath.length) return byHost;
+    const cached = this.byRow.get(row);
+    if (cached) return cached;
+    const found = this.withPathTags(row, byHost);
+    this.byRow.set(row, found);
+    return found;
+  }
+
+  private withPathTags(row: EntryRow, byHost: Tag[]): Tag[] {
     const seen = new Set<Tag>(byHost);
     let more = false;
     for (const { tag, pattern } of this.withPath) {
@@ -193,29 +203,44 @@ export function usesType(f: FilterState): boolean {
   return !!f.type?.trim();
 }
 
+// The row's "host/path?query" in lower case, computed once per row (typing in the filter rescans every row).
+function haystack(row: EntryRow): string {
+  let lc = row._lc;
+  if (lc === undefined) {
+    const host = row.host.toLowerCase();
+    lc = host + (row.query ? `${row.path}?${row.query}` : row.path).toLowerCase();
+    row._lc = lc;
+    row._hl = host.length;
+  }
+  return lc;
+}
+
+// A test of the host, answered once per distinct host (a feed has few hosts and many rows).
+function perHost(test: (host: string) => boolean): (row: EntryRow) => boolean {
+  const memo = new Map<string, boolean>();
+  return (row) => {
+    let hit = memo.get(row.host);
+    if (hit === undefined) {
+      hit = test(row.host);
+      if (memo.size > 100_000) memo.clear();
+      memo.set(row.host, hit);
+    }
+    return hit;
+  };
+}
+
 /** One predicate for the whole filter, or null when the filter lets every row through. */
 export function compileFilter(f: FilterState, tags: TagMatcher): ((row: EntryRow) => boolean) | null {
   if (filterIsEmpty(f)) return null;
   const tests: ((row: EntryRow) => boolean)[] = [];
-  const text = f.text?.trim().toLowerCase();
-  if (text) {
-    tests.push((row) => {
-      if (row.host.toLowerCase().includes(text)) return true;
-      if (row.path.toLowerCase().includes(text)) return true;
-      return row.query != null && row.query.toLowerCase().includes(text);
-    });
-  }
-  if (f.host?.trim()) {
-    const m = textMatcher(f.host);
-    tests.push((row) => m(row.host));
-  }
-  if (f.path?.trim()) {
-    const m = textMatcher(f.path);
-    tests.push((row) => m(row.query ? `${row.path}?${row.query}` : row.path));
+  // Cheap and selective tests first.
+  if (f.device) {
+    const device = f.device;
+    tests.push((row) => row.device_uuid === device);
   }
   if (f.method?.trim()) {
     const method = f.method.trim().toUpperCase();
-    tests.push((row) => row.method.toUpperCase() === method);
+    tests.push((row) => row.method === method || row.method.toUpperCase() === method);
   }
   if (f.status && f.status.length) {
     const wanted = new Set(f.status);
@@ -224,17 +249,26 @@ export function compileFilter(f: FilterState, tags: TagMatcher): ((row: EntryRow
       return key != null && wanted.has(key);
     });
   }
-  if (f.device) {
-    const device = f.device;
-    tests.push((row) => row.device_uuid === device);
+  if (f.host?.trim()) tests.push(perHost(textMatcher(f.host)));
+  if (f.tag) {
+    const name = f.tag;
+    tests.push((row) => tags.has(row, name));
+  }
+  const text = f.text?.trim().toLowerCase();
+  if (text) tests.push((row) => haystack(row).includes(text));
+  if (f.path?.trim()) {
+    const raw = f.path.trim();
+    if (GLOB_CHARS.test(raw)) {
+      const re = globRegExp(raw);
+      tests.push((row) => re.test(row.query ? `${row.path}?${row.query}` : row.path));
+    } else {
+      const needle = raw.toLowerCase();
+      tests.push((row) => haystack(row).indexOf(needle, row._hl) >= 0);
+    }
   }
   if (f.type?.trim()) {
     const type = f.type.trim().toLowerCase();
     tests.push((row) => !!row.response_content_type && row.response_content_type.toLowerCase().includes(type));
-  }
-  if (f.tag) {
-    const name = f.tag;
-    tests.push((row) => tags.has(row, name));
   }
   if (tests.length === 1) return tests[0];
   return (row) => {
