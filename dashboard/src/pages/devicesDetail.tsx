@@ -1,7 +1,7 @@
 // One device's panel: what it reports, and (when allowed) rename, connection type, VPN on/off, a Live Activity
 // message, open a sheet in its app, a new activation code, unpair and remove (both with a confirm step). Each
 // command shows its result or the API's own error message.
-import { useState } from "react";
+import { useEffect, useState } from "react";
 import { useApp } from "../app";
 import { ActivationCard, type Activation } from "./devicesAdd";
 import { type Device, type DeviceStatus, type Fleet, type FleetDevice, ago, lastSeen } from "./devicesData";
@@ -37,6 +37,10 @@ export function DeviceDetail({
   const [confirm, setConfirm] = useState<"unpair" | "remove" | null>(null);
   const [activation, setActivation] = useState<Activation | null>(null);
   const seen = lastSeen(device);
+  // Another client's change shows in the fields too (the fields follow the device while they are not edited).
+  useEffect(() => setName(device.name), [device.name]);
+  useEffect(() => setConnection(device.connection_type), [device.connection_type]);
+  useEffect(() => setMessage(device.status?.live_activity_message ?? ""), [device.status?.live_activity_message]);
 
   async function run(what: string, call: () => PromiseLike<{ data: unknown; error: { message: string } | null }>, done: (data: unknown) => string) {
     setBusy(what);
@@ -155,7 +159,7 @@ export function DeviceDetail({
           {device.connection_type}
           {device.proxy_port != null ? ` · proxy port ${device.proxy_port}` : ""}
         </dd>
-        {device.allowed_sources?.length ? (
+        {device.source === "proxy" && device.allowed_sources?.length ? (
           <>
             <dt>Allowed from</dt>
             <dd>{device.allowed_sources.join(", ")}</dd>

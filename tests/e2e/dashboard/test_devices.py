@@ -27,7 +27,7 @@ from playwright.sync_api import Page, expect
 
 from busymate.settings import Settings
 from busymate.stack.api_process import settings_env
-from tests.e2e.dashboard.conftest import WAIT_MS, Team, shoot
+from tests.e2e.dashboard.conftest import DESKTOP, PHONE, WAIT_MS, Team, shoot
 from tests.e2e.proxy_helpers import rpc, sql
 from tests.world import World
 
@@ -138,6 +138,12 @@ def test_a_member_opens_renames_and_commands_a_device_live(
         page.get_by_test_id("rename-save").click()
         expect(row(page, device["uuid"]).get_by_test_id("device-name")).to_have_text("x", timeout=WAIT_MS)
         shoot(page, screens, "devices")
+        # On a phone the page does not scroll sideways (the table drops columns, the panel stacks).
+        page.set_viewport_size(PHONE)
+        expect(page.get_by_test_id("device-controls")).to_be_visible()
+        wide = "el => el.scrollWidth - el.clientWidth"
+        assert page.get_by_test_id("page-devices").evaluate(wide) <= 0
+        page.set_viewport_size(DESKTOP)
 
         # Closing the panel is a navigation: back opens it again.
         page.get_by_test_id("device-close").click()
@@ -198,9 +204,22 @@ def test_an_admin_adds_a_device_with_its_code_and_qr_and_removes_it(
         assert paired.status_code == 200, paired.text
         assert paired.json()["device"]["uuid"] == added_uuid
 
-        # Remove it, with a confirm step (cancel first: nothing happens).
+        # Unpair it (confirmed): its token stops working and the list marks it.
         page.get_by_test_id("added-open").click()
         expect(page.get_by_test_id("device-detail-name")).to_have_text(name, timeout=WAIT_MS)
+        page.get_by_test_id("device-unpair").click()
+        page.get_by_test_id("confirm-yes").click()
+        expect(page.get_by_test_id("device-result")).to_contain_text("Unpaired", timeout=WAIT_MS)
+        expect(row(page, added_uuid).get_by_test_id("device-unpaired")).to_be_visible()
+        device_token = paired.json()["access_token"]
+        voided = httpx.get(
+            f"{stack.api_url}/rest/v1/devices?select=uuid",
+            headers={"apikey": team.world.anon_key, "authorization": f"Bearer {device_token}"},
+            timeout=10,
+        )
+        assert voided.status_code == 401, voided.text
+
+        # Remove it, with a confirm step (cancel first: nothing happens).
         page.get_by_test_id("device-remove").click()
         page.get_by_test_id("confirm-no").click()
         expect(page.get_by_test_id("device-confirm")).to_have_count(0)
