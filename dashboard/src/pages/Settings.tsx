@@ -84,6 +84,7 @@ function GlobalSettings({ query }: { query: Query<GlobalRow | null> }) {
   const server = query.data?.settings ?? null;
   useEffect(() => {
     if (!server) return;
+    if (base != null && stable(server) !== stable(base)) setSaved(false); // "Saved." was about the last version
     if (base == null || !dirty) load(server);
     else if (stable(server) !== stable(base)) setStale(true);
     // eslint-disable-next-line react-hooks/exhaustive-deps
@@ -229,7 +230,7 @@ function KnownField({
           data-testid={id}
           inputMode="numeric"
           value={value}
-          placeholder="1048576"
+          placeholder="not set: 1 MiB"
           disabled={disabled}
           onChange={(e) => onChange(e.target.value)}
         />

@@ -6,9 +6,10 @@ made elsewhere shows on the open page without a reload (settings:global); a per-
 UI changes effective_settings() and the effective table marks the key as coming from the override, and an
 override changed elsewhere shows live (settings_device:all); a member reads the settings with no save control
 and a forced set_global_settings under the member's token is refused and changes nothing; the admin changes a
-user's role and workspace membership in the UI and the database has it; `/users?id=<id>` opens that user and
-the back button returns to them; a member sees the users read-only; a viewer (no users:view) has no Users
-link and a direct visit says it is not allowed. Screenshots: settings and users, at both sizes."""
+user's role and workspace membership in the UI and the database has it, and a refused change shows the
+database's message; `/users?id=<id>` opens that user and the back button returns to them; a member sees the
+users read-only; a viewer (no users:view) has no Users link and a direct visit says it is not allowed.
+Screenshots: settings and users, at both sizes."""
 
 from __future__ import annotations
 
@@ -134,6 +135,8 @@ def test_a_member_reads_the_settings_and_a_forced_write_is_refused(stack: Settin
 def test_users_roles_membership_and_deep_links(stack: Settings, team: Team, screens: Path) -> None:
     user_id, _ = add_user(stack, team.workspace_id, "viewer", prefix="dash-role")
     member = team.people["member"]
+    gone = f"dash_gone_{uuid.uuid4().hex[:8]}"  # a role the page lists, removed before it is picked
+    sql(stack, "insert into public.roles (name, description) values (%s, 'removed by the test')", (gone,))
     context = team.context("admin")
     try:
         watched = team.open(context, f"/users?id={user_id}")
@@ -146,6 +149,14 @@ def test_users_roles_membership_and_deep_links(stack: Settings, team: Team, scre
         page.get_by_test_id("user-role-save").click()
         expect(page.get_by_test_id("user-detail-role")).to_have_text("member", timeout=WAIT_MS)
         assert sql(stack, "select role from public.profiles where id = %s", (user_id,)) == [("member",)]
+
+        # the database's refusal is shown in its own words, and nothing changes
+        sql(stack, "delete from public.roles where name = %s", (gone,))
+        page.get_by_test_id("user-role-select").select_option(gone)
+        page.get_by_test_id("user-role-save").click()
+        expect(page.get_by_test_id("user-action-error")).to_have_text(f"no role {gone}", timeout=WAIT_MS)
+        expect(page.get_by_test_id("user-detail-role")).to_have_text("member")
+        page.get_by_test_id("user-role-select").select_option("member")
 
         # workspace membership: removed, then added back
         members = "select count(*) from public.workspace_members where workspace_id = %s and user_id = %s"
@@ -166,9 +177,13 @@ def test_users_roles_membership_and_deep_links(stack: Settings, team: Team, scre
         assert f"id={member.id}" in page.url
         page.go_back()
         expect(page.get_by_test_id("user-detail-email")).to_contain_text("dash-role-", timeout=WAIT_MS)
-        assert watched.errors == []
+        # the browser itself logs the refused RPC's 400; nothing else may show
+        refused = "status of 400 (Bad Request) ({'url': '" + f"{team.url}/rest/v1/rpc/set_user_role'"
+        assert [e for e in watched.errors if refused not in e] == []
+        assert len(watched.errors) == 1
     finally:
         context.close()
+        sql(stack, "delete from public.roles where name = %s", (gone,))
 
     # a member (users:view) sees the user, with no control that changes anything
     context = team.context("member")
