@@ -266,6 +266,31 @@ def test_the_member_reads_copies_replays_exports_and_resends_an_entry(
         page.keyboard.press("Escape")
         expect(detail).to_have_count(0, timeout=WAIT_MS)
         assert "entry=" not in page.url
+
+        # the traffic toolbar's "Export HAR" of the current filter: the three entries, oldest first, redacted
+        page.get_by_test_id("filter").fill(mark)
+        try:
+            expect(page.get_by_test_id("traffic-row")).to_have_count(3, timeout=WAIT_MS)
+            with page.expect_download(timeout=WAIT_MS) as caught:
+                page.get_by_test_id("export-har-filter").click()
+            listed_text = Path(caught.value.path()).read_text()
+            listed = json.loads(listed_text)
+            validate_har(listed)
+            assert [e["_busymate"]["id"] for e in listed["log"]["entries"]] == [
+                e["id"] for e in _entries(stack, mark, 3)
+            ]
+            assert {e["request"]["postData"]["text"] for e in listed["log"]["entries"]} == {body.decode()}
+            assert secret not in listed_text
+            assert cookie not in listed_text
+        finally:
+            # the filter is saved per user (workspace_tabs, debounced): once stored, clear it for later suites
+            def saved() -> bool:
+                query = "select 1 from public.workspace_tabs where filter->>'text' = %s"
+                return bool(sql(stack, query, (mark,)))
+
+            until(saved, "the member's tab filter saved")
+            page.get_by_test_id("filter").fill("")
+            until(lambda: not saved(), "the member's tab filter cleared")
         assert watched.errors == []
     finally:
         context.close()
