@@ -167,6 +167,8 @@ export function useTabs(supabase: SupabaseClient, workspaceId: string, userId: s
       .from("workspace_tabs")
       .select(COLUMNS)
       .eq("workspace_id", workspaceId)
+      // an admin may read everyone's tabs: show only the user's own and the shared ones
+      .or(`user_id.eq.${userId},user_id.is.null`)
       .order("position", { ascending: true })
       .order("created_at", { ascending: true })
       .then(({ data, error: err }) => {
@@ -258,12 +260,18 @@ export function useTabs(supabase: SupabaseClient, workspaceId: string, userId: s
       if (pending != null) window.clearTimeout(pending);
       timers.current.delete(id);
       let rest = tabs.filter((t) => t.id !== id);
-      if (!rest.length) rest = [localTab("All traffic", 0, userId)];
-      tabsRef.current = rest;
-      if (activeRef.current === id) {
-        const next = rest[Math.min(index, rest.length - 1)];
-        activeRef.current = null;
-        select(next.id);
+      if (!rest.length) {
+        // the last one closed: an unsaved "All traffic" (a row is written once its filter changes)
+        rest = [localTab("All traffic", 0, userId)];
+        tabsRef.current = rest;
+        activeRef.current = rest[0].id;
+      } else {
+        tabsRef.current = rest;
+        if (activeRef.current === id) {
+          const next = rest[Math.min(index, rest.length - 1)];
+          activeRef.current = null;
+          select(next.id);
+        }
       }
       if (id.startsWith("local:")) {
         if (inFlight.current.has(id)) closedLocal.current.add(id);

@@ -183,6 +183,17 @@ def test_live_rows_filters_tabs_and_tags(
         expect(active).to_have_attribute("data-tab-name", f"Errors {mark}", timeout=WAIT_MS)
         expect(page.get_by_test_id("filter-host")).to_have_value(host_a)
         _saved(page)
+        # and closing the last one deletes its row: the member is back to an unfiltered "All traffic"
+        page.get_by_test_id("tab-close").click()
+        expect(active).to_have_attribute("data-tab-name", "All traffic", timeout=WAIT_MS)
+        expect(page.get_by_test_id("filter-host")).to_have_value("")
+        _saved(page)
+        left = sql(
+            stack, "select name from public.workspace_tabs where user_id = %s", (team.people["member"].id,)
+        )
+        assert left == []
         assert watched.errors == []
     finally:
         context.close()
+        # the member's tabs are theirs for the whole session: leave none behind for the other suites
+        sql(stack, "delete from public.workspace_tabs where user_id = %s", (team.people["member"].id,))
