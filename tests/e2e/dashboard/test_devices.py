@@ -264,6 +264,13 @@ def test_a_viewer_sees_no_edit_control_and_a_forced_rename_is_refused(
         after = sql(stack, "select name from public.devices where uuid = %s", (device["uuid"],))[0][0]
         assert after == before
         expect(page.get_by_test_id("device-detail-name")).to_have_text(before)
+        # Reading needs no mouse: a focused row opens with Enter.
+        page.get_by_test_id("device-close").click()
+        expect(page.get_by_test_id("device-detail")).to_have_count(0)
+        row(page, device["uuid"]).focus()
+        page.keyboard.press("Enter")
+        expect(page.get_by_test_id("detail-uuid")).to_have_text(device["uuid"], timeout=WAIT_MS)
+        assert f"uuid={device['uuid']}" in page.url
         assert watched.errors == []
     finally:
         context.close()
