@@ -127,7 +127,13 @@ function UsersList() {
                     aria-selected={p.id === selectedId}
                     onClick={() => open(p.id)}
                     onKeyDown={(e) => {
+                      const row = e.currentTarget;
                       if (e.key === "Enter") open(p.id);
+                      else if (e.key === "ArrowDown" || e.key === "ArrowUp") {
+                        e.preventDefault();
+                        const next = e.key === "ArrowDown" ? row.nextElementSibling : row.previousElementSibling;
+                        if (next instanceof HTMLElement && next.dataset.userId) next.focus();
+                      }
                     }}
                   >
                     <td className="users-email">{p.email ?? "(no email)"}</td>

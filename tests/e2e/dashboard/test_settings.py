@@ -9,7 +9,7 @@ and a forced set_global_settings under the member's token is refused and changes
 user's role and workspace membership in the UI and the database has it, and a refused change shows the
 database's message; `/users?id=<id>` opens that user and the back button returns to them; a member sees the
 users read-only; a viewer (no users:view) has no Users link and a direct visit says it is not allowed.
-Screenshots: settings and users, at both sizes."""
+Neither page scrolls sideways on a phone. Screenshots: settings and users, at both sizes."""
 
 from __future__ import annotations
 
@@ -18,14 +18,26 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from playwright.sync_api import expect
+from playwright.sync_api import Page, expect
 
 from busymate.settings import Settings
-from tests.e2e.dashboard.conftest import WAIT_MS, Team, shoot
+from tests.e2e.dashboard.conftest import DESKTOP, PHONE, WAIT_MS, Team, shoot
 from tests.e2e.proxy_helpers import rpc, sql
 from tests.world import World, add_user
 
 KNOWN = ("connection_type", "body_cap_bytes", "capture_bodies")
+
+
+def _fits_a_phone(page: Page) -> bool:
+    """At 390x844 neither the document nor the page's own scroller scrolls sideways."""
+    page.set_viewport_size(PHONE)
+    try:
+        return page.evaluate(
+            "() => document.documentElement.scrollWidth <= window.innerWidth"
+            " && [...document.querySelectorAll('.page')].every((e) => e.scrollWidth <= e.clientWidth)"
+        )
+    finally:
+        page.set_viewport_size(DESKTOP)
 
 
 def _global(stack: Settings) -> dict[str, Any]:
@@ -102,6 +114,7 @@ def test_admin_edits_global_and_device_settings_and_sees_changes_live(
         expect(cap.get_by_test_id("effective-source")).not_to_have_text("override", timeout=WAIT_MS)
         expect(page.get_by_test_id("device-overrides")).to_have_value('{\n  "connection_type": "vpn"\n}')
         shoot(page, screens, "settings")
+        assert _fits_a_phone(page)
         assert watched.errors == []
     finally:
         context.close()
@@ -169,6 +182,7 @@ def test_users_roles_membership_and_deep_links(stack: Settings, team: Team, scre
         expect(remove).to_be_visible(timeout=WAIT_MS)
         assert sql(stack, members, (team.workspace_id, user_id)) == [(1,)]
         shoot(page, screens, "users")
+        assert _fits_a_phone(page)
 
         # another user opened from the list; back returns to the first
         page.get_by_test_id("users-filter").fill(member.email)
