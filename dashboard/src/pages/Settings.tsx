@@ -112,7 +112,8 @@ function GlobalSettings({ query }: { query: Query<GlobalRow | null> }) {
 
   if (query.loading && !query.data) return <Loading what="the global settings" />;
   if (query.error) return <ErrorNote error={query.error} testId="global-settings-error" />;
-  if (!server || !base) return <p className="empty">There are no global settings (the database has no row).</p>;
+  if (!server) return <p className="empty">There are no global settings (the database has no row).</p>;
+  if (!base) return <Loading what="the global settings" />;
 
   const editable = (key: string) => admin || (typeOnly && key === "connection_type");
   return (
@@ -272,9 +273,7 @@ function DeviceSettings({ global, globalTick }: { global: Settings | null; globa
   const selected = asked ?? list[0]?.uuid ?? null;
   const known = list.find((d) => d.uuid === selected) ?? null;
   // A device added, renamed or removed elsewhere shows in the picker (devices:all needs devices:view).
-  useLiveTopic(can("devices", "view") ? "devices:all" : null, (event) => {
-    if (event === "INSERT" || event === "DELETE" || (event === "UPDATE" && list.length < 200)) devices.reload();
-  });
+  useLiveTopic(can("devices", "view") ? "devices:all" : null, () => devices.reload());
 
   return (
     <section className="settings-block" data-testid="device-settings" aria-labelledby="device-settings-title">
