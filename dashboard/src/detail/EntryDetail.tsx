@@ -233,7 +233,7 @@ export function EntryDetail({ entryId, onClose }: { entryId: string; onClose: ()
             <span className="detail-host" title={meta.host}>{meta.host}</span>
           </>
         ) : (
-          <strong>Entry {entryId.slice(0, 8)}</strong>
+          <strong>Entry</strong>
         )}
         <span className="spacer" />
         <button type="button" data-testid="detail-close" onClick={onClose} aria-label="Close the detail" title="Close (Esc)">
