@@ -50,6 +50,11 @@ export function AddDevice({ devices, onOpen, onClose }: { devices: Device[]; onO
         setError("A port is a whole number between 1 and 65535.");
         return;
       }
+      const clash = devices.find((d) => d.workspace_id === workspaceId && d.name === name.trim());
+      if (clash) {
+        setError(`This workspace already has a device named “${clash.name}” (${clash.uuid}): choose another name.`);
+        return;
+      }
       const valid = Number(minutes);
       if (!Number.isInteger(valid) || valid < 1) {
         setError("The code lasts a whole number of minutes, at least 1.");
@@ -63,7 +68,8 @@ export function AddDevice({ devices, onOpen, onClose }: { devices: Device[]; onO
         proxy_port: wantPort,
       });
       if (made.error) {
-        setError(made.error.message);
+        const taken = made.error.code === "23505" && /proxy_port/.test(`${made.error.message} ${made.error.details ?? ""}`);
+        setError(taken ? `${made.error.message}: port ${wantPort} is taken by another device; leave the port empty or pick another.` : made.error.message);
         return;
       }
       const device = made.data as Device;

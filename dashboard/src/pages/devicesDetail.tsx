@@ -56,8 +56,13 @@ export function DeviceDetail({
     }
   }
 
-  const rename = () =>
-    run(
+  const rename = () => {
+    const clash = fleet.devices?.find((d) => d.uuid !== device.uuid && d.name === name.trim());
+    if (clash) {
+      setOutcome({ ok: false, text: `This workspace already has a device named “${clash.name}”: choose another name.` });
+      return;
+    }
+    return run(
       "rename",
       () => supabase.rpc("rename_device", { device_uuid: device.uuid, name }),
       (data) => {
@@ -67,6 +72,7 @@ export function DeviceDetail({
         return `Renamed to “${d.name}”.`;
       },
     );
+  };
   const setType = () =>
     run(
       "connection",
