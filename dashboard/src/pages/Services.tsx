@@ -8,7 +8,7 @@ import { useApp } from "../app";
 import { ErrorNote, Loading, Page, useLiveTopic, useQuery } from "../ui";
 import { AgentsPanel } from "./services-agents";
 import { type Agent, type AgentLink, type ServiceGroup, groupAgentIds, move } from "./services-data";
-import { ListEditor, useIdParam, useScrollIntoView } from "./services-shared";
+import { ListEditor, onListKeys, useIdParam, useScrollIntoView } from "./services-shared";
 
 export function ServicesPage() {
   const { supabase, can } = useApp();
@@ -35,6 +35,7 @@ export function ServicesPage() {
     links.reload();
   });
   const [filter, setFilter] = useState("");
+  const [created, setCreated] = useState<string | null>(null); // a new item's form reopens saying "Saved."
 
   const creating = id === "new" && canEdit;
   const selected = id && !creating ? (groups.data?.find((g) => g.id === id) ?? null) : null;
@@ -70,14 +71,17 @@ export function ServicesPage() {
           />
           {groups.data == null && !groups.error && <Loading what="service groups" />}
           {groups.data?.length === 0 && <p className="empty">No service groups yet.</p>}
-          <ul data-testid="service-list">
+          <ul data-testid="service-list" onKeyDown={onListKeys}>
             {shown.map((g) => (
               <GroupRow
                 key={g.id}
                 group={g}
                 agents={groupAgentIds(links.data, g.id).length}
                 selected={g.id === id}
-                onSelect={() => select(g.id)}
+                onSelect={() => {
+                  setCreated(null);
+                  select(g.id);
+                }}
               />
             ))}
           </ul>
@@ -98,7 +102,9 @@ export function ServicesPage() {
               agents={agents.data ?? []}
               agentIds={selected ? groupAgentIds(links.data, selected.id) : []}
               canEdit={canEdit}
+              justCreated={created != null && created === id}
               onSaved={(savedId) => {
+                if (savedId !== id) setCreated(savedId);
                 groups.reload();
                 links.reload();
                 if (savedId !== id) select(savedId);
@@ -151,6 +157,7 @@ function GroupDetail({
   agents,
   agentIds,
   canEdit,
+  justCreated,
   onSaved,
   onDeleted,
   onClose,
@@ -159,6 +166,7 @@ function GroupDetail({
   agents: Agent[];
   agentIds: string[];
   canEdit: boolean;
+  justCreated: boolean;
   onSaved: (id: string) => void;
   onDeleted: () => void;
   onClose: () => void;
@@ -181,7 +189,10 @@ function GroupDetail({
   const [error, setError] = useState<string | null>(null);
   const [busy, setBusy] = useState(false);
   const [confirmDelete, setConfirmDelete] = useState(false);
-  const [saved, setSaved] = useState(false);
+  const [saved, setSaved] = useState(justCreated);
+  useEffect(() => {
+    if (justCreated) setSaved(true); // the page may learn it after the form opened (the URL changes first)
+  }, [justCreated]);
   const editExtras = (next: string[]) => {
     setAgentsTouched(true);
     setExtras(next);

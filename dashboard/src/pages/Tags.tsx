@@ -2,11 +2,11 @@
 // one (`?id=new` a new one), selecting pushes a history entry so back returns. With tags:edit: create, edit and
 // delete through upsert_tag / delete_tag (the database's own checks, e.g. a taken name, are shown as it words
 // them). Tags have no broadcast topic; the list follows public.tags through Realtime's postgres_changes.
-import { useState } from "react";
+import { useEffect, useState } from "react";
 import { useApp } from "../app";
 import { ErrorNote, Loading, Page, useQuery } from "../ui";
 import type { Tag } from "./services-data";
-import { ListEditor, useIdParam, useScrollIntoView, useTableChanges } from "./services-shared";
+import { ListEditor, onListKeys, useIdParam, useScrollIntoView, useTableChanges } from "./services-shared";
 
 export function TagsPage() {
   const { supabase, can } = useApp();
@@ -18,6 +18,7 @@ export function TagsPage() {
   );
   useTableChanges("tags", () => tags.reload());
   const [filter, setFilter] = useState("");
+  const [created, setCreated] = useState<string | null>(null); // a new item's form reopens saying "Saved."
 
   const creating = id === "new" && canEdit;
   const selected = id && !creating ? (tags.data?.find((t) => t.id === id) ?? null) : null;
@@ -53,9 +54,12 @@ export function TagsPage() {
           />
           {tags.data == null && !tags.error && <Loading what="tags" />}
           {tags.data?.length === 0 && <p className="empty">No tags yet.</p>}
-          <ul data-testid="tag-list">
+          <ul data-testid="tag-list" onKeyDown={onListKeys}>
             {shown.map((t) => (
-              <TagRow key={t.id} tag={t} selected={t.id === id} onSelect={() => select(t.id)} />
+              <TagRow key={t.id} tag={t} selected={t.id === id} onSelect={() => {
+                  setCreated(null);
+                  select(t.id);
+                }} />
             ))}
           </ul>
         </div>
@@ -71,7 +75,9 @@ export function TagsPage() {
               key={selected?.id ?? "new"}
               tag={selected}
               canEdit={canEdit}
+              justCreated={created != null && created === id}
               onSaved={(savedId) => {
+                if (savedId !== id) setCreated(savedId);
                 tags.reload();
                 if (savedId !== id) select(savedId);
               }}
@@ -118,12 +124,14 @@ function TagRow({ tag, selected, onSelect }: { tag: Tag; selected: boolean; onSe
 function TagDetail({
   tag,
   canEdit,
+  justCreated,
   onSaved,
   onDeleted,
   onClose,
 }: {
   tag: Tag | null;
   canEdit: boolean;
+  justCreated: boolean;
   onSaved: (id: string) => void;
   onDeleted: () => void;
   onClose: () => void;
@@ -134,7 +142,10 @@ function TagDetail({
   const [patterns, setPatterns] = useState<string[]>(tag?.match_patterns ?? []);
   const [error, setError] = useState<string | null>(null);
   const [busy, setBusy] = useState(false);
-  const [saved, setSaved] = useState(false);
+  const [saved, setSaved] = useState(justCreated);
+  useEffect(() => {
+    if (justCreated) setSaved(true); // the page may learn it after the form opened (the URL changes first)
+  }, [justCreated]);
   const [confirmDelete, setConfirmDelete] = useState(false);
 
   const head = (title: string) => (

@@ -120,3 +120,15 @@ export function useScrollIntoView<T extends HTMLElement>(selected: boolean) {
   }, [selected]);
   return ref;
 }
+
+/** Up and down move the focus through a list's rows (buttons; Enter opens the focused one). */
+export function onListKeys(e: KeyboardEvent<HTMLElement>): void {
+  if (e.key !== "ArrowDown" && e.key !== "ArrowUp") return;
+  const rows = Array.from(e.currentTarget.querySelectorAll<HTMLButtonElement>("button.catalog-row"));
+  const at = rows.indexOf(document.activeElement as HTMLButtonElement);
+  const to = at < 0 ? 0 : Math.min(rows.length - 1, Math.max(0, at + (e.key === "ArrowDown" ? 1 : -1)));
+  if (rows[to]) {
+    e.preventDefault();
+    rows[to].focus();
+  }
+}

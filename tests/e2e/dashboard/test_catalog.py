@@ -3,7 +3,8 @@ BusyBro agents, one primary plus ordered extras) and /tags (name, color, match p
 
 - As the team's member (services:edit, tags:edit): a service group with two domains, a primary agent and two
   extras reordered with the up button is created in the UI and stored as typed (domains, primary, positions);
-  a tag with a color and a pattern is created and stored; another user's new group and tag appear live (the
+  a tag with a color and a pattern is created and stored; a group and a tag are deleted in the UI (a tag
+  reached with the keyboard: down, Enter); another user's new group and tag appear live (the
   service_groups:all topic, postgres_changes on tags); a second tag with the same name shows the
   database's own refusal.
 - As the admin (agents:edit): a BusyBro agent is created in the page's agents editor and stored.
@@ -111,6 +112,7 @@ def test_the_member_creates_a_group_with_ordered_agents_and_a_tag(
         page.get_by_test_id("service-save").click()
         expect(page).to_have_url(re.compile(r"/services\?id=[0-9a-f-]{36}$"), timeout=WAIT_MS)
         group_id = page.url.rsplit("=", 1)[1]
+        expect(page.get_by_test_id("service-saved")).to_be_visible(timeout=WAIT_MS)
         expect(page.get_by_test_id("service-detail")).to_have_attribute("data-id", group_id, timeout=WAIT_MS)
         expect(page.locator(f'[data-testid="service-row"][data-id="{group_id}"]')).to_have_attribute(
             "aria-current", "true"
@@ -147,6 +149,16 @@ def test_the_member_creates_a_group_with_ordered_agents_and_a_tag(
         expect(
             page.get_by_test_id("service-row-name").filter(has_text=f"cat-live-{catalog.suffix}")
         ).to_have_count(1, timeout=WAIT_MS)
+        page.get_by_test_id("service-row").filter(has_text=f"cat-live-{catalog.suffix}").click()
+        page.get_by_test_id("service-delete").click()
+        page.get_by_test_id("service-delete-confirm").click()
+        expect(page).to_have_url(re.compile(r"/services$"), timeout=WAIT_MS)
+        expect(
+            page.get_by_test_id("service-row").filter(has_text=f"cat-live-{catalog.suffix}")
+        ).to_have_count(0)
+        with team.rest("member") as member:
+            gone = member.get("/service_groups", params={"name": f"eq.cat-live-{catalog.suffix}"}).json()
+            assert gone == []
 
         page.get_by_test_id("nav-tags").click()
         expect(page.get_by_test_id("page-tags")).to_be_visible(timeout=WAIT_MS)
@@ -182,6 +194,19 @@ def test_the_member_creates_a_group_with_ordered_agents_and_a_tag(
         expect(page).to_have_url(re.compile(r"/tags\?id=new$"))
         page.get_by_test_id("tag-close").click()
         expect(page).to_have_url(re.compile(r"/tags$"), timeout=WAIT_MS)
+
+        # the keyboard: down from the first row, Enter opens the second; then delete it
+        rows = page.get_by_test_id("tag-row")
+        second = rows.nth(1).get_attribute("data-id")
+        rows.first.focus()
+        page.keyboard.press("ArrowDown")
+        page.keyboard.press("Enter")
+        expect(page.get_by_test_id("tag-detail")).to_have_attribute("data-id", str(second), timeout=WAIT_MS)
+        page.get_by_test_id("tag-delete").click()
+        page.get_by_test_id("tag-delete-confirm").click()
+        expect(page).to_have_url(re.compile(r"/tags$"), timeout=WAIT_MS)
+        with team.rest("member") as member:
+            assert member.get("/tags", params={"id": f"eq.{second}"}).json() == []
         assert _only_refusals(watched, 409) == []
     finally:
         context.close()
