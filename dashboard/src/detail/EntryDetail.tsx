@@ -299,7 +299,12 @@ export function EntryDetail({ entryId, onClose }: { entryId: string; onClose: ()
           )}
           {copied && (
             <div className="copied" data-testid="copied">
-              <p className="muted" data-testid="copied-note">{copied.note}</p>
+              <div className="copied-head">
+                <p className="muted" data-testid="copied-note">{copied.note}</p>
+                <button type="button" className="copied-hide" data-testid="copied-hide" onClick={() => setCopied(null)} aria-label="Hide the copied text">
+                  Hide
+                </button>
+              </div>
               {copied.text && (
                 <textarea data-testid="copied-text" data-kind={copied.kind} readOnly value={copied.text} rows={Math.min(12, copied.text.split("\n").length + 1)} onFocus={(e) => e.target.select()} />
               )}

@@ -338,6 +338,8 @@ def test_an_image_body_a_viewer_without_resend_and_an_unknown_id(
         assert run.returncode == 0, run.stderr
         assert run.stdout == PNG_1X1
         shoot(page, screens, "detail-image")
+        page.get_by_test_id("copied-hide").click()
+        expect(page.get_by_test_id("copied-text")).to_have_count(0)
         page.get_by_test_id("detail-close").click()
         expect(page.get_by_test_id("entry-detail")).to_have_count(0, timeout=WAIT_MS)
 
