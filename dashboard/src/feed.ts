@@ -213,6 +213,7 @@ export function useTrafficFeed(supabase: SupabaseClient, workspaceId: string, ac
 }
 
 const TYPE_BATCH = 100;
+const TYPE_GATHER_MS = 80;
 
 // The firehose's rows carry no response_content_type (docs/traffic.md, "The firehose"): the Type column asks REST
 // for it, a batch of ids at a time, for the rows it shows (and, while a content-type filter is set, for every held
@@ -231,6 +232,7 @@ export function useTypeFill(supabase: SupabaseClient, workspaceId: string): Type
   const queued = useRef(new Set<string>());
   const running = useRef(false);
   const live = useRef(true);
+  const timer = useRef<number | null>(null);
 
   useEffect(() => {
     live.current = true;
@@ -238,6 +240,8 @@ export function useTypeFill(supabase: SupabaseClient, workspaceId: string): Type
     queued.current = new Set();
     return () => {
       live.current = false;
+      if (timer.current != null) window.clearTimeout(timer.current);
+      timer.current = null;
     };
   }, [supabase, workspaceId]);
 
@@ -285,7 +289,13 @@ export function useTypeFill(supabase: SupabaseClient, workspaceId: string): Type
     if (!added.length) return;
     if (urgent) queue.current = added.concat(queue.current);
     else for (const row of added) queue.current.push(row);
-    run.current();
+    // A short wait gathers the rows of a few frames into one request (a fast feed brings new rows every frame).
+    if (timer.current == null) {
+      timer.current = window.setTimeout(() => {
+        timer.current = null;
+        run.current();
+      }, TYPE_GATHER_MS);
+    }
   }).current;
 
   return { epoch, error, request };
