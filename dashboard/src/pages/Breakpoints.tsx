@@ -256,10 +256,7 @@ function FlowEditor({
       className="bp-editor"
       data-testid="flow-editor"
       data-event-id={event.id}
-      onSubmit={(e) => {
-        e.preventDefault();
-        void resolve("continue");
-      }}
+      onSubmit={(e) => e.preventDefault()} // Enter in a field does not let the flow go: only the buttons do
     >
       <div className="bp-editor-head">
         <strong>
@@ -322,7 +319,7 @@ function FlowEditor({
       <ErrorNote error={error} testId="flow-error" />
       {canEdit ? (
         <div className="bp-buttons">
-          <button type="submit" className="primary" data-testid="flow-continue" disabled={busy}>
+          <button type="button" className="primary" data-testid="flow-continue" disabled={busy} onClick={() => void resolve("continue")}>
             {check.edits ? "Continue with edits" : "Continue"}
           </button>
           <button type="button" data-testid="flow-abort" disabled={busy} onClick={() => void resolve("abort")}>

@@ -36,6 +36,8 @@ export function usePausedFlows(supabase: SupabaseClient, token: string, workspac
   const done = useRef<Set<string>>(new Set()); // ids known resolved: a late REST answer does not bring them back
   const current = useRef(workspaceId);
   current.current = workspaceId;
+  const tokenRef = useRef(token); // a refreshed token does not restart the channel (supabase-js re-auths it)
+  tokenRef.current = token;
 
   const apply = useCallback((event: FlowEvent) => {
     if (event.workspace_id !== current.current) return;
@@ -82,7 +84,7 @@ export function usePausedFlows(supabase: SupabaseClient, token: string, workspac
     let channel: RealtimeChannel | null = null;
     let disposed = false;
     refresh();
-    void supabase.realtime.setAuth(token).then(() => {
+    void supabase.realtime.setAuth(tokenRef.current).then(() => {
       if (disposed) return;
       const onChange = ({ payload }: { payload?: Record<string, unknown> }) => {
         if (payload?.table !== "breakpoint_events" || !payload.record) return;
@@ -107,7 +109,7 @@ export function usePausedFlows(supabase: SupabaseClient, token: string, workspac
       disposed = true;
       if (channel) void supabase.removeChannel(channel);
     };
-  }, [supabase, token, workspaceId, refresh, apply]);
+  }, [supabase, workspaceId, refresh, apply]);
 
   return { flows, outcomes, live, error, refresh, resolved: apply };
 }

@@ -2,9 +2,10 @@
 request rule in the page for the capture device; a request sent through the device's port is paused and shows
 up in the page live (ws:<workspace_id>, no reload) with a countdown, and a viewer's page shows it too without
 the buttons; the header and body edited in the page's editor are what the origin receives (its /echo route
-answers the body, the stored entry keeps the headers); the flow leaves the list with its outcome. The rule
-toggled off in the page pauses nothing more; it is edited and deleted in the page. A viewer sees the rules but
-no control; an insert, update and delete forced through the REST endpoint and token the page uses change
+answers the body, the stored entry keeps the headers); the flow leaves the list with its outcome. The rule,
+edited in the page to pause responses, lets the status and body set in the editor reach the client; toggled
+off in the page it pauses nothing more; it is deleted in the page. A viewer sees the rules but no control; an
+insert, update and delete forced through the REST endpoint and token the page uses change
 nothing; `/breakpoints?id=<id>` opens that rule and the back button goes to the rule opened before. A write
 the table refuses shows the API's message. Screenshots are taken while a flow is paused.
 
@@ -27,7 +28,7 @@ from busymate.settings import Settings
 from tests.e2e.dashboard.conftest import PHONE, WAIT_MS, Capture, Team, shoot
 from tests.e2e.proxy_helpers import entries_with, sql, until
 
-HOLD_WAIT = 20.0  # seconds to wait for the proxy to pick a rule change up (it reads rules every 2 s)
+HOLD_WAIT = 20.0  # seconds to wait for the proxy to pick a rule change up (read every 2 s)
 
 
 def send(capture: Capture, mark: str, body: str) -> subprocess.CompletedProcess[bytes]:
@@ -58,25 +59,45 @@ class Held:
         return self.result
 
 
-def event_of(stack: Settings, mark: str) -> dict[str, Any] | None:
+def active_event(stack: Settings, mark: str) -> dict[str, Any] | None:
+    """The paused (still active) breakpoint event of the request carrying `mark`, if any."""
     rows = sql(
         stack,
         "select to_jsonb(e) from public.breakpoint_events as e "
-        "where e.snapshot -> 'request' ->> 'url' like %s",
+        "where e.active and e.snapshot -> 'request' ->> 'url' like %s order by e.paused_at desc limit 1",
         (f"%{mark}%",),
     )
     return rows[0][0] if rows else None
 
 
-def held_or_passed(stack: Settings, capture: Capture, body: str) -> tuple[Held, dict[str, Any] | None]:
-    """One request: (held, its event) when a breakpoint paused it, (held, None) when it went through."""
-    held = Held(capture, uuid.uuid4().hex, body)
-
-    def settled() -> tuple[dict[str, Any] | None] | None:
-        event = event_of(stack, held.mark)
-        return (event,) if event is not None or held.result is not None else None
-
-    return held, until(settled, f"request {held.mark} to be paused or answered")[0]
+def one_request(
+    team: Team, stack: Settings, capture: Capture, body: str, phase: str | None
+) -> tuple[Held, dict[str, Any] | None]:
+    """A request paused at `phase`, or with None one that went through without a pause. Until the proxy has
+    read a rule change (every 2 s) a request may go through or pause elsewhere: such a pause is let go
+    through REST, and another request is sent."""
+    deadline = time.monotonic() + HOLD_WAIT
+    while True:
+        held = Held(capture, uuid.uuid4().hex, body)
+        paused = False
+        while True:
+            event = active_event(stack, held.mark)
+            if event is not None and event["phase"] == phase:
+                return held, event
+            if event is not None:
+                paused = True
+                with team.rest("member") as rest:
+                    let_go = rest.post(
+                        "/rpc/continue_breakpoint", json={"event_id": event["id"], "action": "continue"}
+                    )
+                    assert let_go.status_code == 200, let_go.text
+            elif held.result is not None:
+                break
+            assert time.monotonic() < deadline, f"the proxy never applied the rule change (want {phase})"
+            time.sleep(0.1)
+        if phase is None and not paused:
+            return held, None
+        assert time.monotonic() < deadline, f"the proxy never applied the rule change (want {phase})"
 
 
 def rule_row(page: Page, rule_id: str) -> Any:
@@ -124,12 +145,8 @@ def test_a_member_pauses_edits_and_continues_a_flow_then_toggles_edits_and_delet
         )
 
         # A request is paused (once the proxy has read the rule) and shows up live, with a countdown.
-        deadline = time.monotonic() + HOLD_WAIT
-        while True:
-            held, event = held_or_passed(stack, capture, "original body")
-            if event is not None:
-                break
-            assert time.monotonic() < deadline, "the proxy never paused a request for the new rule"
+        held, event = one_request(team, stack, capture, "original body", "request")
+        assert event is not None
         assert (event["breakpoint_id"], event["device_uuid"]) == (rule_id, capture.device["uuid"])
         flow = page.locator(f'[data-testid="paused-flow"][data-event-id="{event["id"]}"]')
         expect(flow).to_be_visible(timeout=WAIT_MS)
@@ -185,32 +202,39 @@ def test_a_member_pauses_edits_and_continues_a_flow_then_toggles_edits_and_delet
         assert ["X-Edited-In-Page", "yes"] in entry["request_headers"]
         assert bytes(entry["request_body"]) == f"edited in the page {held.mark}".encode()
 
-        # Toggle the rule off in the page: requests go through (once the proxy has read the change).
+        # Edit the rule in the page to pause responses: the status and body set in the page reach the client.
         row = rule_row(page, rule_id)
+        row.get_by_test_id("rule-phase").select_option("response")
+        row.get_by_test_id("rule-save").click()
+        expect(row.get_by_test_id("rule-saved")).to_be_visible(timeout=WAIT_MS)
+        assert sql(stack, "select phase from public.breakpoints where id = %s", (rule_id,)) == [("response",)]
+        held, event = one_request(team, stack, capture, "answer me", "response")
+        assert event is not None
+        assert event["phase"] == "response"
+        editor = page.locator(f'[data-testid="flow-editor"][data-event-id="{event["id"]}"]')
+        expect(editor).to_be_visible(timeout=WAIT_MS)
+        expect(editor.get_by_test_id("edit-status")).to_have_value("200")
+        expect(editor.get_by_test_id("edit-body")).to_have_value("answer me")
+        editor.get_by_test_id("edit-status").fill("418")
+        editor.get_by_test_id("edit-body").fill("short and stout")
+        editor.get_by_test_id("flow-continue").click()
+        done = held.done()
+        assert done.stdout == b"short and stout"
+        [entry] = until(lambda: entries_with(stack, held.mark), "the edited response stored")
+        assert entry["status"] == 418
+        expect(
+            page.locator(f'[data-testid="flow-outcome"][data-event-id="{event["id"]}"]')
+        ).to_have_attribute("data-outcome", "edited", timeout=WAIT_MS)
+
+        # Toggle the rule off in the page: requests go through (once the proxy has read the change).
         row.get_by_test_id("rule-enabled").click()
         expect(row.get_by_test_id("rule-enabled")).not_to_be_checked(timeout=WAIT_MS)
         assert sql(stack, "select enabled from public.breakpoints where id = %s", (rule_id,)) == [(False,)]
-        deadline = time.monotonic() + HOLD_WAIT
-        while True:
-            held, event = held_or_passed(stack, capture, "not paused")
-            if event is None:
-                break
-            # Still the old rules: let it go, and try again.
-            with team.rest("member") as rest:
-                rest.post("/rpc/continue_breakpoint", json={"event_id": event["id"], "action": "continue"})
-            held.done()
-            assert time.monotonic() < deadline, "requests are still paused after the rule was toggled off"
+        held, _ = one_request(team, stack, capture, "not paused", None)
         assert held.done().stdout == b"not paused"
         expect(page.get_by_test_id("paused-empty")).to_be_visible(timeout=WAIT_MS)
 
-        # Edit the rule in the page, then delete it.
-        row.get_by_test_id("rule-path").fill("/echo-nothing")
-        row.get_by_test_id("rule-save").click()
-        expect(row.get_by_test_id("rule-saved")).to_be_visible(timeout=WAIT_MS)
-        expect(row.get_by_test_id("rule-pattern")).to_have_text("127.0.0.1/echo-nothing")
-        assert sql(stack, "select path_pattern from public.breakpoints where id = %s", (rule_id,)) == [
-            ("/echo-nothing",)
-        ]
+        # Delete it in the page.
         row.get_by_test_id("rule-delete").click()
         row.get_by_test_id("rule-delete-confirm").click()
         expect(row).to_have_count(0, timeout=WAIT_MS)
