@@ -2,11 +2,11 @@
 
 Which ports are open follows the devices table: the proxy lists the proxy devices it may see under its
 operator's token, opens a listener (`regular@<port>`) for each paired one whose port is in the pool, and
-reconciles whenever `devices:all` says a device was added, changed or removed (and every 30 s, and after a
-reconnect). A flow belongs to the device whose listener it came through. A connection from an address outside
-the device's `allowed_sources` is closed before a byte is proxied. Finished flows are queued for the spool
-writer under the device's token, which the backend issued (proxy/credentials.py); a 401 there closes the
-device's port until its credential changes.
+reconciles whenever `devices:all` (an admin operator) or `devices:<workspace_id>` says a device was added,
+changed or removed (and every 30 s, and after a reconnect). A flow belongs to the device whose listener it
+came through. A connection from an address outside the device's `allowed_sources` is closed before a byte
+is proxied. Finished flows are queued for the spool writer under the device's token, which the backend
+issued (proxy/credentials.py); a 401 there closes the device's port until its credential changes.
 
 The addon's parts: the port pool (proxy/ports.py), control messages (proxy/control.py), the mitmproxy
 hooks (proxy/hooks.py), the shared state and API calls (proxy/core.py); this module builds them and runs
@@ -95,7 +95,8 @@ class Busymate(Hooks, Ports):
         await self._read_cap()
         await self.reconcile("start")
         self.live = LiveClient(self.api_url, self.anon_key, self.operator_token, self._live_state)
-        self.live.subscribe("devices:all", self._on_devices)
+        for topic in await self._device_topics():
+            self.live.subscribe(topic, self._on_devices)
         try:
             await self.live.start()
         except (TimeoutError, OSError, BusymateError) as exc:
@@ -112,6 +113,19 @@ class Busymate(Hooks, Ports):
         self.ready.set()
         ports = ", ".join(f"{p} ({d.name})" for p, d in sorted(self.by_port.items())) or "none yet"
         log.info("busymate proxy ready: ports %s; CA %s", ports, ca.cert_path(self.settings.state_dir))
+
+    async def _device_topics(self) -> list[str]:
+        """Where device changes reach this operator: devices:all for an admin (every workspace), otherwise
+        devices:<workspace_id> of each workspace they belong to (a workspace joined later is found by the
+        periodic reconcile). Unknown (the API did not answer): devices:all, as an admin operator needs."""
+        try:
+            me = await self.client.rpc("whoami", {})
+        except BusymateError as exc:
+            log.warning("could not ask who the operator is (%s): following devices:all", exc)
+            return ["devices:all"]
+        if not isinstance(me, dict) or me.get("grants_all"):
+            return ["devices:all"]
+        return [f"devices:{w}" for w in sorted(str(w) for w in me.get("workspaces") or [])]
 
     async def done(self) -> None:
         """mitmproxy stops: release paused flows, flush the queue (what cannot be written stays spooled)."""

@@ -179,4 +179,4 @@ class Ports(Control):
         asyncio.get_running_loop().create_task(self._apply(wanted, "401"))
 
     async def _on_devices(self, topic: str, event: str, payload: dict[str, Any]) -> None:
-        await self.reconcile(f"devices:all {event}")
+        await self.reconcile(f"{topic} {event}")

@@ -165,8 +165,12 @@ JOINS = [
     ("outsider", "settings:global", True),
     ("d2", "settings:global", True),
     ("anon", "settings:global", False),
-    ("member", "devices:all", True),
+    ("admin", "devices:all", True),
+    ("member", "devices:all", False),  # every workspace's devices: admins only
     ("nocaps", "devices:all", False),
+    ("member", "devices:w1", True),
+    ("outsider", "devices:w1", False),  # another workspace's devices
+    ("outsider", "devices:w2", True),
     ("member", "proxy-control:w1", True),
     ("member", "proxy-control:w2", False),
     ("nocaps", "proxy-control:w1", False),

@@ -1,4 +1,4 @@
-// The Devices page (issue 17): the selected workspace's fleet, live (devices:all broadcasts and device_status
+// The Devices page (issue 17): the selected workspace's fleet, live (devices:<workspace_id> broadcasts and device_status
 // changes), with a detail panel per device (/devices?uuid=<uuid>, so a deep link opens it and back closes it).
 // Commands go through the same RPCs as `busymate devices` and seed 002: rename_device, set_device_connection_type,
 // vpn_on_device / vpn_off_device, set_live_activity_message, open_device_sheet (these publish on device:<uuid>
@@ -40,7 +40,7 @@ export function DevicesPage() {
 
   const actions = (
     <>
-      <span className={`conn conn-${fleet.live}`} data-testid="devices-live" title="Live updates (devices:all)">
+      <span className={`conn conn-${fleet.live}`} data-testid="devices-live" title="Live updates (devices:<workspace_id>)">
         {fleet.live}
       </span>
       {canEdit && isAdmin && (

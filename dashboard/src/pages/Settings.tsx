@@ -3,7 +3,7 @@
 // (effective_settings(): the overrides laid over the global row), each key marked override or global.
 // Writes go through the RPCs: set_global_settings and set_device_settings need an admin (grants_all);
 // set_global_connection_type needs global:edit. Everyone else reads. Live: settings:global and
-// settings_device:all (database broadcasts) make the page read again; unsaved edits are kept and a notice says
+// settings_device:<workspace_id> (database broadcasts) make the page read again; unsaved edits are kept and a notice says
 // the stored settings changed.
 import { useEffect, useMemo, useState } from "react";
 import { useLocation, useSearch } from "wouter";
@@ -272,8 +272,8 @@ function DeviceSettings({ global, globalTick }: { global: Settings | null; globa
   const list = devices.data ?? [];
   const selected = asked ?? list[0]?.uuid ?? null;
   const known = list.find((d) => d.uuid === selected) ?? null;
-  // A device added, renamed or removed elsewhere shows in the picker (devices:all needs devices:view).
-  useLiveTopic(can("devices", "view") ? "devices:all" : null, () => devices.reload());
+  // A device added, renamed or removed elsewhere shows in the picker (devices:<workspace_id>: devices:view).
+  useLiveTopic(can("devices", "view") ? `devices:${workspaceId}` : null, () => devices.reload());
 
   return (
     <section className="settings-block" data-testid="device-settings" aria-labelledby="device-settings-title">
@@ -311,7 +311,7 @@ function DeviceSettings({ global, globalTick }: { global: Settings | null; globa
 }
 
 function DevicePane({ uuid, global, globalTick }: { uuid: string; global: Settings | null; globalTick: number }) {
-  const { supabase, me, can } = useApp();
+  const { supabase, me, can, workspaceId } = useApp();
   const admin = me?.grants_all === true;
   const overrides = useQuery<OverrideRow | null>(
     () =>
@@ -325,7 +325,7 @@ function DevicePane({ uuid, global, globalTick }: { uuid: string; global: Settin
   );
 
   const canWatchDevices = can("devices", "view");
-  useLiveTopic(canWatchDevices ? "settings_device:all" : null, (_event, payload) => {
+  useLiveTopic(canWatchDevices ? `settings_device:${workspaceId}` : null, (_event, payload) => {
     const rec = (payload.record ?? payload.old_record) as { device_uuid?: string } | null;
     if (rec?.device_uuid && rec.device_uuid === uuid) {
       overrides.reload();

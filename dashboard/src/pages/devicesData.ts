@@ -1,6 +1,6 @@
 // The fleet of one workspace, live: devices (with their device_status and owner) read once per (re)join, then kept
-// current from the private `devices:all` channel: the database's broadcasts of device rows (INSERT, UPDATE,
-// DELETE in the broadcast_changes envelope) and postgres_changes on public.device_status (RLS per subscriber).
+// current from the private `devices:<workspace_id>` channel: the database's broadcasts of that workspace's device
+// rows (INSERT, UPDATE, DELETE in the broadcast_changes envelope; a device moved away is a DELETE) and postgres_changes on public.device_status (RLS per subscriber).
 // No polling: every time the channel (re)joins, the list is read again, and the changes heard while that read was
 // under way are applied over it in order, so nothing is missed across a reconnect.
 import type { RealtimeChannel, SupabaseClient } from "@supabase/supabase-js";
@@ -150,7 +150,7 @@ export function useFleet(supabase: SupabaseClient, accessToken: string, workspac
     void supabase.realtime.setAuth(accessToken).then(() => {
       if (!alive) return;
       channel = supabase
-        .channel("devices:all", { config: { private: true } })
+        .channel(`devices:${workspaceId}`, { config: { private: true } })
         .on("broadcast", { event: "*" }, (message: { event: string; payload?: Record<string, unknown> }) => {
           const p = message.payload ?? {};
           if (p.table !== "devices") return;

@@ -22,10 +22,10 @@ from (
     ('member', 'device:{d1}', false), ('viewer', 'device:{d1}', false), ('outsider', 'device:{d1}', false),
     ('device:d2', 'device:{d1}', false), ('device:d3', 'device:{d1}', false), ('device:d_unpaired', 'device:{d_unpaired}', false),
     ('anon', 'device:{d1}', false), ('member', 'device:{d3}', true),
-    -- devices:all and settings_device:all: devices:view
-    ('member', 'devices:all', true), ('viewer', 'devices:all', true), ('nocaps', 'devices:all', false),
+    -- devices:all and settings_device:all: every workspace's devices, admins only (051: devices:<workspace>)
+    ('member', 'devices:all', false), ('viewer', 'devices:all', false), ('nocaps', 'devices:all', false),
     ('stringy', 'devices:all', false), ('device:d1', 'devices:all', false), ('anon', 'devices:all', false),
-    ('viewer', 'settings_device:all', true), ('nocaps', 'settings_device:all', false), ('device:d1', 'settings_device:all', false),
+    ('viewer', 'settings_device:all', false), ('nocaps', 'settings_device:all', false), ('device:d1', 'settings_device:all', false),
     -- service_groups:all: services:view
     ('viewer', 'service_groups:all', true), ('nocaps', 'service_groups:all', false), ('device:d1', 'service_groups:all', false),
     -- settings:global: every signed-in user and paired device

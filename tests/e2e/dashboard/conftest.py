@@ -1,8 +1,11 @@
-"""What the dashboard suites share, started once per session: Debian's Chromium (driven by Playwright;
+"""What the dashboard suites share, started once for this folder: Debian's Chromium (driven by Playwright;
 nothing is downloaded), a team of its own (a workspace and an admin, a member and a viewer with passwords,
 made through the auth server's admin API as an admin would), a signed-in browser context per role (signed
 in through the page once, then reused from its storage state), a proxy with one device of the team's
 workspace in front of a local TLS origin, and a folder for screenshots (printed, never committed).
+
+Package scope, not session: Playwright's sync API keeps an event loop running in this thread while the
+browser is open, so it must be closed before the other suites call asyncio.run.
 
 Pages are driven through the data-testid hooks of docs/dashboard.md."""
 
@@ -32,7 +35,7 @@ DESKTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 390, "height": 844}
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser(stack: Settings) -> Iterator[Browser]:
     if not CHROMIUM.exists():  # make test installs it (make testdeps): missing means the setup broke
         pytest.fail(f"{CHROMIUM} is missing: run make testdeps (it installs Debian's chromium)")
@@ -48,7 +51,7 @@ def browser(stack: Settings) -> Iterator[Browser]:
             chromium.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def screens(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Where the suites write screenshots (each view at 1280x800 and 390x844)."""
     folder = tmp_path_factory.mktemp("dashboard-screenshots")
@@ -169,7 +172,7 @@ def _person(stack: Settings, world: World, workspace_id: str, role: str) -> Pers
     return Person(user_id, email, role, granted.json()["access_token"])
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def team(stack: Settings, world: World, browser: Browser, tmp_path_factory: pytest.TempPathFactory) -> Team:
     workspace_id = fresh_workspace(stack, "dash")
     people = {role: _person(stack, world, workspace_id, role) for role in ("admin", "member", "viewer")}
@@ -189,7 +192,7 @@ class Capture:
         return int(self.device["proxy_port"])
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def capture(
     stack: Settings, world: World, team: Team, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Capture]:

@@ -196,7 +196,7 @@ def test_an_admin_adds_a_device_with_its_code_and_qr_and_removes_it(
         page.get_by_test_id("add-submit").click()
         expect(page.get_by_test_id("add-error")).to_contain_text("proxy_port", timeout=WAIT_MS)
         assert sql(stack, "select 1 from public.devices where name = %s", (f"{name}-twin",)) == []
-        # The new device shows in the list (the database's broadcast on devices:all) ...
+        # The new device shows in the list (the database's broadcast on devices:<workspace_id>) ...
         expect(row(page, added_uuid).get_by_test_id("device-name")).to_have_text(name, timeout=WAIT_MS)
         # ... and the code really pairs it, once.
         pair_url = f"{stack.api_url}/functions/v1/pair"

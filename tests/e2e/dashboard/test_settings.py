@@ -4,7 +4,7 @@ Proves: the team's admin changes the global settings in the form and in the raw 
 exactly that (the original global settings are put back afterwards: other suites share the database); a change
 made elsewhere shows on the open page without a reload (settings:global); a per-device override saved in the
 UI changes effective_settings() and the effective table marks the key as coming from the override, and an
-override changed elsewhere shows live (settings_device:all); a member reads the settings with no save control
+override changed elsewhere shows live (settings_device:<workspace_id>); a member reads the settings with no save control
 and a forced set_global_settings under the member's token is refused and changes nothing; the admin changes a
 user's role and workspace membership in the UI and the database has it, and a refused change shows the
 database's message; `/users?id=<id>` opens that user and the back button returns to them; a member sees the
