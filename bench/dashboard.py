@@ -530,6 +530,14 @@ def _figures(phases: list[Phase]) -> list[str]:
             ),
             figure(
                 bench="dashboard",
+                figure=f"renderer CPU, {load} ({p.cpu} s in {p.seconds} s, {p.renders} commits)",
+                value=round(100 * p.cpu / p.seconds, 1),
+                unit="% of one core",
+                baseline=base,
+                baseline_value=round(100 * idle.cpu / idle.seconds, 1),
+            ),
+            figure(
+                bench="dashboard",
                 figure=f"rows present, {load} (goal: every row sent)",
                 value=p.present,
                 unit="rows",
