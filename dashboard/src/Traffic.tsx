@@ -200,7 +200,8 @@ export function Traffic({ supabase, workspaceId, accessToken }: Props) {
     getScrollElement: () => scrollRef.current,
     estimateSize: () => ROW_HEIGHT,
     overscan: 12,
-    getItemKey: (index) => rowAt(index).id,
+    // No getItemKey: the rows have one height, and the virtualizer calls it for every row whenever the count
+    // changes (each flush); React's key is the entry id below.
   });
   const items = virtualizer.getVirtualItems();
 
@@ -504,7 +505,7 @@ export function Traffic({ supabase, workspaceId, accessToken }: Props) {
               const rowTags = matcher.tagsOf(row);
               return (
                 <div
-                  key={item.key}
+                  key={row.id}
                   role="row"
                   data-testid="traffic-row"
                   data-entry-id={row.id}
