@@ -134,7 +134,25 @@ export function useTabs(supabase: SupabaseClient, workspaceId: string, userId: s
         .from("workspace_tabs")
         .update({ name: tab.name, filter: tab.filter })
         .eq("id", id)
-        .then(({ error: err }) => done(err ? `Could not save the tab "${tab.name}": ${err.message}` : null));
+        .select("id")
+        .then(({ data, error: err }) => {
+          if (!err && Array.isArray(data) && data.length === 0 && !disposed.current) {
+            // The row is gone (closed in another browser): the tab is written again as a new row.
+            localSeq += 1;
+            const fresh = `local:${localSeq}`;
+            tabsRef.current = tabsRef.current.map((t) => (t.id === id ? { ...t, id: fresh } : t));
+            if (activeRef.current === id) activeRef.current = fresh;
+            const pending = timers.current.get(id);
+            if (pending != null) window.clearTimeout(pending);
+            timers.current.delete(id);
+            again.current.delete(id);
+            inFlight.current.delete(id);
+            render();
+            persistRef.current(fresh);
+            return;
+          }
+          done(err ? `Could not save the tab "${tab.name}": ${err.message}` : null);
+        });
     }
   };
 

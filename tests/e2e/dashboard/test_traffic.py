@@ -140,6 +140,18 @@ def test_live_rows_filters_tabs_and_tags(
         expect(_row(page, missing_a)).to_have_count(1, timeout=WAIT_MS)
         expect(_rows(page)).to_have_count(1)
 
+        # the row deleted behind the page's back (as another browser closing the tab would): the next change
+        # writes the tab again
+        sql(stack, "delete from public.workspace_tabs where user_id = %s", (team.people["member"].id,))
+        page.get_by_test_id("filter-status-5xx").click()
+        _saved(page)
+        page.get_by_test_id("filter-status-5xx").click()
+        _saved(page)
+        mine = "select name, filter from public.workspace_tabs where user_id = %s"
+        [(name, again)] = sql(stack, mine, (team.people["member"].id,))
+        assert name == f"Errors {mark}"
+        assert again["status"] == ["4xx"], again
+
         # a second tab: its own (empty) filter, then the tag filter; the first keeps its filter
         page.get_by_test_id("tab-add").click()
         expect(active).not_to_have_attribute("data-tab-name", f"Errors {mark}", timeout=WAIT_MS)
