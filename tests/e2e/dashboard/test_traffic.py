@@ -178,6 +178,9 @@ def test_live_rows_filters_tabs_and_tags(
         expect(_row(page, tagged)).to_have_count(1, timeout=WAIT_MS)
         _saved(page)
         shoot(page, screens, "traffic")
+        page.emulate_media(color_scheme="dark")
+        shoot(page, screens, "traffic-dark")
+        page.emulate_media(color_scheme="light")
 
         # the phone: the fields fold behind "Filters", nothing scrolls sideways
         page.set_viewport_size(PHONE)
