@@ -143,6 +143,7 @@ def test_live_rows_filters_tabs_and_tags(
         # the row deleted behind the page's back (as another browser closing the tab would): the next change
         # writes the tab again
         sql(stack, "delete from public.workspace_tabs where user_id = %s", (team.people["member"].id,))
+        sql(stack, "delete from public.tags where name = %s", (tag_name,))
         page.get_by_test_id("filter-status-5xx").click()
         _saved(page)
         page.get_by_test_id("filter-status-5xx").click()
@@ -212,3 +213,4 @@ def test_live_rows_filters_tabs_and_tags(
         context.close()
         # the member's tabs are theirs for the whole session: leave none behind for the other suites
         sql(stack, "delete from public.workspace_tabs where user_id = %s", (team.people["member"].id,))
+        sql(stack, "delete from public.tags where name = %s", (tag_name,))
