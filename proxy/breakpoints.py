@@ -22,7 +22,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from mitmproxy import http
@@ -211,6 +211,7 @@ class Breakpoints:
         flow.intercept()
         paused = Paused(str(uuid.uuid4()), flow, phase, device_uuid)
         self.paused[paused.event_id] = paused
+        now = datetime.now(UTC)
         event = {
             "id": paused.event_id,
             "breakpoint_id": rule.id,
@@ -219,7 +220,8 @@ class Breakpoints:
             "flow_id": flow.id,
             "phase": phase,
             "snapshot": snapshot(flow, phase),
-            "paused_at": datetime.now(UTC).isoformat(),
+            "paused_at": now.isoformat(),
+            "expires_at": (now + timedelta(seconds=self.timeout)).isoformat(),  # readers count down to it
         }
         started = time.monotonic()
         try:

@@ -25,9 +25,9 @@ declare
     envelope jsonb;
 begin
     -- A definer: these topics are "database only", and an override's workspace is read from its device.
-    if tg_table_name = 'devices' then
-        old_ws := case when tg_op in ('UPDATE', 'DELETE') then old.workspace_id end;
-        new_ws := case when tg_op in ('INSERT', 'UPDATE') then new.workspace_id end;
+    if tg_table_name <> 'settings_device' then  -- a row with its own workspace_id
+        old_ws := case when tg_op in ('UPDATE', 'DELETE') then (to_jsonb(old) ->> 'workspace_id')::uuid end;
+        new_ws := case when tg_op in ('INSERT', 'UPDATE') then (to_jsonb(new) ->> 'workspace_id')::uuid end;
     else
         if tg_op in ('UPDATE', 'DELETE') then
             select d.workspace_id into old_ws from public.devices as d where d.uuid = old.device_uuid;
@@ -61,7 +61,8 @@ end;
 $$;
 comment on function private.broadcast_workspace_change() is
 'Row trigger: publish the change on <prefix>:<workspace_id> (prefix = the trigger argument) of the row''s '
-'workspace, in the broadcast_changes envelope; a move is a DELETE on the old workspace and an INSERT on the new.';
+'workspace (its workspace_id; for settings_device, its device''s), in the broadcast_changes envelope; a move '
+'is a DELETE on the old workspace and an INSERT on the new.';
 revoke execute on function private.broadcast_workspace_change() from public, anon;
 
 create trigger devices_broadcast_workspace_insert_delete

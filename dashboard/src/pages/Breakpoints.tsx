@@ -6,7 +6,7 @@
 import { useEffect, useMemo, useState } from "react";
 import { useLocation, useSearch } from "wouter";
 import { useApp } from "../app";
-import { ErrorNote, Loading, Page, useQuery } from "../ui";
+import { ErrorNote, Loading, Page, useLiveTopic, useQuery } from "../ui";
 import {
   EMPTY_DRAFT,
   OUTCOME_TEXT,
@@ -44,6 +44,8 @@ export function BreakpointsPage() {
     () => supabase.from("breakpoints").select(RULE_COLUMNS).eq("workspace_id", workspaceId).order("created_at"),
     [supabase, workspaceId],
   );
+  // Another person's new, changed or deleted rule: the database announces it on breakpoints:<workspace_id>.
+  useLiveTopic(`breakpoints:${workspaceId}`, () => rules.reload());
   const devices = useQuery<DeviceName[]>(
     () => supabase.from("devices").select("uuid,name").eq("workspace_id", workspaceId).order("name"),
     [supabase, workspaceId],
@@ -165,7 +167,7 @@ function PausedSection({
         <div className="bp-flows">
           <ul className="bp-flow-list" data-testid="paused-list" aria-label="Paused flows">
             {flows.map((f) => {
-              const left = secondsLeft(f.paused_at, now);
+              const left = secondsLeft(f, now);
               return (
                 <li key={f.id}>
                   <button

@@ -82,21 +82,21 @@ export interface FlowEvent {
   phase: "request" | "response";
   snapshot: Snapshot;
   paused_at: string;
+  expires_at: string | null; // when the holding proxy lets it go on by itself (null: an older proxy)
   active: boolean;
   outcome: "continued" | "edited" | "aborted" | "timed_out" | null;
   resolved_at: string | null;
 }
 
-export const EVENT_COLUMNS = "id,breakpoint_id,workspace_id,device_uuid,flow_id,phase,snapshot,paused_at,active,outcome,resolved_at";
+export const EVENT_COLUMNS = "id,breakpoint_id,workspace_id,device_uuid,flow_id,phase,snapshot,paused_at,expires_at,active,outcome,resolved_at";
 
-/**
- * The proxy's --breakpoint-timeout (BUSYMATE_BREAKPOINT_TIMEOUT) is not stored anywhere the page can read, so
- * the countdown assumes its default.
- */
+/** The proxy's default breakpoint timeout: the countdown of a flow whose proxy did not write expires_at. */
 export const TIMEOUT_S = 60;
 
-export function secondsLeft(pausedAt: string, nowMs: number): number {
-  return Math.max(0, Math.ceil((Date.parse(pausedAt) + TIMEOUT_S * 1000 - nowMs) / 1000));
+/** Seconds until the holding proxy lets the flow go on: its own expires_at, else the default timeout. */
+export function secondsLeft(event: Pick<FlowEvent, "paused_at" | "expires_at">, nowMs: number): number {
+  const deadline = event.expires_at ? Date.parse(event.expires_at) : Date.parse(event.paused_at) + TIMEOUT_S * 1000;
+  return Math.max(0, Math.ceil((deadline - nowMs) / 1000));
 }
 
 export function headerLines(pairs: HeaderPairs | undefined): string {

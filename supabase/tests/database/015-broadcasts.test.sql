@@ -55,7 +55,8 @@ select tests.authenticate_as('member');
 select public.delete_service_group(tests.id('group1'));
 reset role;
 select results_eq(
-    $$ select event, payload -> 'old_record' ->> 'name' from realtime.messages where topic = 'service_groups:all' and event = 'DELETE' $$,
+    $$ select event, payload -> 'old_record' ->> 'name' from realtime.messages
+       where topic = 'service_groups:all' and event = 'DELETE' and payload ->> 'table' = 'service_groups' $$,
     $$ values ('DELETE', 'Example') $$, 'a deleted service group is published too'
 );
 

@@ -155,6 +155,14 @@ def test_a_member_pauses_edits_and_continues_a_flow_then_toggles_edits_and_delet
         )
         left = int(flow.get_by_test_id("flow-countdown").get_attribute("data-seconds") or "0")
         assert 0 < left <= 60
+        # the countdown is the proxy's own deadline (it runs with a 60 s timeout), not the page's guess
+        [(held_for,)] = sql(
+            stack,
+            "select extract(epoch from expires_at - paused_at)::int from public.breakpoint_events "
+            "where id = %s",
+            (event["id"],),
+        )
+        assert held_for == 60
         assert held.result is None  # still held by the proxy
 
         # The viewer's page shows the paused flow too, read-only.
@@ -290,6 +298,17 @@ def test_a_viewer_sees_rules_without_controls_is_refused_and_deep_links_open_a_r
         page.go_back()
         expect(opened).to_have_attribute("data-open", "true", timeout=WAIT_MS)
         assert page.url.endswith(f"/breakpoints?id={first}")
+
+        # A rule another person adds shows up without a reload (breakpoints:<workspace_id>).
+        with team.rest("admin") as rest:
+            answer = rest.post(
+                "/breakpoints",
+                json={"workspace_id": team.workspace_id, "host_pattern": "live.example", "enabled": False},
+                headers={"prefer": "return=representation"},
+            )
+            assert answer.status_code == 201, answer.text
+            made.append(answer.json()[0]["id"])
+        expect(rule_row(page, made[-1])).to_have_count(1, timeout=WAIT_MS)
 
         # Forced writes through the page's REST endpoint under the viewer's token: refused, nothing changes.
         with team.rest("viewer") as rest:
