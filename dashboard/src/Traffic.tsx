@@ -269,7 +269,9 @@ export function Traffic({ supabase, workspaceId, accessToken }: Props) {
       filterRef.current?.blur();
       return;
     }
-    if (e.key === "Enter" && !typing && selectedId != null) {
+    // Enter on a focused control (a button, a link, a <summary>, anything in the detail pane) is that control's.
+    const onControl = target != null && (target.closest("button, a, summary, [role=tab], .detail") != null);
+    if (e.key === "Enter" && !typing && !onControl && selectedId != null) {
       e.preventDefault();
       openEntry(selectedId);
       return;

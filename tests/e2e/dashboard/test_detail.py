@@ -282,6 +282,23 @@ def test_the_member_reads_copies_replays_exports_and_resends_an_entry(
             assert {e["request"]["postData"]["text"] for e in listed["log"]["entries"]} == {body.decode()}
             assert secret not in listed_text
             assert cookie not in listed_text
+
+            # the keyboard: down selects the newest row, Enter opens it; Enter on a control of the detail
+            # pane is that control's (it copies), not the table's
+            page.evaluate("document.activeElement.blur()")  # (Escape would also empty a search field)
+            page.keyboard.press("ArrowDown")
+            newest = page.locator('[data-testid="traffic-row"][aria-selected="true"]')
+            expect(newest).to_have_count(1, timeout=WAIT_MS)
+            newest_id = newest.get_attribute("data-entry-id")
+            page.keyboard.press("Enter")
+            expect(page.locator(f'[data-testid="entry-detail"][data-entry-id="{newest_id}"]')).to_be_visible(
+                timeout=WAIT_MS
+            )
+            page.get_by_test_id("copy-curl").focus()
+            page.keyboard.press("Enter")
+            expect(page.get_by_test_id("copied-text")).to_be_visible(timeout=WAIT_MS)
+            assert page.url.endswith(f"entry={newest_id}")
+            page.keyboard.press("Escape")
         finally:
             # the filter is saved per user (workspace_tabs, debounced): once stored, clear it for later suites
             def saved() -> bool:
