@@ -123,6 +123,7 @@ export function Traffic({ supabase, workspaceId, accessToken }: Props) {
   };
   const closeEntry = () => navigate("/");
   const scrollRef = useRef<HTMLDivElement>(null);
+  const atTop = useRef(true); // the table's scroll position is 0 (kept from its scroll events)
   const filterRef = useRef<HTMLInputElement>(null);
   const prependedAtPause = useRef(0);
 
@@ -199,7 +200,7 @@ export function Traffic({ supabase, workspaceId, accessToken }: Props) {
     count,
     getScrollElement: () => scrollRef.current,
     estimateSize: () => ROW_HEIGHT,
-    overscan: 12,
+    overscan: 6,
     // No getItemKey: the rows have one height, and the virtualizer calls it for every row whenever the count
     // changes (each flush); React's key is the entry id below.
   });
@@ -235,7 +236,12 @@ export function Traffic({ supabase, workspaceId, accessToken }: Props) {
 
   // Following: new rows appear at the top and the view stays there.
   useEffect(() => {
-    if (following && scrollRef.current) scrollRef.current.scrollTop = 0;
+    // Written only when the view left the top (known from scroll events): a write, or a read, of scrollTop
+    // in every flush would force a layout inside the commit.
+    if (following && scrollRef.current && !atTop.current) {
+      scrollRef.current.scrollTop = 0;
+      atTop.current = true;
+    }
   }, [following, version]);
 
   const pause = () => {
@@ -493,7 +499,7 @@ export function Traffic({ supabase, workspaceId, accessToken }: Props) {
           <span className="c-dur" role="columnheader">Duration</span>
           <span className="c-tags" role="columnheader">Tags</span>
         </div>
-        <div className="scroll" ref={scrollRef}>
+        <div className="scroll" ref={scrollRef} onScroll={(e) => (atTop.current = e.currentTarget.scrollTop === 0)}>
           {feed.loading && total === 0 && <p className="empty">Loading traffic…</p>}
           {!feed.loading && count === 0 && (
             <p className="empty" data-testid="traffic-empty">
