@@ -12,6 +12,8 @@ Pages are driven through the data-testid hooks of docs/dashboard.md."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -21,7 +23,15 @@ from typing import Any
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, BrowserContext, ConsoleMessage, Page, expect, sync_playwright
+from playwright.sync_api import (
+    Browser,
+    BrowserContext,
+    ConsoleMessage,
+    Page,
+    ViewportSize,
+    expect,
+    sync_playwright,
+)
 
 from busymate.settings import Settings
 from tests.e2e.origin import Origin
@@ -31,8 +41,8 @@ from tests.world import World
 CHROMIUM = Path("/usr/bin/chromium")
 PASSWORD = "dashboard-horse-7"
 WAIT_MS = 10_000  # an upper bound for the page to settle, never a timing assertion
-DESKTOP = {"width": 1280, "height": 800}
-PHONE = {"width": 390, "height": 844}
+DESKTOP: ViewportSize = {"width": 1280, "height": 800}
+PHONE: ViewportSize = {"width": 390, "height": 844}
 
 
 @pytest.fixture(scope="package")
@@ -106,7 +116,7 @@ class Team:
         page.get_by_test_id("sign-in").click()
         expect(page.get_by_test_id("user-email")).to_have_text(who.email, timeout=WAIT_MS)
 
-    def context(self, person: str, viewport: dict[str, int] | None = None) -> BrowserContext:
+    def context(self, person: str, viewport: ViewportSize | None = None) -> BrowserContext:
         """A browser context where `person` is signed in (and the team's workspace selected). Close it."""
         if person not in self._states:
             context = self.browser.new_context(viewport=DESKTOP)
@@ -222,6 +232,14 @@ def capture(
     ):
         proxy.wait_ports(lambda ports: block[0] in ports, "the dashboard device's port")
         yield Capture(proxy, origin, device)
+
+
+def curl(capture: Capture, port: int, path: str, *args: str) -> subprocess.CompletedProcess[bytes]:
+    """curl through a proxy port to `path` of the capture's origin, trusting only the proxy's CA."""
+    env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
+    command = ["curl", "-sS", "--max-time", "30", "--proxy", f"http://127.0.0.1:{port}"]
+    command += ["--cacert", str(capture.proxy.ca_file), *args, f"{capture.origin.url}{path}"]
+    return subprocess.run(command, capture_output=True, env=env, timeout=60, check=False)
 
 
 def ingest(stack: Settings, world: World, device_token: str, **fields: Any) -> str:

@@ -25,7 +25,7 @@ from typing import Any
 from playwright.sync_api import Page, expect
 
 from busymate.settings import Settings
-from tests.e2e.dashboard.conftest import PHONE, WAIT_MS, Capture, Team, shoot
+from tests.e2e.dashboard.conftest import DESKTOP, PHONE, WAIT_MS, Capture, Team, shoot
 from tests.e2e.proxy_helpers import entries_with, sql, until
 
 HOLD_WAIT = 20.0  # seconds to wait for the proxy to pick a rule change up (read every 2 s)
@@ -183,7 +183,7 @@ def test_a_member_pauses_edits_and_continues_a_flow_then_toggles_edits_and_delet
         shoot(page, screens, "breakpoints")
         page.set_viewport_size(PHONE)
         assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
-        page.set_viewport_size({"width": 1280, "height": 800})
+        page.set_viewport_size(DESKTOP)
 
         # Edit a header and the body, continue: the origin receives the edited request.
         headers = editor.get_by_test_id("edit-headers")

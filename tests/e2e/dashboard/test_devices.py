@@ -36,7 +36,7 @@ from tests.world import World
 def device(stack: Settings, world: World, team: Team) -> dict[str, Any]:
     """A device of the team's workspace for this module alone, owned by the member (so the member may command
     it), without a proxy port (nothing listens for it)."""
-    return rpc(
+    made: dict[str, Any] = rpc(
         stack,
         world.tokens["admin"],
         "create_device",
@@ -47,6 +47,7 @@ def device(stack: Settings, world: World, team: Team) -> dict[str, Any]:
             "owner_user_id": team.people["member"].id,
         },
     )
+    return made
 
 
 def busymate_devices_list(stack: Settings) -> list[dict[str, Any]]:

@@ -4,12 +4,12 @@ Proves: the team's admin changes the global settings in the form and in the raw 
 exactly that (the original global settings are put back afterwards: other suites share the database); a change
 made elsewhere shows on the open page without a reload (settings:global); a per-device override saved in the
 UI changes effective_settings() and the effective table marks the key as coming from the override, and an
-override changed elsewhere shows live (settings_device:<workspace_id>); a member reads the settings with no save control
-and a forced set_global_settings under the member's token is refused and changes nothing; the admin changes a
-user's role and workspace membership in the UI and the database has it, and a refused change shows the
-database's message; `/users?id=<id>` opens that user and the back button returns to them; a member sees the
-users read-only; a viewer (no users:view) has no Users link and a direct visit says it is not allowed.
-Neither page scrolls sideways on a phone. Screenshots: settings and users, at both sizes."""
+override changed elsewhere shows live (settings_device:<workspace_id>); a member reads the settings with no
+save control and a forced set_global_settings under the member's token is refused and changes nothing; the
+admin changes a user's role and workspace membership in the UI and the database has it, and a refused change
+shows the database's message; `/users?id=<id>` opens that user and the back button returns to them; a member
+sees the users read-only; a viewer (no users:view) has no Users link and a direct visit says it is not
+allowed. Neither page scrolls sideways on a phone. Screenshots: settings and users, at both sizes."""
 
 from __future__ import annotations
 
@@ -32,16 +32,19 @@ def _fits_a_phone(page: Page) -> bool:
     """At 390x844 neither the document nor the page's own scroller scrolls sideways."""
     page.set_viewport_size(PHONE)
     try:
-        return page.evaluate(
-            "() => document.documentElement.scrollWidth <= window.innerWidth"
-            " && [...document.querySelectorAll('.page')].every((e) => e.scrollWidth <= e.clientWidth)"
+        return bool(
+            page.evaluate(
+                "() => document.documentElement.scrollWidth <= window.innerWidth"
+                " && [...document.querySelectorAll('.page')].every((e) => e.scrollWidth <= e.clientWidth)"
+            )
         )
     finally:
         page.set_viewport_size(DESKTOP)
 
 
 def _global(stack: Settings) -> dict[str, Any]:
-    return sql(stack, "select settings from public.settings_global")[0][0]
+    settings: dict[str, Any] = sql(stack, "select settings from public.settings_global")[0][0]
+    return settings
 
 
 def test_admin_edits_global_and_device_settings_and_sees_changes_live(

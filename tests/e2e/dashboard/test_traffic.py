@@ -19,9 +19,8 @@ from playwright.sync_api import Page, expect
 
 from busymate import tokens
 from busymate.settings import Settings
-from tests.e2e.dashboard.conftest import PHONE, WAIT_MS, Capture, Team, ingest, shoot
+from tests.e2e.dashboard.conftest import PHONE, WAIT_MS, Capture, Team, curl, ingest, shoot
 from tests.e2e.proxy_helpers import rpc, sql
-from tests.e2e.test_proxy import curl
 from tests.world import World
 
 
