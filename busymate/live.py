@@ -126,6 +126,18 @@ class LiveClient:
             with contextlib.suppress(ConnectionClosed):
                 await self._send(ws, topic, "access_token", {"access_token": token})
 
+    async def send(self, topic: str, event: str, payload: dict[str, Any]) -> None:
+        """Broadcast `event` on a joined `topic` (no ack: Realtime drops what the caller may not send);
+        ConnectionError while the socket is down."""
+        ws = self._ws
+        if ws is None or topic not in self._topics:
+            raise ConnectionError(f"not joined to {topic}: the socket is down or the topic not subscribed")
+        try:
+            message = {"type": "broadcast", "event": event, "payload": payload}
+            await self._send(ws, topic, "broadcast", message)
+        except ConnectionClosed as exc:
+            raise ConnectionError(f"the socket closed before {event} was sent on {topic}") from exc
+
     async def _access_token(self) -> str:
         return await token_soon(self._token) or self._apikey
 
