@@ -397,3 +397,6 @@ def remove(ctx: typer.Context, device: Annotated[str, typer.Argument(help="Name 
         found = find_device(api, device)
         api.rpc("delete_device", {"device_uuid": found["uuid"]})
     err.print(f"removed {found['name']!r}")
+
+
+from busymate.cli import simulate as _simulate  # noqa: E402, F401  (registers `devices simulate` on app)
