@@ -18,10 +18,11 @@ $$;
 -- as device d1: every state as sent
 select is(
     pg_temp.ingest((
-        select jsonb_agg(jsonb_build_object(
-            'method', 'GET', 'host', s || '.states.example.com',
-            'request_body_state', 'none', 'response_body_state', s
-        ))
+        select
+            jsonb_agg(jsonb_build_object(
+                'method', 'GET', 'host', s || '.states.example.com',
+                'request_body_state', 'none', 'response_body_state', s
+            ))
         from unnest(array['captured', 'evicted', 'streamed', 'lost', 'skipped', 'none']) as s
     )) -> 'inserted', '6'::jsonb,
     'd1 stores one entry with each state'
@@ -37,12 +38,16 @@ select results_eq(
 
 -- as device d1: no states sent
 select pg_temp.ingest(jsonb_build_array(
-    jsonb_build_object('method', 'POST', 'host', 'bodies.example.com',
-        'request_body_b64', encode('hello'::bytea, 'base64'), 'response_body_b64', ''),
+    jsonb_build_object(
+        'method', 'POST', 'host', 'bodies.example.com',
+        'request_body_b64', encode('hello'::bytea, 'base64'), 'response_body_b64', ''
+    ),
     jsonb_build_object('method', 'GET', 'host', 'nobody.example.com'),
-    jsonb_build_object('method', 'GET', 'host', 'clientcut.example.com',
+    jsonb_build_object(
+        'method', 'GET', 'host', 'clientcut.example.com',
         'response_body_b64', encode('0123'::bytea, 'base64'), 'response_body_size', 5000000,
-        'response_body_truncated', true)
+        'response_body_truncated', true
+    )
 ));
 select results_eq(
     $$ select * from pg_temp.states('bodies.example.com') union all select * from pg_temp.states('nobody.example.com')
@@ -55,10 +60,14 @@ select results_eq(
 -- as device d1: a body over the cap, sent as captured, and a state of truncated without the flag
 update public.settings_global set settings = settings || '{"body_cap_bytes": 4}';
 select pg_temp.ingest(jsonb_build_array(
-    jsonb_build_object('method', 'GET', 'host', 'overcap.example.com', 'response_body_state', 'captured',
-        'response_body_b64', encode('0123456789'::bytea, 'base64')),
-    jsonb_build_object('method', 'GET', 'host', 'saidcut.example.com', 'response_body_state', 'truncated',
-        'response_body_b64', encode('012'::bytea, 'base64'))
+    jsonb_build_object(
+        'method', 'GET', 'host', 'overcap.example.com', 'response_body_state', 'captured',
+        'response_body_b64', encode('0123456789'::bytea, 'base64')
+    ),
+    jsonb_build_object(
+        'method', 'GET', 'host', 'saidcut.example.com', 'response_body_state', 'truncated',
+        'response_body_b64', encode('012'::bytea, 'base64')
+    )
 ));
 select results_eq(
     $$ select * from pg_temp.states('overcap.example.com') union all select * from pg_temp.states('saidcut.example.com') $$,
@@ -75,10 +84,14 @@ select is(
         jsonb_build_object('method', 'GET', 'host', 'good2.example.com')
     )) - 'ids',
     jsonb_build_object('inserted', 2, 'duplicates', 0, 'rejected', 2, 'errors', jsonb_build_array(
-        jsonb_build_object('index', 1, 'error',
-            'response_body_state is one of captured, truncated, evicted, streamed, lost, skipped, none'),
-        jsonb_build_object('index', 2, 'error',
-            'request_body_state is one of captured, truncated, evicted, streamed, lost, skipped, none')
+        jsonb_build_object(
+            'index', 1, 'error',
+            'response_body_state is one of captured, truncated, evicted, streamed, lost, skipped, none'
+        ),
+        jsonb_build_object(
+            'index', 2, 'error',
+            'request_body_state is one of captured, truncated, evicted, streamed, lost, skipped, none'
+        )
     )),
     'a state outside the seven is refused by index, in words; the other rows land'
 );
