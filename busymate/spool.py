@@ -166,6 +166,16 @@ class Writer:
         """Segments waiting on disk for devices not refused."""
         return sum(len(dev.segments) for dev in self._devices.values() if not dev.refused)
 
+    def queued(self, device_uuid: str) -> int:
+        """Rows of a device not stored yet: in memory and in its segments on disk."""
+        dev = self._devices.get(device_uuid)
+        return 0 if dev is None else len(dev.rows) + sum(segment.rows for segment in dev.segments)
+
+    def failing(self, device_uuid: str) -> bool:
+        """Whether the device's last post failed (the API did not answer, or answered 5xx/408/429)."""
+        dev = self._devices.get(device_uuid)
+        return dev is not None and dev.failures > 0
+
     async def _run(self) -> None:
         while True:
             with contextlib.suppress(TimeoutError):

@@ -1,12 +1,34 @@
-"""`bmc`: the Chrome DevTools capture connector (its commands arrive with the capture issues)."""
+"""`bmc`: the Chrome DevTools capture connector: pair, launch or attach to Chromium, status, unpair, import.
+
+bmc is a capture device (source `bmc`): it pairs with a one-time activation code (`busymate devices add NAME
+--source bmc`), keeps its device credential 0600 under its home (`BMC_HOME`, else
+`$XDG_CONFIG_HOME/busymate/bmc`, else `~/.config/busymate/bmc`), and captures what Chrome's Network panel
+shows into the workspace through `/functions/v1/ingest` (the capture session: cli/bmc_run.py).
+"""
 
 from __future__ import annotations
 
-from typing import Annotated
+import asyncio
+import os
+import shutil
+import sys
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
 
 import typer
 
 from busymate import __version__
+from busymate.cli.bmc_run import (
+    Session,
+    credential_path,
+    spool_dir,
+    spooled_rows,
+    status_path,
+)
+from busymate.cli.common import err, fail, friendly, out, settings_from
+from busymate.errors import BusymateError
 
 app = typer.Typer(
     name="bmc",
@@ -14,10 +36,236 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
+BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome")
+
 
 @app.callback(invoke_without_command=True)
 def root(
+    ctx: typer.Context,
     version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
 ) -> None:
     """Busymate's Chrome connector."""
-    typer.echo(f"bmc {__version__}")
+    if version:
+        typer.echo(f"bmc {__version__}")
+        raise typer.Exit(0)
+    if ctx.invoked_subcommand is None:
+        typer.echo(ctx.get_help())
+
+
+def bmc_home() -> Path:
+    """bmc's folder (0700): `BMC_HOME`, else `$XDG_CONFIG_HOME/busymate/bmc`, else
+    `~/.config/busymate/bmc`."""
+    if os.environ.get("BMC_HOME"):
+        home = Path(os.environ["BMC_HOME"]).expanduser()
+    else:
+        config = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
+        home = config / "busymate" / "bmc"
+    home.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return home
+
+
+def _credential(home: Path) -> Any:
+    from busymate.device_client import load_credential
+
+    path = credential_path(home)
+    try:
+        credential = load_credential(path) if path.exists() else None
+    except (OSError, ValueError) as exc:
+        raise BusymateError(
+            f"bmc's credential {path} cannot be read ({exc}): run `bmc pair CODE` again"
+        ) from exc
+    if credential is None:
+        raise BusymateError(
+            "bmc is not paired yet: add a device as an admin (`busymate devices add NAME --source bmc`), "
+            "then run `bmc pair CODE` with the code it prints"
+        )
+    return credential
+
+
+def _when(value: object) -> str:
+    """A token expiry (epoch seconds or ISO text) as UTC text."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return datetime.fromtimestamp(value, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return str(value) if value else "unknown"
+
+
+@app.command()
+@friendly
+def pair(
+    ctx: typer.Context,
+    code: Annotated[
+        str, typer.Argument(help="The activation code `busymate devices add --source bmc` printed.")
+    ],
+    url: Annotated[
+        str | None, typer.Option("--url", help="The API's URL (default: BUSYMATE_URL or the local project).")
+    ] = None,
+    anon_key: Annotated[
+        str | None,
+        typer.Option(
+            "--anon-key", help="The publishable key (default: BUSYMATE_ANON_KEY or the local project)."
+        ),
+    ] = None,
+) -> None:
+    """Pair this machine's bmc with a device: the code is used once; the credential is kept 0600."""
+    from busymate.device_client import pair as pair_device
+    from busymate.device_client import save_credential
+
+    if url is None or anon_key is None:
+        settings = settings_from(ctx)
+        url = url or settings.url
+        anon_key = anon_key or settings.anon_key
+    if not url or not anon_key:
+        fail("no API to pair with: give --url and --anon-key (or set BUSYMATE_URL and BUSYMATE_ANON_KEY)")
+    home = bmc_home()
+    credential = asyncio.run(pair_device(url.rstrip("/"), anon_key, code.strip(), info=None))
+    path = credential_path(home)
+    save_credential(path, credential)
+    out.print(
+        f"paired as device [bold]{credential.name}[/] ({credential.device_uuid}) in workspace "
+        f"{credential.workspace_id}; credential in {path}",
+        soft_wrap=True,
+    )
+    out.print("next: `bmc launch URL` starts Chromium and captures it, `bmc attach` a running one")
+
+
+def _find_browser(chromium: str | None) -> str:
+    """The browser to start: --chromium (a path or a name on PATH), else the first of BROWSERS on PATH."""
+    if chromium:
+        found = shutil.which(chromium) or (chromium if Path(chromium).is_file() else None)
+        if found is None:
+            raise BusymateError(
+                f"--chromium {chromium}: no such program; give the path of Chromium or Chrome"
+            )
+        return found
+    for name in BROWSERS:
+        found = shutil.which(name)
+        if found:
+            return found
+    raise BusymateError(
+        "Chromium was not found: give its path with --chromium PATH, or install it (`apt install chromium`)"
+    )
+
+
+def _tty() -> bool:
+    return sys.stdout.isatty()
+
+
+@app.command()
+@friendly
+def launch(
+    url: Annotated[str | None, typer.Argument(help="A page to open once capture runs.")] = None,
+    chromium: Annotated[
+        str | None, typer.Option("--chromium", help="Chromium or Chrome to start (default: found on PATH).")
+    ] = None,
+    headless: Annotated[bool, typer.Option("--headless", help="Start the browser without a window.")] = False,
+) -> None:
+    """Start Chromium with a debugging port, attach, and capture until the browser closes or Ctrl-C."""
+    from busymate.cdp_capture import CdpError, launch_chromium
+
+    home = bmc_home()
+    credential = _credential(home)
+    executable = _find_browser(chromium)
+
+    async def main(profile: Path) -> int:
+        try:
+            browser, ws_url = await launch_chromium(executable, headless=headless, user_data_dir=profile)
+        except (CdpError, OSError) as exc:
+            raise BusymateError(
+                f"Chromium ({executable}) did not start ({exc}): check that it runs, or give another with "
+                "--chromium PATH"
+            ) from exc
+        session = Session(credential, home, ws_url, url=url, browser=browser, tty=_tty())
+        return await session.run()
+
+    with tempfile.TemporaryDirectory(prefix="bmc-chromium-") as profile:
+        code = asyncio.run(main(Path(profile)))
+    raise typer.Exit(code)
+
+
+@app.command()
+@friendly
+def attach(
+    cdp: Annotated[
+        str, typer.Option("--cdp", help="The browser's debugging address.")
+    ] = "http://127.0.0.1:9222",
+    url: Annotated[str | None, typer.Option("--open", help="Also open this page in a new tab.")] = None,
+) -> None:
+    """Capture a running Chrome or Chromium (started with --remote-debugging-port) until it closes."""
+    from busymate.cdp_capture import CdpError, browser_ws_url
+
+    home = bmc_home()
+    credential = _credential(home)
+    try:
+        ws_url = browser_ws_url(cdp)
+    except CdpError as exc:
+        raise BusymateError(f"{exc}, or let `bmc launch` start one") from exc
+    session = Session(credential, home, ws_url, url=url, tty=_tty())
+    try:
+        code = asyncio.run(session.run())
+    except OSError as exc:  # the endpoint went away between the two
+        raise BusymateError(f"could not attach to {ws_url} ({exc}): is the browser still running?") from exc
+    raise typer.Exit(code)
+
+
+@app.command()
+@friendly
+def status() -> None:
+    """What bmc is paired as, its token's expiry, and what waits in its spool."""
+    import json
+
+    home = bmc_home()
+    credential = _credential(home)
+    segments, rows = spooled_rows(home, credential.device_uuid)
+    out.print(f"device      {credential.name} ({credential.device_uuid}), source {credential.source}")
+    out.print(f"workspace   {credential.workspace_id}")
+    out.print(f"api         {credential.url}")
+    out.print(f"token until {_when(credential.expires_at)}")
+    out.print(f"spool       {rows} entries in {segments} segment(s) waiting ({spool_dir(home)})")
+    try:
+        running = json.loads(status_path(home).read_text())
+    except (OSError, ValueError):
+        running = None
+    if running and running.get("running") and _alive(running.get("pid")):
+        out.print(
+            f"capturing   {running.get('browser')}: captured {running.get('captured')}, sent "
+            f"{running.get('sent')}, queued {running.get('queued')}, errors {running.get('errors')}"
+            + ("  (API unreachable: spooling)" if running.get("api") == "unreachable" else ""),
+            soft_wrap=True,
+        )
+    else:
+        out.print("capturing   no (`bmc launch` or `bmc attach`)")
+
+
+def _alive(pid: object) -> bool:
+    if not isinstance(pid, int):
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@app.command()
+@friendly
+def unpair() -> None:
+    """Forget bmc's credential on this machine (an admin voids the device's token for good:
+    `busymate devices unpair NAME`)."""
+    from busymate.device_client import forget_credential
+
+    home = bmc_home()
+    credential = _credential(home)
+    _, rows = spooled_rows(home, credential.device_uuid)
+    forget_credential(credential_path(home))
+    err.print(
+        f"forgot the credential of device {credential.name!r} ({credential.device_uuid}). The device stays "
+        f"in its workspace and its token stays valid until an admin runs `busymate devices unpair "
+        f"{credential.device_uuid}` (or removes it); `bmc pair CODE` pairs again",
+        soft_wrap=True,
+    )
+    if rows:
+        err.print(
+            f"{rows} captured entries stay in the spool ({spool_dir(home)}): pair this device again to send"
+        )
