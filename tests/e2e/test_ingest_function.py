@@ -136,6 +136,14 @@ def test_a_gzip_body_is_taken_and_a_broken_one_or_a_bomb_refused(stack: Settings
     assert zipped.json()["inserted"] == 3, zipped.text
     assert [row[2] for row in _stored(stack, marker)] == ["lost"] * 3
 
+    # a file of two gzip members (concatenated) is one body
+    data = json.dumps({"batch": [_entry(f"z9-{marker}.example.com")]}).encode()
+    members = gzip.compress(data[:20]) + gzip.compress(data[20:])
+    two = _post(stack, world, "d1", members, **{"content-encoding": "gzip"})
+    assert two.status_code == 200, two.text
+    assert two.json()["inserted"] == 1, two.text
+    assert [row[2] for row in _stored(stack, marker)] == ["lost"] * 3 + ["none"]
+
     broken = _post(stack, world, "d1", b"\x1f\x8b not gzip at all", **{"content-encoding": "gzip"})
     assert broken.status_code == 400, broken.text
     assert broken.json()["error"] == "bad_gzip", broken.text

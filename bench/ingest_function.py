@@ -1,0 +1,163 @@
+"""Ingest through /functions/v1/ingest beside `rpc/ingest_entries` called directly, in the same run:
+batches of BATCH entries under one device token, one call in flight (as a capture client's spool sends them),
+over HTTP to a real API server, with the firehose on. Both send the same bytes, encoded once with orjson before
+timing; the function's extra cost is its hop (parse the body once, pass the bytes to /rest/v1 over loopback).
+A third figure sends the same batches gzip-compressed (compression counted, as a client pays it). Goal: the
+function at least 0.8 of direct.
+
+Prints one JSON line per figure. Runs on a throw-away cluster.
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import statistics
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import orjson
+import psycopg
+
+from busymate import tokens
+from busymate.settings import Settings
+from busymate.stack import migrate
+from busymate.stack.api_process import ApiServer
+from busymate.stack.bench import figure, figures_on_throwaway_cluster
+from busymate.stack.postgres import free_port
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+ROWS = 30_000
+ROUNDS = 5
+BATCH = 500
+HOSTS = 500
+BODY = base64.b64encode(b'{"ok": true, "items": [1, 2, 3], "note": "a small JSON response body"}').decode()
+
+type Conn = psycopg.Connection[tuple[object, ...]]
+type Post = Callable[[bytes], httpx.Response]
+
+
+def _batches() -> list[bytes]:
+    """ROWS captured flows as bmc sends them, encoded as {"batch": [...]} bodies of BATCH entries."""
+    start = datetime.now(UTC) - timedelta(minutes=30)
+    rows = [
+        {
+            "id": str(uuid.uuid4()),
+            "captured_at": (start + timedelta(milliseconds=i)).isoformat(),
+            "method": "GET" if i % 3 else "POST",
+            "host": f"api{i % HOSTS}.example.com",
+            "path": f"/v1/items/{i}",
+            "status": 200,
+            "duration_ms": 12.5,
+            "request_headers": [["Accept", "application/json"], ["Authorization", "Bearer abc"]],
+            "response_headers": [["Content-Type", "application/json"]],
+            "response_body_b64": BODY,
+            "request_body_state": "none",
+            "response_body_state": "captured" if i % 10 else "evicted",
+        }
+        for i in range(ROWS)
+    ]
+    return [orjson.dumps({"batch": rows[i : i + BATCH]}) for i in range(0, ROWS, BATCH)]
+
+
+def _device_token(conn: Conn, settings: Settings) -> str:
+    """A workspace, a paired bmc device and its token, signed as `pair` signs one."""
+    ws = conn.execute(
+        "insert into public.workspaces (slug, name) values ('bench', 'Bench') returning id"
+    ).fetchone()
+    assert ws is not None
+    dev = conn.execute(
+        "with d as (insert into public.devices (workspace_id, name, source) values (%s, 'bench', 'bmc') "
+        "returning uuid) insert into private.device_credentials (device_uuid) select uuid from d "
+        "returning device_uuid, credential_id",
+        (ws[0],),
+    ).fetchone()
+    assert dev is not None
+    now = int(time.time())
+    claims = {
+        "iss": f"{settings.api_url}/auth/v1", "sub": str(dev[0]), "aud": "authenticated", "role": "device",
+        "workspace_id": str(ws[0]), "cred": str(dev[1]), "iat": now, "exp": now + 3600,
+    }  # fmt: skip
+    return tokens.sign_hs256(claims, settings.jwt_secret)
+
+
+def _timed(post: Post, batches: list[bytes]) -> float:
+    """Seconds to send every batch, one call in flight; each must store every row."""
+    started = time.perf_counter()
+    for body in batches:
+        response = post(body)
+        assert response.status_code == 200, response.text
+        assert response.json()["inserted"] == BATCH, response.text
+    return time.perf_counter() - started
+
+
+def run(settings: Settings) -> list[str]:
+    """Reset, start the API server, alternate the paths, stop it."""
+    migrate.reset(settings)
+    batches = _batches()
+    with psycopg.connect(settings.db_url(), autocommit=True) as conn:
+        token = _device_token(conn, settings)
+    api = settings.with_overrides(api_port=free_port())
+    server = ApiServer(api)
+    server.start()
+    headers = {
+        "apikey": tokens.anon_key(api.jwt_secret),
+        "authorization": f"Bearer {token}",
+        "content-type": "application/json",
+    }
+    paths: dict[str, list[float]] = {"direct": [], "function": [], "gzip": []}
+    try:
+        with (
+            httpx.Client(base_url=api.api_url, headers=headers, timeout=120) as http,
+            psycopg.connect(settings.db_url(), autocommit=True) as conn,
+        ):
+            posts: dict[str, Post] = {
+                "direct": lambda body: http.post("/rest/v1/rpc/ingest_entries", content=body),
+                "function": lambda body: http.post("/functions/v1/ingest", content=body),
+                "gzip": lambda body: http.post(
+                    "/functions/v1/ingest",
+                    content=gzip.compress(body, compresslevel=1),
+                    headers={"content-encoding": "gzip"},
+                ),
+            }
+            _timed(posts["function"], batches[:2])  # warm up: the function's module and connections
+            for _ in range(ROUNDS):  # alternate, so a warm cache or a checkpoint favours none
+                for name, post in posts.items():
+                    conn.execute("truncate public.entries, realtime.messages")
+                    paths[name].append(_timed(post, batches))
+    finally:
+        server.stop()
+    rate = {name: ROWS / statistics.median(seconds) for name, seconds in paths.items()}
+    direct = "rpc/ingest_entries direct over HTTP, same batches"
+    return [
+        figure(
+            bench="ingest_function",
+            figure=f"/functions/v1/ingest, batches of {BATCH}, one in flight (median of {ROUNDS})",
+            value=round(rate["function"]),
+            unit="rows/s",
+            baseline=direct,
+            baseline_value=round(rate["direct"]),
+        ),
+        figure(
+            bench="ingest_function",
+            figure=f"/functions/v1/ingest, gzip level 1 (counted), batches of {BATCH} (median of {ROUNDS})",
+            value=round(rate["gzip"]),
+            unit="rows/s",
+            baseline=direct,
+            baseline_value=round(rate["direct"]),
+        ),
+    ]
+
+
+def main() -> None:
+    """Run on a throw-away cluster and print the figures."""
+    for line in figures_on_throwaway_cluster(PROJECT_DIR, run):
+        print(line, flush=True)
+
+
+if __name__ == "__main__":
+    main()
