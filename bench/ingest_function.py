@@ -1,7 +1,8 @@
 """Ingest through /functions/v1/ingest beside `rpc/ingest_entries` called directly, in the same run:
-batches of BATCH entries under one device token, one call in flight (as a capture client's spool sends them),
-over HTTP to a real API server, with the firehose on. Both send the same bytes, encoded once with orjson before
-timing; the function's extra cost is its hop (parse the body once, pass the bytes to /rest/v1 over loopback).
+batches of BATCH entries under one device token, one call in flight (as a capture client's spool sends
+them), over HTTP to a real API server, with the firehose on. Both send the same bytes, encoded once with
+orjson before timing; the function's extra cost is its hop (parse the body once, pass the bytes to /rest/v1
+over loopback).
 A third figure sends the same batches gzip-compressed (compression counted, as a client pays it). Goal: the
 function at least 0.8 of direct.
 
