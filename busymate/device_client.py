@@ -408,8 +408,9 @@ class DeviceClient:
         elif event == "open-sheet":
             sheet = str(payload.get("sheet") or "")
             details = {"open": True, **payload}
-            if sheet == "pac":
-                details.setdefault("pac_url", self.pac_url())
+            pac_path = payload.get("pac_path")
+            if sheet == "pac" and isinstance(pac_path, str) and pac_path.startswith("/"):
+                details.setdefault("pac_url", self.credential.url + pac_path)
             await _call(h.on_open_sheet, sheet, details)
         elif event == "live-activity-message":
             message = payload.get("message")

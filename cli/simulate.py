@@ -112,7 +112,7 @@ class Phone:
             await self.client.report(vpn_state=state)
 
     def on_open_sheet(self, sheet: str, payload: dict[str, Any]) -> None:
-        extra = f" {payload['pac_url']} (port {payload.get('proxy_port')})" if sheet == "pac" else ""
+        extra = f" {payload['pac_url']} (port {payload.get('proxy_port')})" if "pac_url" in payload else ""
         say(f"open-sheet: {sheet} {'opened' if payload.get('open', True) else 'closed'}{extra}")
 
     def on_live_activity_message(self, text: str | None) -> None:
@@ -197,15 +197,15 @@ async def _run(settings: Settings, name: str, code: str | None, heartbeat: float
                 raise
     if client is None or cred is None:
         raise BusymateError(f"could not pair as {name}")
-    say(
-        f"simulating {cred.name} ({cred.device_uuid}) as a phone: online, heartbeat every {heartbeat:g} s; "
-        "Ctrl-C to stop"
-    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
+    say(
+        f"simulating {cred.name} ({cred.device_uuid}) as a phone: online, heartbeat every {heartbeat:g} s; "
+        "Ctrl-C to stop"
+    )
     stopper = asyncio.create_task(stop.wait())
     ended = asyncio.create_task(client.wait_closed())
     await asyncio.wait({stopper, ended}, return_when=asyncio.FIRST_COMPLETED)

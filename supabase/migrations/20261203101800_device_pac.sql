@@ -1,7 +1,7 @@
 -- Purpose: proxy auto-config (PAC) for proxy devices. /functions/v1/pac/<uuid> reads the device's proxy port
 -- with the publishable key alone, since operating systems fetch PAC files without a token (the device's uuid is
 -- the secret); and `open-sheet` now says `open: true`, and for the `pac` sheet carries the file's path, which
--- the app resolves against the API URL it was paired with.
+-- the app resolves against the API URL it was paired with (a device without a port: no path).
 -- Defines:
 --   function private.device_pac_port(uuid)
 --   function public.device_pac_port(uuid)
@@ -46,7 +46,7 @@ begin
     end if;
     perform realtime.send(
         jsonb_build_object('device_uuid', target, 'sheet', sheet, 'open', true)
-        || case when sheet = 'pac' then jsonb_build_object(
+        || case when sheet = 'pac' and private.device_pac_port(target) is not null then jsonb_build_object(
             'pac_path', '/functions/v1/pac/' || target::text, 'proxy_port', private.device_pac_port(target)
         ) else '{}'::jsonb end,
         'open-sheet', 'device:' || target

@@ -2,7 +2,7 @@
 -- that device's proxy port and nothing else; any other uuid gets nothing. `open-sheet` says `open`, and the pac
 -- sheet carries the file's path and the port.
 begin;
-select plan(14);
+select plan(15);
 select tests.make_world();
 
 select function_returns('public', 'device_pac_port', array['uuid'], 'integer', 'device_pac_port answers one integer');
@@ -45,8 +45,16 @@ select is(
     jsonb_build_object('device_uuid', tests.id('d1'), 'sheet', 'settings', 'open', true),
     'another sheet says only which, and open'
 );
+select tests.authenticate_as('member');
+select public.open_device_sheet(tests.id('d3'), 'pac');
+reset role;
 select is(
-    (select array_agg(distinct topic) from realtime.messages where event = 'open-sheet'),
+    (select payload - 'id' from realtime.messages where event = 'open-sheet' and topic = 'device:' || tests.id('d3')),
+    jsonb_build_object('device_uuid', tests.id('d3'), 'sheet', 'pac', 'open', true),
+    'a device without a proxy port has no PAC file to point to'
+);
+select is(
+    (select array_agg(distinct topic) from realtime.messages where event = 'open-sheet' and payload ->> 'device_uuid' = tests.id('d1')::text),
     array['device:' || tests.id('d1')::text], 'both on the device''s own topic'
 );
 select tests.attempt(
