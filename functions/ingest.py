@@ -22,13 +22,14 @@ import zlib
 
 import orjson
 
-from busymate.api_core import ApiRefused, ApiUnreachable
+from busymate.api_core import ApiRefused, ApiUnreachable, decode
 from busymate.functions_api import FunctionContext, FunctionRequest, FunctionResponse
 
 MAX_BYTES = 32 * 1024 * 1024  # the body after decompression
 MAX_ENTRIES = 1000  # ingest_entries' own limit
 MIB = 1024 * 1024
 SPLIT = "split the batch into several calls"
+RPC = "/rest/v1/rpc/ingest_entries"
 
 
 def _refuse(status: int, error: str, message: str, headers: dict[str, str] | None = None) -> FunctionResponse:
@@ -124,12 +125,10 @@ async def handle(request: FunctionRequest, ctx: FunctionContext) -> FunctionResp
     # The bytes as they came when they are exactly the call's arguments; otherwise only the batch.
     content = raw if len(body) == 1 else orjson.dumps({"batch": batch})
     try:
-        answer = await ctx.api.request(
-            "POST",
-            "/rest/v1/rpc/ingest_entries",
-            content=content,
-            extra={"content-type": "application/json"},
-        )
+        sent = await ctx.api.send("POST", RPC, content=content, extra={"content-type": "application/json"})
+        if sent.status_code == 200:  # ingest_entries' own answer, passed on as its bytes
+            return FunctionResponse(200, {"content-type": "application/json"}, sent.content)
+        answer = decode(f"POST {RPC}", sent)  # raises the refusal it stands for
     except ApiRefused as exc:
         message = exc.message + (f" ({exc.hint})" if exc.hint else "")
         if exc.status == 401 or exc.code == "42501":  # expired, or a credential revoked by an unpair
