@@ -210,6 +210,7 @@ class DeviceClient:
         self.api = AsyncApi(credential.url, credential.anon_key, credential.access_token)
         self._live = LiveClient(credential.url, credential.anon_key, credential.access_token, self._on_state)
         self._settings: dict[str, Any] | None = None
+        self._message: str | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._beat: asyncio.Task[None] | None = None
         self._closed = asyncio.Event()
@@ -248,6 +249,7 @@ class DeviceClient:
         try:
             await self.report(online=True, heartbeat_at=_now())
             await self._refresh_settings(always=True)
+            await self._catch_up()
         except Unauthorized as exc:
             await self._unpaired("refused")
             raise DeviceUnpaired(f"device {self.credential.name!r} is no longer paired: {exc}") from exc
@@ -389,6 +391,24 @@ class DeviceClient:
     async def _after_rejoin(self) -> None:
         await self.report(online=True, heartbeat_at=_now())
         await self._refresh_settings()
+        await self._catch_up()
+
+    async def _catch_up(self) -> None:
+        """What was asked while the device was away, from its device_status row: a VPN request still pending
+        (`requested-on`/`requested-off`) and the live activity message (events are not replayed)."""
+        rows = await self.api.select(
+            "device_status",
+            {"select": "vpn_state,live_activity_message", "device_uuid": f"eq.{self.credential.device_uuid}"},
+        )
+        if not rows:
+            return
+        row = rows[0]
+        if row.get("vpn_state") in ("requested-on", "requested-off"):
+            await _call(self.handlers.on_vpn, row["vpn_state"] == "requested-on")
+        message = row.get("live_activity_message")
+        if isinstance(message, str) and message != self._message:
+            self._message = message
+            await _call(self.handlers.on_live_activity_message, message)
 
     async def _still_paired_quietly(self) -> None:
         await self._still_paired()
@@ -414,7 +434,8 @@ class DeviceClient:
             await _call(h.on_open_sheet, sheet, details)
         elif event == "live-activity-message":
             message = payload.get("message")
-            await _call(h.on_live_activity_message, message if isinstance(message, str) else None)
+            self._message = message if isinstance(message, str) else None
+            await _call(h.on_live_activity_message, self._message)
         elif event == "cdp-command":
             self._spawn(self._cdp(payload))
 

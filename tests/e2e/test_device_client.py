@@ -301,13 +301,17 @@ def test_devices_simulate_prints_each_event_answers_as_a_phone_and_goes_offline(
         heartbeat = status(stack, device_uuid)[1]
         until(lambda: status(stack, device_uuid)[1] > heartbeat, "a heartbeat")
 
-        # Ctrl-C: offline; started again it uses its saved credential (no new pairing) until unpaired
+        # Ctrl-C: offline; started again it uses its saved credential (no new pairing), catches up with the
+        # VPN request made while it was away, and runs until unpaired
         sim.proc.send_signal(signal.SIGINT)
         sim.expect(f"stopped: {name} is offline")
         assert sim.proc.wait(15) == 0
         assert status(stack, device_uuid)[0] is False
+        rpc(stack, admin, "vpn_off_device", {"device_uuid": device_uuid})  # asked while it is away
         sim = Simulator(stack, name)
+        sim.expect("vpn-off: the VPN is disconnected")  # caught up from device_status at start
         sim.expect(f"simulating {name}")
+        until(lambda: status(stack, device_uuid)[2] == "off", "the simulator to report vpn_state off")
         assert not [line for line in sim.said if "pairing" in line], sim.said
         rpc(stack, admin, "unpair_device", {"device_uuid": device_uuid})
         sim.expect("unpair: the credential is forgotten")
