@@ -269,3 +269,50 @@ def unpair() -> None:
         err.print(
             f"{rows} captured entries stay in the spool ({spool_dir(home)}): pair this device again to send"
         )
+
+
+@app.command("import")
+@friendly
+def import_file(
+    file: Annotated[
+        Path, typer.Argument(help="A HAR file (from a browser, Playwright, or `busymate export`).")
+    ],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON on stdout.")] = False,
+) -> None:
+    """Import a HAR file's entries under bmc's own device, keeping their times (through /functions/v1/ingest).
+
+    Importing the same file again stores nothing twice. Exits 1 when an entry was refused (each is listed)."""
+    import json
+
+    from busymate.cli.har import import_har
+
+    credential = _credential(bmc_home())
+    result = import_har(
+        file,
+        url=credential.url,
+        anon_key=credential.anon_key,
+        device_token=credential.access_token,
+        device_uuid=credential.device_uuid,
+    )
+    rejected = dict(sorted(result.rejected.items()))
+    if as_json:
+        summary = {
+            "entries": result.total,
+            "imported": result.imported,
+            "duplicates": result.duplicates,
+            "rejected": len(rejected),
+            "errors": [{"index": i, "error": why} for i, why in rejected.items()],
+            "device": credential.device_uuid,
+        }
+        out.print_json(json.dumps(summary))
+    else:
+        err.print(
+            f"{file}: {result.total} entries; imported {result.imported}, {result.duplicates} already there, "
+            f"{len(rejected)} refused (device {credential.name})",
+            soft_wrap=True,
+            markup=False,
+        )
+        for index, why in rejected.items():
+            err.print(f"  entry {index}: {why}", soft_wrap=True, markup=False)
+    if rejected:
+        raise typer.Exit(1)

@@ -91,7 +91,7 @@ class Site:
         return (
             "<!doctype html><title>bmc test</title><script>"
             f"const run = {json.dumps(self.run)};"
-            "for (let k = 0; k < 20; k++) fetch(`/r?run=${run}&k=${k}`);"
+            "for (let k = 0; k < 20; k++) fetch(`/r?run=${run}&k=${k}`).then(r => r.text());"
             "(async () => { for (let i = 0; ; i++) {"
             "  const answer = await (await fetch(`/tick?run=${run}&i=${i}`)).json();"
             "  if (!answer.more) break; await new Promise(r => setTimeout(r, 50)); } })();"
@@ -261,7 +261,16 @@ def test_bmc_pairs_captures_answers_cdp_survives_an_outage_and_unpairs(
             count, distinct = stored(settings, device_uuid, run)
             return count >= len(served) and distinct == served
 
-        until(all_stored, "every request the page made, stored", 60)
+        try:
+            until(all_stored, "every request the page made, stored", 60)
+        except AssertionError:
+            _, got = stored(settings, device_uuid, run)
+            missing, extra = sorted(set(served) - set(got)), sorted(set(got) - set(served))
+            spool = sorted(p.name for p in (tmp_path / "bmc" / "spool").rglob("*"))
+            raise AssertionError(
+                f"missing {len(missing)} {missing[:5]}, extra {extra[:5]}, spool {spool[:5]}, "
+                f"bmc {proc.poll()}:\n{log_file.read_text()[-3000:]}"
+            ) from None
         count, distinct = stored(settings, device_uuid, run)
         assert count == len(distinct) == len(served)  # nothing lost, nothing doubled
         assert "answers again" in log_file.read_text()
