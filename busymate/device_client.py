@@ -172,7 +172,7 @@ class DeviceHandlers:
 
     - `on_unpair()`: the credential is already forgotten; go back to the activation gate.
     - `on_vpn(on)`: `vpn-on` / `vpn-off`; report `vpn_state` once the tunnel really is up or down.
-    - `on_open_sheet(sheet, payload)`: `open-sheet`; payload as sent (`sheet`, `open`; `pac`: `pac_url`).
+    - `on_open_sheet(sheet, payload)`: `open-sheet`; the payload plus `open` (default true), `pac_url` (pac).
     - `on_live_activity_message(text)`: the lock-screen text (None clears it).
     - `on_cdp_command(id, method, params, session_id) -> dict`: the result; raise to answer `ok: false` (an
       exception's `code` attribute, if any, goes with its message). Without it every command is refused.

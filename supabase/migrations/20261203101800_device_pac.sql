@@ -1,7 +1,7 @@
 -- Purpose: proxy auto-config (PAC) for proxy devices. /functions/v1/pac/<uuid> reads the device's proxy port
 -- with the publishable key alone, since operating systems fetch PAC files without a token (the device's uuid is
--- the secret); and `open-sheet` now says `open: true`, and for the `pac` sheet carries the file's path, which
--- the app resolves against the API URL it was paired with (a device without a port: no path).
+-- the secret); and `open-sheet` for the `pac` sheet now carries the file's path and the port, the path for the
+-- app to resolve against the API URL it was paired with (a device without a port: neither).
 -- Defines:
 --   function private.device_pac_port(uuid)
 --   function public.device_pac_port(uuid)
@@ -45,7 +45,7 @@ begin
         raise exception using errcode = '22023', message = 'a sheet name is lowercase letters, digits, - or _';
     end if;
     perform realtime.send(
-        jsonb_build_object('device_uuid', target, 'sheet', sheet, 'open', true)
+        jsonb_build_object('device_uuid', target, 'sheet', sheet)
         || case when sheet = 'pac' and private.device_pac_port(target) is not null then jsonb_build_object(
             'pac_path', '/functions/v1/pac/' || target::text, 'proxy_port', private.device_pac_port(target)
         ) else '{}'::jsonb end,

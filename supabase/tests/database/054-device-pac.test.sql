@@ -1,6 +1,6 @@
 -- PAC files: anyone holding a proxy device's uuid (an operating system fetching its PAC file with no token) gets
--- that device's proxy port and nothing else; any other uuid gets nothing. `open-sheet` says `open`, and the pac
--- sheet carries the file's path and the port.
+-- that device's proxy port and nothing else; any other uuid gets nothing. The pac sheet's `open-sheet` carries
+-- the file's path and the port.
 begin;
 select plan(15);
 select tests.make_world();
@@ -26,7 +26,7 @@ select is(
 );
 select tests.attempt('anon', 'select uuid from public.devices', 'error=42501', 'anon still reads no devices');
 
--- open-sheet: open, and the pac sheet's path and port
+-- open-sheet: the pac sheet's path and port
 delete from realtime.messages;
 select tests.authenticate_as('owner');
 select public.open_device_sheet(tests.id('d1'), 'pac');
@@ -35,22 +35,22 @@ reset role;
 select is(
     (select payload - 'id' from realtime.messages where event = 'open-sheet' and payload ->> 'sheet' = 'pac'),
     jsonb_build_object(
-        'device_uuid', tests.id('d1'), 'sheet', 'pac', 'open', true,
+        'device_uuid', tests.id('d1'), 'sheet', 'pac',
         'pac_path', '/functions/v1/pac/' || tests.id('d1')::text, 'proxy_port', 9101
     ),
     'the pac sheet carries the PAC file''s path and the port'
 );
 select is(
     (select payload - 'id' from realtime.messages where event = 'open-sheet' and payload ->> 'sheet' = 'settings'),
-    jsonb_build_object('device_uuid', tests.id('d1'), 'sheet', 'settings', 'open', true),
-    'another sheet says only which, and open'
+    jsonb_build_object('device_uuid', tests.id('d1'), 'sheet', 'settings'),
+    'another sheet says only which (as before)'
 );
 select tests.authenticate_as('member');
 select public.open_device_sheet(tests.id('d3'), 'pac');
 reset role;
 select is(
     (select payload - 'id' from realtime.messages where event = 'open-sheet' and topic = 'device:' || tests.id('d3')),
-    jsonb_build_object('device_uuid', tests.id('d3'), 'sheet', 'pac', 'open', true),
+    jsonb_build_object('device_uuid', tests.id('d3'), 'sheet', 'pac'),
     'a device without a proxy port has no PAC file to point to'
 );
 select is(
