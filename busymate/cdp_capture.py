@@ -45,6 +45,9 @@ log = logging.getLogger(__name__)
 # smaller, and a body pushed out of the buffer cannot be read any more).
 MAX_TOTAL_BUFFER = 256 * 1024 * 1024
 MAX_RESOURCE_BUFFER = 32 * 1024 * 1024
+# Bodies kept in the browser process too (`Network.configureDurableMessages`), so they survive the
+# navigation that clears the renderer's buffer (newer Chrome; older ones answer an error, which is ignored).
+DURABLE_TOTAL_BUFFER = 64 * 1024 * 1024
 # How long a finished hop waits for the ExtraInfo Chrome announced (`hasExtraInfo`) before it is sent without.
 EXTRA_INFO_WAIT = 1.0
 # Targets whose network traffic is captured (a `browser`, `tab` or `auction_worklet` target is not).
@@ -72,26 +75,29 @@ class CaptureStats:
 
 
 class _Session:
-    """The network events of one attached target."""
+    """The events of one attached target. Requests live in the capture's `chains` (by Chrome's requestId,
+    unique in the browser), not here: Chrome reports some requests on two sessions (an out-of-process iframe's
+    document: sent and answered on the parent's, finished on the frame's; a worker's script likewise)."""
 
     def __init__(self, capture: CdpCapture, session_id: str, target: dict[str, Any]) -> None:
         self.capture = capture
         self.id = session_id
         self.target = target
-        self.chains: dict[str, ce.Chain] = {}
         self.sockets: dict[str, ce.Socket] = {}
         self.closed = False
+        self.ready = asyncio.Event()  # Network on, resumed
 
     # -- helpers
 
     def _chain(self, request_id: str) -> ce.Chain:
-        chain = self.chains.get(request_id)
+        chains = self.capture.chains
+        chain = chains.get(request_id)
         if chain is None:
-            chain = self.chains[request_id] = ce.Chain()
+            chain = chains[request_id] = ce.Chain(born=asyncio.get_running_loop().time())
         return chain
 
     def _hop(self, request_id: str) -> ce.Hop | None:
-        chain = self.chains.get(request_id)
+        chain = self.capture.chains.get(request_id)
         if chain is None or not chain.hops:
             return None
         return chain.hops[-1]
@@ -99,7 +105,7 @@ class _Session:
     def _finish(self, hop: ce.Hop) -> None:
         hop.done = True
         hop.done_at = asyncio.get_running_loop().time()
-        self.capture._settle(self, hop)
+        self.capture._settle(hop)
 
     # -- events
 
@@ -111,24 +117,14 @@ class _Session:
     def request_will_be_sent(self, p: dict[str, Any]) -> None:
         request = p["request"]
         request_id = p["requestId"]
-        chain = self._chain(request_id)
-        previous = chain.hops[-1] if chain.hops else None
-        if previous is not None and not previous.done:
-            if p.get("redirectResponse"):
-                # The previous hop was a redirect: it ends here, its response is the redirect's.
-                previous.response = p["redirectResponse"]
-                previous.has_extra_info = bool(p.get("redirectHasExtraInfo"))
-                previous.end_timestamp = p["timestamp"]
-                previous.body_state = ce.NONE
-                previous.encoded_length = previous.encoded_length or 0
-                chain.attach_extras()
-                self._finish(previous)
-            else:
-                previous.error = previous.error or "superseded"
-                self._finish(previous)
         url = request["url"]
         if request.get("urlFragment"):
             url += request["urlFragment"]
+        chain = self._chain(request_id)
+        previous = chain.hops[-1] if chain.hops else None
+        redirect = p.get("redirectResponse")
+        if previous is not None and not previous.done and not redirect and previous.url == url:
+            return  # the same request reported by a second session
         hop = ce.Hop(
             request_id=request_id,
             index=len(chain.hops),
@@ -138,13 +134,30 @@ class _Session:
             wall_time=float(p.get("wallTime") or time.time()),
             timestamp=float(p["timestamp"]),
             resource_type=p.get("type") or "",
+            session_id=self.id,
+            frame_id=p.get("frameId") or "",
+            loader_id=p.get("loaderId") or "",
         )
+        # Appended before the previous hop is closed, so the chain is never seen empty (and dropped) between.
         chain.hops.append(hop)
+        if previous is not None and not previous.done:
+            if redirect:
+                # The previous hop was a redirect: it ends here, its response is the redirect's.
+                previous.response = redirect
+                previous.has_extra_info = bool(p.get("redirectHasExtraInfo"))
+                previous.end_timestamp = float(p["timestamp"])
+                previous.body_state = ce.NONE
+                previous.body_size = 0
+                chain.attach_extras()
+                self._finish(previous)
+            else:
+                previous.error = previous.error or "superseded"
+                self._finish(previous)
         chain.attach_extras()
         if not ce.is_network_url(url):
             hop.emitted = True  # data:, blob: and the like: not traffic
             if all(h.emitted for h in chain.hops):
-                self.chains.pop(request_id, None)
+                self.capture.chains.pop(request_id, None)
             return
         self.capture.stats.pending += 1
         self._request_body(hop, request)
@@ -175,7 +188,7 @@ class _Session:
             hop.post_state = ce.EVICTED
         finally:
             hop.post_pending = False
-            self.capture._settle(self, hop)
+            self.capture._settle(hop)
 
     def request_extra(self, p: dict[str, Any]) -> None:
         chain = self._chain(p["requestId"])
@@ -190,14 +203,39 @@ class _Session:
         self._settle_chain(chain)
 
     def _settle_chain(self, chain: ce.Chain) -> None:
-        for hop in chain.hops:
-            self.capture._settle(self, hop)
+        for hop in list(chain.hops):
+            self.capture._settle(hop)
 
     def response_received(self, p: dict[str, Any]) -> None:
+        response = p["response"]
         hop = self._hop(p["requestId"])
         if hop is None or hop.done:
-            return
-        hop.response = p["response"]
+            if p.get("type") != "Document" or not ce.is_network_url(str(response.get("url", ""))):
+                return  # (DevTools' own reads, as Page.getResourceContent refetching from the cache, come so)
+            # Its requestWillBeSent came before this session was attached (a new tab's first document: the
+            # browser starts the navigation before the renderer waits for us): made from the response.
+            timing = response.get("timing") or {}
+            now = time.time()
+            started = float(timing.get("requestTime") or p["timestamp"])
+            chain = self._chain(p["requestId"])
+            hop = ce.Hop(
+                request_id=p["requestId"],
+                index=len(chain.hops),
+                url=str(response["url"]),
+                method="GET",
+                headers=response.get("requestHeaders") or {},
+                wall_time=now - (float(p["timestamp"]) - started),
+                timestamp=started,
+                resource_type=p.get("type") or "",
+                session_id=self.id,
+                frame_id=p.get("frameId") or "",
+                loader_id=p.get("loaderId") or "",
+            )
+            chain.hops.append(hop)
+            chain.attach_extras()
+            self.capture.stats.pending += 1
+        hop.response = response
+        hop.session_id = self.id
         hop.has_extra_info = bool(p.get("hasExtraInfo"))
         hop.resource_type = p.get("type") or hop.resource_type
 
@@ -215,6 +253,7 @@ class _Session:
         hop = self._hop(p["requestId"])
         if hop is None or hop.done or hop.emitted:
             return
+        hop.session_id = self.id  # the session that holds the body
         hop.end_timestamp = float(p["timestamp"])
         hop.encoded_length = int(p.get("encodedDataLength") or 0)
         if hop.is_event_stream:
@@ -226,7 +265,8 @@ class _Session:
             hop.body_state = ce.SKIPPED
             hop.body_size = hop.data_length
         else:
-            # Read now: a navigation or the buffer filling up would evict it later.
+            # Read now (the call leaves before the next event is read): a navigation or the buffer filling
+            # up would evict it later.
             hop.body_pending = True
             self.capture._spawn(self._fetch_body(hop))
         self._finish(hop)
@@ -256,6 +296,12 @@ class _Session:
             hop.body = data[:cap]
             hop.body_state = ce.TRUNCATED if hop.body_size > cap else ce.CAPTURED
         except CdpError as error:
+            source = await self._document_source(hop)
+            if source is not None:
+                hop.body_size = max(len(source), hop.data_length)
+                hop.body = source[:cap]
+                hop.body_state = ce.TRUNCATED if hop.body_size > cap else ce.CAPTURED
+                return
             hop.body_size = hop.data_length or None
             if hop.data_length > cap:
                 hop.body_state = ce.TRUNCATED  # over the cap and not kept by Chrome either: the size is known
@@ -268,7 +314,25 @@ class _Session:
             if hop.body_state == ce.TRUNCATED:
                 self.capture.stats.bodies_truncated += 1
             hop.body_pending = False
-            self.capture._settle(self, hop)
+            self.capture._settle(hop)
+
+    async def _document_source(self, hop: ce.Hop) -> bytes | None:
+        """A document's body from the frame itself (`Page.getResourceContent`), when Network kept none: a tab
+        opened with its URL answers before Network is on in it."""
+        if hop.resource_type != "Document" or not hop.frame_id or not self.has_frames:
+            return None
+        try:
+            answer = await self.capture._call(
+                "Page.getResourceContent", {"frameId": hop.frame_id, "url": hop.url}, self.id
+            )
+        except CdpError:
+            return None
+        text = str(answer.get("content", ""))
+        return base64.b64decode(text) if answer.get("base64Encoded") else text.encode()
+
+    @property
+    def has_frames(self) -> bool:
+        return self.target.get("type") in ("page", "iframe", "webview")
 
     def loading_failed(self, p: dict[str, Any]) -> None:
         hop = self._hop(p["requestId"])
@@ -279,19 +343,45 @@ class _Session:
             error += f" (blocked: {p['blockedReason']})"
         elif p.get("corsErrorStatus"):
             error += f" (cors: {p['corsErrorStatus'].get('corsError')})"
-        hop.error = error
         hop.end_timestamp = float(p["timestamp"])
+        self._fail(hop, error, aborted=bool(p.get("canceled")) or "ERR_ABORTED" in error)
+
+    def _fail(self, hop: ce.Hop, error: str, *, aborted: bool) -> None:
+        hop.error = error
         if hop.is_event_stream and (hop.sse_events or hop.data_length):
             self._stream_body(hop)  # an EventSource closed by the page ends this way
-            if p.get("canceled") or "ERR_ABORTED" in error:
-                hop.error = None if hop.sse_events else error
-        elif hop.response is not None or p.get("canceled") or "ERR_ABORTED" in error:
+            if aborted and hop.sse_events:
+                hop.error = None
+        elif hop.response is not None or aborted:
             # Cut off before the body was whole: by a navigation (net::ERR_ABORTED), the page, the network.
-            hop.body_state = ce.LOST if hop.response is not None or "ERR_ABORTED" in error else ce.NONE
+            hop.body_state = ce.LOST
             hop.body_size = hop.data_length or None
         else:
             hop.body_state = ce.NONE
         self._finish(hop)
+
+    def frame_navigated(self, p: dict[str, Any]) -> None:
+        """A frame committed a new document: what its old document still had in flight is abandoned, and
+        Chrome reports no loadingFailed for it."""
+        frame = p.get("frame") or {}
+        self._abandon(frame.get("id", ""), keep_loader=frame.get("loaderId", ""))
+
+    def frame_detached(self, p: dict[str, Any]) -> None:
+        if p.get("reason") != "swap":  # a swap moves the frame to another process: its session goes on
+            self._abandon(p.get("frameId", ""), keep_loader=None)
+
+    def _abandon(self, frame_id: str, keep_loader: str | None) -> None:
+        if not frame_id:
+            return
+        for chain in list(self.capture.chains.values()):
+            for hop in list(chain.hops):
+                if hop.done or hop.frame_id != frame_id or (keep_loader and hop.loader_id == keep_loader):
+                    continue
+                if hop.request_id == hop.loader_id:
+                    continue  # a document request: it ends with its own events
+                if hop.session_id == self.id:
+                    hop.end_timestamp = hop.end_timestamp or None
+                    self._fail(hop, "net::ERR_ABORTED (the page navigated away)", aborted=True)
 
     # -- WebSockets
 
@@ -355,12 +445,12 @@ class _Session:
     # -- the end of the session
 
     def flush(self) -> None:
-        """Sends what this session still holds (the target went away, or the capture is closing): unfinished
-        requests as lost, open sockets as they are."""
+        """Sends what this session still holds (the target went away, or the capture is closing): its
+        unfinished requests as lost, its open sockets as they are."""
         self.closed = True
-        for chain in self.chains.values():
-            for hop in chain.hops:
-                if hop.emitted:
+        for chain in list(self.capture.chains.values()):
+            for hop in list(chain.hops):
+                if hop.emitted or hop.session_id != self.id:
                     continue
                 if not hop.done:
                     hop.error = hop.error or "target closed before the request finished"
@@ -371,8 +461,7 @@ class _Session:
                 hop.body_pending = hop.post_pending = False
                 hop.done = True
                 hop.has_extra_info = False
-                self.capture._settle(self, hop)
-        self.chains.clear()
+                self.capture._settle(hop)
         for sock in list(self.sockets.values()):
             self.capture._emit_socket(sock)
         self.sockets.clear()
@@ -394,6 +483,8 @@ _HANDLERS: dict[str, Callable[[_Session, dict[str, Any]], None]] = {
     "Network.webSocketFrameReceived": _Session.ws_received,
     "Network.webSocketFrameError": _Session.ws_error,
     "Network.webSocketClosed": _Session.ws_closed,
+    "Page.frameNavigated": _Session.frame_navigated,
+    "Page.frameDetached": _Session.frame_detached,
 }
 
 
@@ -426,8 +517,11 @@ class CdpCapture:
         # (requestId, hop index) of rows sent: a request Chrome reports on two sessions (an out-of-process
         # iframe's document, reported by its parent and itself) is sent once.
         self._sent: OrderedDict[tuple[str, int], None] = OrderedDict()
-        self._waiting: dict[int, tuple[_Session, ce.Hop]] = {}
+        self._waiting: dict[int, ce.Hop] = {}
+        self.chains: dict[str, ce.Chain] = {}  # requestId -> its hops, whichever session reports them
         self._ticker: asyncio.Task[None] | None = None
+        trace = os.environ.get("BUSYMATE_CDP_TRACE")  # a file to write every event to (debugging)
+        self._trace = open(trace, "ab") if trace else None  # noqa: SIM115 (closed by _shutdown)
 
     # -- the connection
 
@@ -543,6 +637,9 @@ class CdpCapture:
             if not future.done():
                 future.set_exception(CdpError("the browser connection closed"))
         self._calls.clear()
+        if self._trace is not None:
+            self._trace.close()
+            self._trace = None
         self._closed.set()
 
     async def _read(self) -> None:
@@ -551,6 +648,8 @@ class CdpCapture:
             async for raw in self._ws:
                 try:
                     message = orjson.loads(raw)
+                    if self._trace is not None and message.get("method") != "Network.dataReceived":
+                        self._trace.write(orjson.dumps(message)[:2000] + b"\n")
                     self._dispatch(message)
                 except Exception:  # one bad event must not stop the capture
                     self.stats.errors += 1
@@ -584,7 +683,7 @@ class CdpCapture:
             info = params.get("targetInfo") or {}
             if info.get("type") == "page" and not info.get("attached"):
                 self._spawn(self._attach_later(info))
-        elif method.startswith("Network."):
+        elif method.startswith(("Network.", "Page.")):
             session = self._sessions.get(message.get("sessionId", ""))
             if session is not None:
                 session.handle(method, params)
@@ -612,6 +711,9 @@ class CdpCapture:
         self.stats.targets += 1
         self._spawn(self._prepare(session, waiting))
 
+    async def _noop(self) -> dict[str, Any]:
+        return {}
+
     async def _release(self, session_id: str, waiting: bool) -> None:
         with contextlib.suppress(CdpError):
             if waiting:
@@ -622,12 +724,19 @@ class CdpCapture:
         """Network on, its children auto-attached, then resumed: sent together, in that order, so nothing the
         target does after resuming is missed."""
         sid = session.id
+        has_frames = session.has_frames
         calls = [
             self._call(
                 "Network.enable",
                 {"maxTotalBufferSize": MAX_TOTAL_BUFFER, "maxResourceBufferSize": MAX_RESOURCE_BUFFER},
                 sid,
             ),
+            self._call(
+                "Network.configureDurableMessages",
+                {"maxTotalBufferSize": DURABLE_TOTAL_BUFFER, "maxResourceBufferSize": MAX_RESOURCE_BUFFER},
+                sid,
+            ),
+            self._call("Page.enable", None, sid) if has_frames else self._noop(),
             self._call(
                 "Target.setAutoAttach",
                 {"autoAttach": True, "waitForDebuggerOnStart": True, "flatten": True},
@@ -636,50 +745,79 @@ class CdpCapture:
             self._call("Runtime.runIfWaitingForDebugger", None, sid),
         ]
         results = await asyncio.gather(*calls, return_exceptions=True)
-        for method, result in zip(("Network.enable", "Target.setAutoAttach", "resume"), results, strict=True):
+        names = ("Network.enable", "durable messages", "Page.enable", "Target.setAutoAttach", "resume")
+        for method, result in zip(names, results, strict=True):
             if isinstance(result, Exception):
                 log.debug(
                     "%s on %s (%s): %s", method, session.target.get("type"), session.target.get("url"), result
                 )
-        if waiting and isinstance(results[2], Exception):
+        if waiting and isinstance(results[-1], Exception):
             log.warning("could not resume %s", session.target.get("url"))
+        session.ready.set()
+
+    async def open_page(self, url: str, *, timeout: float = 10.0) -> str:
+        """Opens `url` in a new tab, captured from its first request (the tab is made blank, attached, then
+        navigated: a tab created with its URL starts loading before Network is on in it). Its session id."""
+        answer = await self._call("Target.createTarget", {"url": "about:blank"})
+        target_id = str(answer["targetId"])
+        deadline = asyncio.get_running_loop().time() + timeout
+        while (session_id := self._target_sessions.get(target_id)) is None:
+            if asyncio.get_running_loop().time() > deadline:
+                raise CdpError(f"the new tab for {url} was not attached within {timeout:.0f} s")
+            await asyncio.sleep(0.02)
+        await asyncio.wait_for(self._sessions[session_id].ready.wait(), timeout)
+        await self._call("Page.navigate", {"url": url}, session_id)
+        return session_id
 
     # -- rows
 
     def _spawn(self, coro: Any) -> None:
-        task = asyncio.create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        # Started at once (up to its first wait), so a getResponseBody leaves before the next event is read.
+        task: asyncio.Task[Any] = asyncio.Task(coro, loop=asyncio.get_running_loop(), eager_start=True)
+        if not task.done():
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
 
-    def _settle(self, session: _Session, hop: ce.Hop) -> None:
+    def _settle(self, hop: ce.Hop) -> None:
         """Sends `hop` once it is ready; a done hop still waiting for ExtraInfo is looked at by `_tick`."""
         if hop.emitted or not hop.done:
             return
         if not hop.ready:
             if not hop.body_pending and not hop.post_pending:
-                self._waiting[id(hop)] = (session, hop)
+                self._waiting[id(hop)] = hop
             return
         self._waiting.pop(id(hop), None)
-        self._emit(session, hop)
+        self._emit(hop)
 
     async def _tick(self) -> None:
+        sweep = 0
         while True:
             await asyncio.sleep(EXTRA_INFO_WAIT / 4)
             now = asyncio.get_running_loop().time()
-            for session, hop in list(self._waiting.values()):
+            for hop in list(self._waiting.values()):
                 if hop.emitted:
                     self._waiting.pop(id(hop), None)
                 elif now - hop.done_at >= EXTRA_INFO_WAIT:
                     self._waiting.pop(id(hop), None)
                     self.stats.extra_info_missing += 1
-                    self._emit(session, hop)
+                    self._emit(hop)
+            sweep += 1
+            if sweep % 40 == 0:  # about every 10 s: ExtraInfo of requests long gone (or never reported)
+                for request_id, chain in list(self.chains.items()):
+                    if now - chain.born > 60 and all(h.emitted for h in chain.hops):
+                        self.chains.pop(request_id, None)
 
-    def _emit(self, session: _Session, hop: ce.Hop) -> None:
+    def _emit(self, hop: ce.Hop) -> None:
         hop.emitted = True
         self.stats.pending = max(0, self.stats.pending - 1)
-        chain = session.chains.get(hop.request_id)
-        if chain is not None and all(h.emitted for h in chain.hops):
-            session.chains.pop(hop.request_id, None)
+        chain = self.chains.get(hop.request_id)
+        # Dropped when all sent, unless an announced ExtraInfo may still come (then `_tick` drops it later).
+        if (
+            chain is not None
+            and all(h.emitted for h in chain.hops)
+            and len(chain.response_extras) >= sum(1 for h in chain.hops if h.has_extra_info)
+        ):
+            self.chains.pop(hop.request_id, None)
         key = (hop.request_id, hop.index)
         if key in self._sent:
             return

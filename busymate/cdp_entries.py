@@ -72,6 +72,9 @@ class Hop:
     emitted: bool = False
     done_at: float = 0.0  # the event loop's time when it was done (to stop waiting for ExtraInfo)
     sse_events: list[dict[str, Any]] = field(default_factory=list)
+    session_id: str = ""  # the session that reported it last (the one to ask for its body)
+    frame_id: str = ""
+    loader_id: str = ""
 
     @property
     def ready(self) -> bool:
@@ -90,6 +93,7 @@ class Hop:
 class Chain:
     """The hops of one `requestId` and the ExtraInfo events that came for it, in order."""
 
+    born: float = 0.0
     hops: list[Hop] = field(default_factory=list)
     request_extras: list[dict[str, Any]] = field(default_factory=list)
     response_extras: list[dict[str, Any]] = field(default_factory=list)
