@@ -1,0 +1,813 @@
+"""HAR 1.2 in and out: `busymate export --har FILE` and `busymate import FILE.har --device NAME`.
+
+`export_har` reads entries through /rest/v1 under the caller's user token (row-level security decides what is
+seen), a page of metadata at a time (keyset on captured_at, id), keeps what `busymate tail`'s filters let
+through, reads those entries' bodies, and writes HAR 1.2 as it goes (a big export is never held in memory).
+The entries look like the dashboard's (dashboard/src/detail/har.tsx): the same fields, the same redaction,
+`_busymate: {id, device_uuid, source}`; WebSocket transcripts become Chrome's `_webSocketMessages`.
+
+`import_har` posts a HAR's entries to `/functions/v1/ingest` under a device token, in batches, with stable ids
+(importing the same file twice stores it once), and reports per entry index what was refused. It needs only a
+URL, an anon key and a device token, so `bmc import` calls it with its own credential.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import re
+import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import IO, Any
+from urllib.parse import quote, unquote_plus, urlsplit
+
+from busymate import __version__
+from busymate.api_core import ApiRefused, NotFound, TooLarge
+from busymate.cli.common import explain
+from busymate.cli.tail_filters import Filters
+from busymate.cli.tail_render import parse_time
+from busymate.client import Api
+from busymate.errors import BusymateError
+
+REDACTED = "<redacted>"  # what the dashboard writes in place of a secret
+META_COLUMNS = (
+    "id,workspace_id,device_uuid,source,captured_at,method,scheme,host,port,path,query,http_version,status,"
+    "request_content_type,response_content_type,request_size,response_size,duration_ms,ttfb_ms,error,"
+    "request_headers,response_headers,request_body_size,response_body_size,request_body_truncated,"
+    "response_body_truncated"
+)  # the dashboard's META_COLUMNS (dashboard/src/detail/model.ts)
+STATE_COLUMNS = "request_body_state,response_body_state"
+KEPT_STATES = ("evicted", "streamed", "lost", "skipped")  # why a body is missing: kept in `_busymate`
+PAGE = 500  # metadata rows per read
+BODY_CHUNK = 10  # entries per body read: each body is up to the body cap (1 MiB by default), sent as hex
+BATCH = 500  # entries per ingest call (the function takes at most 1000)
+BATCH_BYTES = 8 * 1024 * 1024  # and about this much JSON
+INGEST_FUNCTION = "/functions/v1/ingest"
+ID_NAMESPACE = uuid.UUID("6f1d3c2e-8a4b-5c1e-9b7a-2d4e6f8a0b1c")  # uuid5 namespace of imported entries' ids
+METHOD_RE = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,32}")  # an HTTP token, within entries.method's 32
+SCHEMES = ("http", "https", "ws", "wss")
+
+_SECRET_HEADERS = {"authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key", "api-key"}
+_SECRET_HEADER_RE = re.compile(r"token|secret|apikey|api-key|api_key|session|password")
+_SECRET_PARAMS = frozenset(
+    [
+        "access_token",
+        "refresh_token",
+        "id_token",
+        "token",
+        "api_key",
+        "apikey",
+        "api-key",
+        "key",
+        "secret",
+        "client_secret",
+        "signature",
+        "sig",
+        "code",
+        "password",
+        "passwd",
+        "pwd",
+        "session",
+        "sessionid",
+        "session_id",
+        "auth",
+        "x-amz-signature",
+        "x-amz-credential",
+        "x-amz-security-token",
+    ]
+)
+_SECRET_PARAM_RE = re.compile(r"token|secret|password|passwd|session|apikey|api_key|api-key|signature")
+
+
+class HarError(BusymateError):
+    """A file or an entry that is not HAR we can use; the message says what is wrong."""
+
+    exit_code = 2
+
+
+# -- redaction --
+
+
+def is_secret_header(name: str) -> bool:
+    """Headers whose value is a credential (the dashboard's isSecretHeader; inspect_requests' list)."""
+    n = name.lower()
+    return n in _SECRET_HEADERS or bool(_SECRET_HEADER_RE.search(n))
+
+
+def is_secret_param(name: str) -> bool:
+    """Query parameters that carry credentials (access_token, api_key, sig, code, password, ...)."""
+    n = name.lower()
+    return n in _SECRET_PARAMS or bool(_SECRET_PARAM_RE.search(n))
+
+
+def _redacted_query(query: str | None, include_secrets: bool) -> str | None:
+    """The query with secret parameters' values replaced (percent-encoded, so the URL stays a URL)."""
+    if not query or include_secrets:
+        return query
+    parts = []
+    for part in query.split("&"):
+        name, eq, _ = part.partition("=")
+        parts.append(f"{name}={quote(REDACTED)}" if eq and is_secret_param(unquote_plus(name)) else part)
+    return "&".join(parts)
+
+
+# -- bodies --
+
+
+def body_bytes(value: object) -> bytes | None:
+    """A body as bytes: PostgREST's bytea (`\\x` and hex), bytes as they are; None when there is none."""
+    if value is None:
+        return None
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value)
+    if isinstance(value, str):
+        if value.startswith("\\x"):
+            return bytes.fromhex(value[2:])
+        return base64.b64decode(value)
+    raise TypeError(f"a body is bytes or a string, not {type(value).__name__}")
+
+
+def bytes_to_text(data: bytes) -> str | None:
+    """The bytes as UTF-8 text, or None when they are binary (the dashboard's bytesToText rule)."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    for ch in text[:65536]:
+        c = ord(ch)
+        if c < 32 and c not in (9, 10, 12, 13, 27):
+            return None
+    return text
+
+
+def _body_fields(data: bytes | None) -> dict[str, str]:
+    if not data:
+        return {}
+    text = bytes_to_text(data)
+    if text is not None:
+        return {"text": text}
+    return {"text": base64.b64encode(data).decode(), "encoding": "base64"}
+
+
+# -- export: one entry --
+
+
+def _headers(value: object) -> list[tuple[str, str]]:
+    if isinstance(value, list):
+        return [(str(p[0]), str(p[1])) for p in value if isinstance(p, list | tuple) and len(p) == 2]
+    if isinstance(value, dict):
+        return [(str(k), str(v)) for k, v in value.items()]
+    return []
+
+
+def _pairs(headers: Sequence[tuple[str, str]], include_secrets: bool) -> list[dict[str, str]]:
+    return [
+        {"name": n, "value": v if include_secrets or not is_secret_header(n) else REDACTED}
+        for n, v in headers
+    ]
+
+
+def _request_cookies(headers: Sequence[tuple[str, str]], include_secrets: bool) -> list[dict[str, str]]:
+    found = []
+    for name, value in headers:
+        if name.lower() != "cookie":
+            continue
+        for part in value.split(";"):
+            key, eq, val = part.partition("=")
+            if eq and key.strip():
+                found.append({"name": key.strip(), "value": val.strip() if include_secrets else REDACTED})
+    return found
+
+
+def _response_cookies(headers: Sequence[tuple[str, str]], include_secrets: bool) -> list[dict[str, str]]:
+    found = []
+    for name, value in headers:
+        if name.lower() != "set-cookie":
+            continue
+        key, eq, val = value.split(";")[0].partition("=")
+        if eq and key.strip():
+            found.append({"name": key.strip(), "value": val.strip() if include_secrets else REDACTED})
+    return found
+
+
+def _query_string(query: str | None, include_secrets: bool) -> list[dict[str, str]]:
+    found = []
+    for part in (query or "").split("&"):
+        if not part:
+            continue
+        key, eq, val = part.partition("=")
+        name, value = unquote_plus(key), unquote_plus(val)
+        if eq and not include_secrets and is_secret_param(name):
+            value = REDACTED
+        found.append({"name": name, "value": value})
+    return found
+
+
+def full_url(row: Mapping[str, Any], query: str | None) -> str:
+    """scheme://host[:port]path[?query], the port left out when it is the scheme's default."""
+    scheme, host = str(row.get("scheme") or "https"), str(row.get("host") or "")
+    default = 443 if scheme in ("https", "wss") else 80
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    port = row.get("port")
+    at = f":{port}" if port is not None and port != default else ""
+    return f"{scheme}://{host}{at}{row.get('path') or '/'}{f'?{query}' if query else ''}"
+
+
+def har_time(value: object) -> str:
+    """An ISO 8601 time in UTC with a Z: milliseconds like the dashboard's, microseconds when it has them (so
+    an entry exported and imported again keeps its exact captured_at, which is part of its key)."""
+    parsed = parse_time(value)
+    if parsed is None:
+        raise ValueError(f"not a time: {value!r}")
+    parsed = parsed.astimezone(UTC)
+    spec = "milliseconds" if parsed.microsecond % 1000 == 0 else "microseconds"
+    return str(parsed.replace(tzinfo=None).isoformat(timespec=spec)) + "Z"
+
+
+def _number(value: object) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def websocket_messages(transcript: bytes | None) -> list[dict[str, Any]] | None:
+    """The proxy's WebSocket transcript (a JSON array of {from, type, at, content}) as Chrome's
+    `_webSocketMessages` ({type: send|receive, time: epoch seconds, opcode: 1 text|2 binary, data}); None when
+    the body is not one (truncated, or not a transcript)."""
+    if not transcript:
+        return None
+    try:
+        items = json.loads(transcript)
+    except ValueError:
+        return None
+    if not isinstance(items, list):
+        return None
+    messages = []
+    for item in items:
+        if not isinstance(item, dict) or item.get("from") not in ("client", "server"):
+            return None
+        at = parse_time(item.get("at"))
+        messages.append(
+            {
+                "type": "send" if item["from"] == "client" else "receive",
+                "time": at.timestamp() if at is not None else 0,
+                "opcode": 2 if item.get("type") == "binary" else 1,
+                "data": str(item.get("content") or ""),
+            }
+        )
+    return messages
+
+
+def to_har_entry(row: Mapping[str, Any], include_secrets: bool = False) -> dict[str, Any]:
+    """One entry row (the dashboard's META_COLUMNS plus request_body and response_body, as bytes or as
+    PostgREST's bytea text) as a HAR 1.2 entry, secrets redacted unless `include_secrets`.
+
+    Times: wait = time to first byte, receive = the rest of the duration, time = their sum."""
+    duration = max(0.0, _number(row.get("duration_ms")) or 0.0)
+    ttfb = _number(row.get("ttfb_ms"))
+    wait = min(duration, max(0.0, duration if ttfb is None else ttfb))
+    receive = max(0.0, duration - wait)
+    request_headers = _headers(row.get("request_headers"))
+    response_headers = _headers(row.get("response_headers"))
+    http_version = str(row.get("http_version") or "HTTP/1.1")
+    query = _redacted_query(row.get("query"), include_secrets)
+    request_body = body_bytes(row.get("request_body"))
+    response_body = body_bytes(row.get("response_body"))
+    request_body_size = row.get("request_body_size")
+    request: dict[str, Any] = {
+        "method": row["method"],
+        "url": full_url(row, query),
+        "httpVersion": http_version,
+        "cookies": _request_cookies(request_headers, include_secrets),
+        "headers": _pairs(request_headers, include_secrets),
+        "queryString": _query_string(row.get("query"), include_secrets),
+        "headersSize": -1,
+        "bodySize": request_body_size if isinstance(request_body_size, int) else -1,
+    }
+    if request_body:
+        body = _body_fields(request_body)
+        request["postData"] = {
+            "mimeType": row.get("request_content_type") or "",
+            "params": [],
+            "text": body["text"],
+            **(
+                {"comment": "text is base64 (binary body)", "encoding": "base64"}
+                if "encoding" in body
+                else {}
+            ),
+        }
+    status = row.get("status")
+    failed = not status
+    scheme = row.get("scheme")
+    messages = websocket_messages(response_body) if scheme in ("ws", "wss") and status == 101 else None
+    response_body_size = row.get("response_body_size")
+    content: dict[str, Any] = {
+        "size": response_body_size if isinstance(response_body_size, int) else 0,
+        "mimeType": row.get("response_content_type") or "",
+        **({} if messages is not None else _body_fields(response_body)),
+    }
+    if row.get("response_body_truncated"):
+        content["comment"] = (
+            f"truncated: {len(response_body or b'')} of {row.get('response_body_size')} bytes stored"
+        )
+    response_size = row.get("response_size")
+    response: dict[str, Any] = {
+        "status": 0 if failed else status,
+        "statusText": "",
+        "httpVersion": http_version,
+        "cookies": _response_cookies(response_headers, include_secrets),
+        "headers": _pairs(response_headers, include_secrets),
+        "content": content,
+        "redirectURL": next((v for n, v in response_headers if n.lower() == "location"), ""),
+        "headersSize": -1,
+        "bodySize": -1
+        if failed
+        else (
+            response_size
+            if isinstance(response_size, int)
+            else (response_body_size if isinstance(response_body_size, int) else -1)
+        ),
+    }
+    if row.get("error"):
+        response["_error"] = row["error"]
+    entry: dict[str, Any] = {
+        "startedDateTime": har_time(row["captured_at"]),
+        "time": wait + receive,
+        "request": request,
+        "response": response,
+        "cache": {},
+        "timings": {
+            "blocked": -1,
+            "dns": -1,
+            "connect": -1,
+            "ssl": -1,
+            "send": 0,
+            "wait": wait,
+            "receive": receive,
+        },
+        "_busymate": {
+            "id": row.get("id"),
+            "device_uuid": row.get("device_uuid"),
+            "source": row.get("source"),
+        },
+    }
+    for side in ("request", "response"):
+        state = row.get(f"{side}_body_state")
+        if state in KEPT_STATES:
+            entry["_busymate"][f"{side}_body_state"] = state
+    if messages is not None:
+        entry["_resourceType"] = "websocket"
+        entry["_webSocketMessages"] = messages
+    if row.get("error"):
+        entry["comment"] = f"error: {row['error']}"
+    return entry
+
+
+# -- export: the file --
+
+
+def parse_when(value: str, now: datetime | None = None) -> datetime:
+    """`--since`/`--until`: an ISO time (zone-less is UTC) or an age like 30s, 15m, 2h, 7d."""
+    text = value.strip()
+    if m := re.fullmatch(r"(\d+(?:\.\d+)?)\s*([smhd])", text.lower()):
+        unit = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}[m[2]]
+        return (now or datetime.now(UTC)) - timedelta(**{unit: float(m[1])})
+    parsed = parse_time(text)
+    if parsed is None:
+        raise ValueError(
+            f"{value!r} is not a time: use an ISO time (2026-12-01T10:00:00Z) or an age (30m, 2h, 7d)"
+        )
+    return parsed
+
+
+@dataclass
+class ExportScope:
+    """What to export: the tail filters plus a time window and, optionally, one workspace."""
+
+    filters: Filters = field(default_factory=Filters)
+    since: datetime | None = None
+    until: datetime | None = None
+    workspace_id: str | None = None
+
+
+def _device_uuids(api: Api, refs: Sequence[str]) -> tuple[dict[str, str], list[str]]:
+    """Names by uuid of the devices the caller sees, and the uuids `refs` (names or uuids) name."""
+    rows = api.select("devices", {"select": "uuid,name"})
+    names = {str(r["uuid"]): str(r["name"]) for r in rows}
+    chosen: list[str] = []
+    for ref in refs:
+        hits = [u for u, n in names.items() if u == ref.lower() or n.casefold() == ref.casefold()]
+        if not hits and re.fullmatch(r"[0-9a-fA-F-]{36}", ref):
+            hits = [ref.lower()]  # a deleted device's traffic is still there
+        if not hits:
+            raise BusymateError(f"no device {ref!r} is visible to you: see `busymate devices list`")
+        chosen.extend(hits)
+    return names, chosen
+
+
+def _pages(api: Api, scope: ExportScope, device_uuids: Sequence[str]) -> Iterator[list[dict[str, Any]]]:
+    """Metadata rows oldest first, a page at a time, keyset on (captured_at, id)."""
+    after: tuple[str, str] | None = None
+    while True:
+        params: dict[str, str] = {
+            "select": META_COLUMNS,
+            "order": "captured_at.asc,id.asc",
+            "limit": str(PAGE),
+        }
+        window = []
+        if scope.since is not None:
+            window.append(f"captured_at.gte.{scope.since.isoformat()}")
+        if scope.until is not None:
+            window.append(f"captured_at.lt.{scope.until.isoformat()}")
+        if after is not None:
+            at, last = after
+            window.append(f'or(captured_at.gt."{at}",and(captured_at.eq."{at}",id.gt.{last}))')
+        if window:
+            params["and"] = f"({','.join(window)})"
+        if scope.workspace_id:
+            params["workspace_id"] = f"eq.{scope.workspace_id}"
+        if device_uuids:
+            params["device_uuid"] = f"in.({','.join(device_uuids)})"
+        rows = api.select("entries", params)
+        if rows:
+            yield rows
+        if len(rows) < PAGE:
+            return
+        after = (str(rows[-1]["captured_at"]), str(rows[-1]["id"]))
+
+
+def _with_bodies(api: Api, rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows with their request and response bodies, read `BODY_CHUNK` entries at a time."""
+    bodies: dict[str, dict[str, Any]] = {}
+    for i in range(0, len(rows), BODY_CHUNK):
+        chunk = rows[i : i + BODY_CHUNK]
+        ids = ",".join(str(r["id"]) for r in chunk)
+        times = [str(r["captured_at"]) for r in chunk]
+        found = api.select(
+            "entries",
+            {
+                "select": "id,captured_at,request_body,response_body",
+                "id": f"in.({ids})",
+                "and": f'(captured_at.gte."{min(times)}",captured_at.lte."{max(times)}")',
+            },
+        )
+        for b in found:
+            bodies[f"{b['id']}/{parse_time(b['captured_at'])}"] = b
+    out = []
+    for row in rows:
+        body = bodies.get(f"{row['id']}/{parse_time(row['captured_at'])}", {})
+        out.append(
+            {**row, "request_body": body.get("request_body"), "response_body": body.get("response_body")}
+        )
+    return out
+
+
+def export_har(
+    api: Api,
+    out: IO[str],
+    scope: ExportScope | None = None,
+    *,
+    include_secrets: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+    creator: str = "Busymate CLI",
+) -> int:
+    """Write the entries `scope` selects, oldest first, to `out` as HAR 1.2; how many were written.
+
+    `api` carries the caller's user token; `progress(written, scanned)` is called after each page."""
+    scope = scope or ExportScope()
+    names, device_uuids = _device_uuids(api, scope.filters.devices)
+    head = {
+        "version": "1.2",
+        "creator": {"name": creator, "version": __version__},
+        "pages": [],
+        "comment": "secrets included"
+        if include_secrets
+        else f"secret headers and cookies replaced by {REDACTED}",
+    }
+    out.write('{"log": ' + json.dumps(head, ensure_ascii=False)[:-1] + ', "entries": [')
+    written = scanned = 0
+    for page in _pages(api, scope, device_uuids):
+        scanned += len(page)
+        kept = [r for r in page if scope.filters.match(r, names.get(str(r.get("device_uuid"))))]
+        for row in _with_bodies(api, kept) if kept else []:
+            out.write(
+                ("\n" if written == 0 else ",\n")
+                + json.dumps(to_har_entry(row, include_secrets), ensure_ascii=False)
+            )
+            written += 1
+        if progress is not None:
+            progress(written, scanned)
+    out.write("\n]}}\n")
+    return written
+
+
+# -- import: one entry --
+
+
+def _dict(value: object, what: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise HarError(f"{what} is missing or not an object")
+    return value
+
+
+def _har_headers(value: object, what: str) -> list[list[str]]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise HarError(f"{what} is not a list")
+    pairs = []
+    for h in value:
+        if not isinstance(h, dict) or not isinstance(h.get("name"), str):
+            raise HarError(f"{what} holds something that is not a {{name, value}} header")
+        pairs.append([h["name"], str(h.get("value") if h.get("value") is not None else "")])
+    return pairs
+
+
+def _header(pairs: Sequence[Sequence[str]], name: str) -> str | None:
+    return next((v for n, v in pairs if n.lower() == name), None)
+
+
+def _har_body(holder: Mapping[str, Any]) -> bytes | None:
+    """HAR text (or base64 text with `encoding: base64`) as bytes; None when there is none."""
+    text = holder.get("text")
+    if not isinstance(text, str) or text == "":
+        return None
+    if holder.get("encoding") == "base64":
+        try:
+            return base64.b64decode(text, validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise HarError("a body says base64 but is not valid base64") from exc
+    return text.encode("utf-8")
+
+
+def _b64(data: bytes | None) -> str | None:
+    return base64.b64encode(data).decode() if data else None
+
+
+def _transcript(messages: object) -> bytes:
+    """Chrome's `_webSocketMessages` as the proxy's transcript (docs/proxy.md)."""
+    if not isinstance(messages, list):
+        raise HarError("_webSocketMessages is not a list")
+    items = []
+    for m in messages:
+        if not isinstance(m, dict) or m.get("type") not in ("send", "receive"):
+            raise HarError("a WebSocket message is not {type: send|receive, time, opcode, data}")
+        at = _number(m.get("time"))
+        items.append(
+            {
+                "from": "client" if m["type"] == "send" else "server",
+                "type": "binary" if m.get("opcode") == 2 else "text",
+                "at": datetime.fromtimestamp(at, UTC).isoformat(timespec="microseconds") if at else None,
+                "content": str(m.get("data") or ""),
+            }
+        )
+    return json.dumps(items, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def _int(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+
+
+def from_har_entry(entry: object) -> dict[str, Any]:
+    """A HAR entry as an entry of the ingest batch format (docs/traffic.md), without an id; HarError (with the
+    reason in words) when it cannot be one."""
+    har = _dict(entry, "the entry")
+    request = _dict(har.get("request"), "request")
+    response: dict[str, Any] = har["response"] if isinstance(har.get("response"), dict) else {}
+    method = request.get("method")
+    if not isinstance(method, str) or not METHOD_RE.fullmatch(method):
+        raise HarError(f"request.method {method!r} is not an HTTP method (a token of 1 to 32 letters)")
+    url = request.get("url")
+    if not isinstance(url, str):
+        raise HarError("request.url is missing")
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise HarError(f"request.url {url!r} is not a URL ({exc})") from exc
+    scheme = parts.scheme.lower()
+    if scheme not in SCHEMES or not parts.hostname:
+        raise HarError(f"request.url {url[:100]!r} is not an http(s) or ws(s) URL with a host")
+    started = parse_time(har.get("startedDateTime"))
+    if started is None:
+        raise HarError(f"startedDateTime {har.get('startedDateTime')!r} is not an ISO 8601 time")
+    request_headers = _har_headers(request.get("headers"), "request.headers")
+    response_headers = _har_headers(response.get("headers"), "response.headers")
+    post: dict[str, Any] = request["postData"] if isinstance(request.get("postData"), dict) else {}
+    content: dict[str, Any] = response["content"] if isinstance(response.get("content"), dict) else {}
+    request_body = _har_body(post)
+    is_ws = "_webSocketMessages" in har
+    response_body = _transcript(har["_webSocketMessages"]) if is_ws else _har_body(content)
+    status = response.get("status")
+    if status is not None and (not isinstance(status, int) or isinstance(status, bool) or status > 999):
+        raise HarError(f"response.status {status!r} is not an HTTP status")
+    timings: dict[str, Any] = har["timings"] if isinstance(har.get("timings"), dict) else {}
+    total = _number(har.get("time"))
+    receive = _number(timings.get("receive"))
+    duration = total if total is not None and total >= 0 else None
+    ttfb = None
+    if duration is not None:  # everything before the first byte: the total less the receive phase
+        ttfb = max(0.0, duration - (receive if receive is not None and receive > 0 else 0.0))
+    error = response.get("_error") or har.get("_error")
+    if is_ws and scheme in ("http", "https"):
+        scheme = "wss" if scheme == "https" else "ws"
+    response_body_size = _int(content.get("size"))
+    comment = content.get("comment")
+    ours: dict[str, Any] = har["_busymate"] if isinstance(har.get("_busymate"), dict) else {}
+    row: dict[str, Any] = {
+        "captured_at": started.isoformat(),
+        "method": method.upper(),
+        "scheme": scheme,
+        "host": parts.hostname,
+        "port": port or (443 if scheme in ("https", "wss") else 80),
+        "path": parts.path or "/",
+        "query": parts.query or None,
+        "http_version": request.get("httpVersion") or response.get("httpVersion") or None,
+        "status": status if isinstance(status, int) and status > 0 else None,
+        "request_content_type": _header(request_headers, "content-type") or post.get("mimeType") or None,
+        "response_content_type": _header(response_headers, "content-type") or content.get("mimeType") or None,
+        "request_headers": request_headers,
+        "response_headers": response_headers,
+        "request_body_b64": _b64(request_body),
+        "response_body_b64": _b64(response_body),
+        "request_body_size": max(_int(request.get("bodySize")) or 0, len(request_body or b"")),
+        "response_body_size": len(response_body or b"")
+        if is_ws
+        else max(response_body_size or 0, len(response_body or b"")),
+        "response_body_truncated": isinstance(comment, str) and comment.startswith("truncated:"),
+        "request_size": _int(request.get("bodySize")),
+        "response_size": _int(response.get("bodySize")),
+        "duration_ms": duration,
+        "ttfb_ms": ttfb,
+        "error": str(error) if error else None,
+    }
+    for side in ("request", "response"):
+        if ours.get(f"{side}_body_state") in KEPT_STATES:
+            row[f"{side}_body_state"] = ours[f"{side}_body_state"]
+    return row
+
+
+# -- import: the file --
+
+
+@dataclass
+class ImportResult:
+    """What an import did: counts, the stored ids, and the reason for each refused entry (by HAR index)."""
+
+    total: int = 0
+    imported: int = 0
+    duplicates: int = 0
+    rejected: dict[int, str] = field(default_factory=dict)
+    ids: list[str | None] = field(default_factory=list)
+
+
+def read_har(path: Path) -> tuple[list[Any], str]:
+    """The entries of a HAR file and the file's SHA-256; HarError saying what is wrong when it is not HAR."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise HarError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    try:
+        doc = json.loads(raw)
+    except ValueError as exc:
+        raise HarError(f"{path} is not a HAR file: it is not JSON ({exc})") from exc
+    log = doc.get("log") if isinstance(doc, dict) else None
+    entries = log.get("entries") if isinstance(log, dict) else None
+    if not isinstance(entries, list):
+        raise HarError(
+            f'{path} is not a HAR file: it has no log.entries list (HAR 1.2 is {{"log": {{...}}}})'
+        )
+    return entries, hashlib.sha256(raw).hexdigest()
+
+
+def token_subject(token: str) -> str | None:
+    """The `sub` of a JWT, unverified (a device token's is its device's uuid)."""
+    try:
+        part = token.split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
+    except (IndexError, ValueError, binascii.Error):
+        return None
+    sub = claims.get("sub") if isinstance(claims, dict) else None
+    return str(sub) if sub else None
+
+
+def entry_id(entry: object, index: int, file_hash: str, device_uuid: str) -> str:
+    """A stable id: the exported `_busymate.id` when importing into the device it came from (so the same
+    entry is not stored twice), else uuid5 of the device and that id, or of the device, file and index."""
+    ours = entry.get("_busymate") if isinstance(entry, dict) else None
+    if isinstance(ours, dict) and isinstance(ours.get("id"), str):
+        try:
+            original = str(uuid.UUID(ours["id"]))
+        except ValueError:
+            original = None
+        if original is not None:
+            if str(ours.get("device_uuid") or "").lower() == device_uuid.lower():
+                return original
+            return str(uuid.uuid5(ID_NAMESPACE, f"{device_uuid}/{original}"))
+    return str(uuid.uuid5(ID_NAMESPACE, f"{device_uuid}/{file_hash}/{index}"))
+
+
+def _batches(rows: Sequence[tuple[int, dict[str, Any]]]) -> Iterator[list[tuple[int, dict[str, Any]]]]:
+    batch: list[tuple[int, dict[str, Any]]] = []
+    size = 0
+    for item in rows:
+        weight = (
+            len(item[1].get("request_body_b64") or "") + len(item[1].get("response_body_b64") or "") + 1024
+        )
+        if batch and (len(batch) >= BATCH or size + weight > BATCH_BYTES):
+            yield batch
+            batch, size = [], 0
+        batch.append(item)
+        size += weight
+    if batch:
+        yield batch
+
+
+def _post(api: Api, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    try:
+        answer = api.request("POST", INGEST_FUNCTION, json={"batch": rows})
+    except NotFound as exc:
+        if exc.code not in ("function_not_found", "not_found", "PGRST202") and "function" not in exc.message:
+            raise
+        answer = api.rpc("ingest_entries", {"batch": rows})  # until /functions/v1/ingest exists
+    if not isinstance(answer, dict):
+        raise BusymateError(f"the ingest answered {answer!r}, not a summary")
+    return answer
+
+
+def _send(api: Api, batch: list[tuple[int, dict[str, Any]]], result: ImportResult) -> None:
+    """One batch; a batch the server finds too large is sent again in halves."""
+    try:
+        answer = _post(api, [row for _, row in batch])
+    except TooLarge:
+        if len(batch) == 1:
+            result.rejected[batch[0][0]] = "too large for the server, even on its own"
+            return
+        half = len(batch) // 2
+        _send(api, batch[:half], result)
+        _send(api, batch[half:], result)
+        return
+    result.imported += int(answer.get("inserted") or 0)
+    result.duplicates += int(answer.get("duplicates") or 0)
+    ids: list[Any] = answer["ids"] if isinstance(answer.get("ids"), list) else []
+    for at, (index, _) in enumerate(batch):
+        if at < len(ids):
+            result.ids[index] = ids[at]
+    for problem in answer.get("errors") or []:
+        if (
+            isinstance(problem, dict)
+            and isinstance(problem.get("index"), int)
+            and problem["index"] < len(batch)
+        ):
+            result.rejected[batch[problem["index"]][0]] = str(problem.get("error") or "refused")
+
+
+def import_har(
+    path: Path,
+    *,
+    url: str,
+    anon_key: str,
+    device_token: str,
+    device_uuid: str | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> ImportResult:
+    """Post the entries of the HAR file at `path` to /functions/v1/ingest under `device_token`, in batches.
+
+    Entries that are not usable are refused here, before anything is sent, with the reason; the server's
+    refusals come back by index. Raises HarError when the file is not HAR, and the API's errors (with how far
+    it got: importing again is safe, stored entries come back as duplicates) when a call fails.
+    `progress(sent, total)` is called after each batch."""
+    entries, file_hash = read_har(path)
+    device = device_uuid or token_subject(device_token) or ""
+    result = ImportResult(total=len(entries), ids=[None] * len(entries))
+    rows: list[tuple[int, dict[str, Any]]] = []
+    for index, entry in enumerate(entries):
+        try:
+            row = from_har_entry(entry)
+        except HarError as exc:
+            result.rejected[index] = str(exc)
+            continue
+        row["id"] = entry_id(entry, index, file_hash, device)
+        rows.append((index, row))
+    sent = 0
+    with Api(url, anon_key, device_token, timeout=120.0) as api:
+        for batch in _batches(rows):
+            try:
+                _send(api, batch, result)
+            except BusymateError as exc:
+                said = explain(exc) if isinstance(exc, ApiRefused) else str(exc)
+                failed = BusymateError(
+                    f"{said}. Stopped after {sent} of {len(rows)} entries were sent ({result.imported} "
+                    f"imported, {result.duplicates} already there); run the import again: what is stored is "
+                    "recognised"
+                )
+                failed.exit_code = exc.exit_code
+                raise failed from exc
+            sent += len(batch)
+            if progress is not None:
+                progress(sent, len(rows))
+    return result

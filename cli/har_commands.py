@@ -1,0 +1,176 @@
+"""`busymate export --har FILE` and `busymate import FILE.har --device NAME` (the work is in cli/har.py)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import IO, Annotated
+
+import typer
+from rich.markup import escape
+from rich.progress import Progress, SpinnerColumn, TextColumn
+
+from busymate.cli.common import err, friendly, out, settings_from
+from busymate.cli.devices import device_token, find_device, pick_workspace
+from busymate.cli.har import ExportScope, export_har, import_har, parse_when, read_har
+from busymate.cli.session import acting_token
+from busymate.cli.tail_filters import Filters
+from busymate.client import Api
+
+BIG = 200  # entries beyond which a terminal shows progress
+
+
+@contextlib.contextmanager
+def _progress(what: str) -> Iterator[Callable[[str], None] | None]:
+    """A one-line progress display on stderr when it is a terminal; None otherwise."""
+    if not err.is_terminal:
+        yield None
+        return
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), console=err, transient=True) as bar:
+        task = bar.add_task(what)
+        yield lambda text: bar.update(task, description=text)
+
+
+@contextlib.contextmanager
+def _target(path: str) -> Iterator[IO[str]]:
+    """stdout for `-`, else the file, written under a temporary name and renamed when complete."""
+    if path == "-":
+        yield sys.stdout
+        return
+    final = Path(path)
+    tmp = final.with_name(f".{final.name}.part")
+    try:
+        with tmp.open("w", encoding="utf-8") as handle:
+            yield handle
+        tmp.replace(final)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def export(
+    ctx: typer.Context,
+    har: Annotated[str, typer.Option("--har", help="Write HAR 1.2 to this file ('-' for stdout).")],
+    workspace: Annotated[
+        str | None,
+        typer.Option("--workspace", "-w", help="Only this workspace (slug); default: all you see."),
+    ] = None,
+    host: Annotated[
+        list[str] | None,
+        typer.Option("--host", help="Only hosts containing this, or matching a glob like '*.example.com'."),
+    ] = None,
+    device: Annotated[
+        list[str] | None, typer.Option("--device", help="Only this device (name or uuid).")
+    ] = None,
+    status: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--status", help="Only these statuses: 200, 4xx, 500-599, error; repeat or comma-separate."
+        ),
+    ] = None,
+    since: Annotated[
+        str | None, typer.Option("--since", help="Captured at or after: an ISO time or an age (30m, 2h, 7d).")
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option("--until", help="Captured before: an ISO time or an age (30m, 2h, 7d).")
+    ] = None,
+    include_secrets: Annotated[
+        bool,
+        typer.Option(
+            "--include-secrets",
+            help="Keep Authorization, cookies, API keys and token-like query parameters (else redacted).",
+        ),
+    ] = False,
+) -> None:
+    """Export captured entries as a HAR 1.2 file (bodies, timings, WebSocket messages; secrets redacted)."""
+    try:
+        filters = Filters.parse(host or [], device or [], status or [])
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--status") from exc
+    try:
+        start = parse_when(since) if since else None
+        end = parse_when(until) if until else None
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--since/--until") from exc
+    if start and end and start >= end:
+        raise typer.BadParameter("--since must be before --until", param_hint="--since/--until")
+    settings = settings_from(ctx)
+    token, _ = acting_token(settings)
+    with Api.for_project(settings, token) as api:
+        ws = pick_workspace(api, workspace)["id"] if workspace else None
+        scope = ExportScope(filters, start, end, str(ws) if ws else None)
+        with _progress("exporting…") as show, _target(har) as sink:
+
+            def tick(written: int, scanned: int) -> None:
+                if show is not None and scanned >= BIG:
+                    show(f"exporting: {written} entries written, {scanned} read")
+
+            count = export_har(api, sink, scope, include_secrets=include_secrets, progress=tick)
+    where = "stdout" if har == "-" else har
+    secrets = "secrets included" if include_secrets else "secrets redacted"
+    err.print(f"exported {count} {'entry' if count == 1 else 'entries'} to {escape(where)} ({secrets})")
+
+
+def import_(
+    ctx: typer.Context,
+    file: Annotated[
+        Path, typer.Argument(help="A HAR file (from a browser, Playwright, or `busymate export`).")
+    ],
+    device: Annotated[
+        str, typer.Option("--device", help="The device the entries are stored under (name or uuid).")
+    ],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON on stdout.")] = False,
+) -> None:
+    """Import a HAR file's entries under a device, keeping their times, bodies, headers and timings.
+
+    Importing the same file again stores nothing twice. Exits 1 when an entry was refused (each is listed)."""
+    entries, _ = read_har(file)  # not a HAR: say so before anything is asked of the server
+    settings = settings_from(ctx)
+    token, _ = acting_token(settings)
+    with Api.for_project(settings, token) as api:
+        found = find_device(api, device)
+        minted = device_token(api, found)
+    with _progress(f"importing {len(entries)} entries…") as show:
+
+        def tick(sent: int, total: int) -> None:
+            if show is not None and total >= BIG:
+                show(f"importing: {sent} of {total} entries sent")
+
+        result = import_har(
+            file,
+            url=settings.url or settings.api_url,
+            anon_key=settings.anon_key or settings.publishable_key,
+            device_token=minted,
+            device_uuid=str(found["uuid"]),
+            progress=tick,
+        )
+    rejected = dict(sorted(result.rejected.items()))
+    if as_json:
+        summary = {
+            "entries": result.total,
+            "imported": result.imported,
+            "duplicates": result.duplicates,
+            "rejected": len(rejected),
+            "errors": [{"index": i, "error": why} for i, why in rejected.items()],
+            "device": found["uuid"],
+        }
+        out.print_json(json.dumps(summary))
+    else:
+        err.print(
+            f"{escape(str(file))}: {result.total} entries; imported {result.imported}, "
+            f"{result.duplicates} already there, {len(rejected)} refused "
+            f"(device {escape(str(found['name']))})",
+            soft_wrap=True,
+        )
+        for index, why in rejected.items():
+            err.print(f"  entry {index}: {escape(why)}", soft_wrap=True)
+    if rejected:
+        raise typer.Exit(1)
+
+
+def register(app: typer.Typer) -> None:
+    """Add `busymate export` and `busymate import` to the `busymate` app."""
+    app.command("export")(friendly(export))
+    app.command("import")(friendly(import_))
