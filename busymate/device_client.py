@@ -213,6 +213,8 @@ class DeviceClient:
         self._message: str | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._beat: asyncio.Task[None] | None = None
+        self._dispatcher: asyncio.Task[None] | None = None
+        self._events: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue()
         self._closed = asyncio.Event()
         self._closing = False
         self.stop_reason: str | None = None
@@ -237,22 +239,30 @@ class DeviceClient:
                 self.credential.name,
                 self.credential.expires_in() / 86_400,
             )
+        # events are handled one at a time, in order, outside the socket's reader (a handler may call the API,
+        # or close the client)
+        self._dispatcher = asyncio.create_task(self._dispatch_events(), name="busymate-device-events")
         self._live.subscribe(self.topic, self._on_device_message)
         self._live.subscribe("settings:global", self._on_settings_message)
         try:
-            await self._live.start()
-        except JoinRefused as exc:
-            await self._live.close()
-            if await self._still_paired():
-                raise
-            raise DeviceUnpaired(f"device {self.credential.name!r} is no longer paired ({exc})") from exc
-        try:
-            await self.report(online=True, heartbeat_at=_now())
-            await self._refresh_settings(always=True)
-            await self._catch_up()
-        except Unauthorized as exc:
-            await self._unpaired("refused")
-            raise DeviceUnpaired(f"device {self.credential.name!r} is no longer paired: {exc}") from exc
+            try:
+                await self._live.start()
+            except JoinRefused as exc:
+                await self._live.close()
+                if await self._still_paired():
+                    raise
+                raise DeviceUnpaired(f"device {self.credential.name!r} is no longer paired ({exc})") from exc
+            try:
+                await self.report(online=True, heartbeat_at=_now())
+                await self._refresh_settings(always=True)
+                await self._catch_up()
+            except Unauthorized as exc:
+                await self._unpaired("refused")
+                raise DeviceUnpaired(f"device {self.credential.name!r} is no longer paired: {exc}") from exc
+        except BaseException:  # not started: nothing keeps running (the caller may simply try again)
+            if not self._closing:
+                await self.close(offline=False)
+            raise
         self._beat = asyncio.create_task(self._heartbeat(), name="busymate-device-heartbeat")
 
     async def close(self, *, offline: bool = True) -> None:
@@ -263,7 +273,7 @@ class DeviceClient:
         self._closing = True
         self.stop_reason = self.stop_reason or "closed"
         current = asyncio.current_task()
-        for task in [self._beat, *self._tasks]:
+        for task in [self._beat, self._dispatcher, *self._tasks]:
             if task is not None and task is not current:
                 task.cancel()
         if offline and self.stop_reason == "closed":
@@ -416,9 +426,23 @@ class DeviceClient:
     async def _on_settings_message(self, topic: str, event: str, payload: dict[str, Any]) -> None:
         self._spawn(self._refresh_settings())
 
-    async def _on_device_message(self, topic: str, event: str, payload: dict[str, Any]) -> None:
-        if self._closing:
-            return
+    def _on_device_message(self, topic: str, event: str, payload: dict[str, Any]) -> None:
+        if not self._closing:
+            self._events.put_nowait((event, payload))
+
+    async def _dispatch_events(self) -> None:
+        while True:
+            event, payload = await self._events.get()
+            if self._closing:
+                return
+            try:
+                await self._dispatch(event, payload)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("device %s: the handler of %s failed", self.credential.name, event)
+
+    async def _dispatch(self, event: str, payload: dict[str, Any]) -> None:
         await _call(self.handlers.on_event, event, payload)
         h = self.handlers
         if event == "unpair":
