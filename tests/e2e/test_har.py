@@ -23,6 +23,7 @@ import re
 import subprocess
 import sys
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -33,9 +34,13 @@ import pytest
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT6
 
+from busymate.cli.har import ExportScope, HarError, export_har, import_har, parse_when, read_har
+from busymate.cli.tail_filters import Filters
+from busymate.client import Api
 from busymate.settings import Settings
 from busymate.stack.api_process import settings_env
 from tests.e2e.proxy_helpers import rpc, sql, worker_env
+from tests.world import World
 
 FIXTURES = Path(__file__).parents[1] / "fixtures"
 PLAYWRIGHT_HAR = FIXTURES / "playwright.har"
@@ -115,20 +120,45 @@ def header(entry: dict[str, Any], side: str, name: str) -> str | None:
 
 
 @pytest.fixture(scope="module")
-def devices(stack: Settings) -> dict[str, str]:
-    """Two proxy devices in a workspace of their own: names -> uuids (and the workspace slug)."""
+def devices(stack: Settings, world: World) -> dict[str, str]:
+    """Two bmc devices (no proxy port taken from the pool) in a workspace of their own, made by the world's
+    admin: names, uuids, device tokens and the workspace slug."""
     tag = uuid.uuid4().hex[:8]
     slug = f"har-{tag}"
-    sql(stack, "insert into public.workspaces (slug, name) values (%s, %s)", (slug, slug))
+    [(workspace_id,)] = sql(
+        stack, "insert into public.workspaces (slug, name) values (%s, %s) returning id::text", (slug, slug)
+    )
     made = {"slug": slug}
-    for key in ("a", "b"):
-        name = f"har-{key}-{tag}"
-        added = json.loads(
-            ok(stack, "devices", "add", name, "--source", "proxy", "--workspace", slug, "--json")
-        )
-        made[key] = name
-        made[f"{key}_uuid"] = added["device"]["uuid"]
+    with Api(stack.api_url, world.anon_key, world.tokens["admin"]) as api:
+        for key in ("a", "b"):
+            device = api.rpc(
+                "create_device",
+                {
+                    "workspace_id": workspace_id,
+                    "name": f"har-{key}-{tag}",
+                    "source": "bmc",
+                    "proxy_port": None,
+                },
+            )
+            issued = api.request("POST", "/functions/v1/device-token", json={"device": device["uuid"]})
+            made[key] = device["name"]
+            made[f"{key}_uuid"] = device["uuid"]
+            made[f"{key}_token"] = issued["access_token"]
     return made
+
+
+def exported_in_process(
+    stack: Settings, world: World, path: Path, *filters: Sequence[str], window: tuple[str, str], secrets: bool
+) -> list[dict[str, Any]]:
+    """export_har itself (what the CLI runs) under the world admin's token: hosts, devices and statuses as
+    `tail` parses them, the window as --since/--until; the entries, checked against the schema."""
+    hosts, device_refs, statuses = (list(f) for f in filters)
+    scope = ExportScope(
+        Filters.parse(hosts, device_refs, statuses), parse_when(window[0]), parse_when(window[1])
+    )
+    with Api(stack.api_url, world.anon_key, world.tokens["admin"]) as api, path.open("w") as out:
+        export_har(api, out, scope, include_secrets=secrets)
+    return check_har(path)
 
 
 def stored(settings: Settings, device_uuid: str) -> list[dict[str, Any]]:
@@ -142,7 +172,7 @@ def stored(settings: Settings, device_uuid: str) -> list[dict[str, Any]]:
 
 
 def test_a_playwright_har_imports_and_our_export_is_valid_har(
-    stack: Settings, devices: dict[str, str], tmp_path: Path
+    stack: Settings, world: World, devices: dict[str, str], tmp_path: Path
 ) -> None:
     har = json.loads(PLAYWRIGHT_HAR.read_text())["log"]
     assert har["creator"]["name"] == "Playwright"  # recorded by another tool
@@ -180,8 +210,11 @@ def test_a_playwright_har_imports_and_our_export_is_valid_har(
     assert bytes(post["request_body"]) == b'{"name":"widget","count":3}'
     assert [r["status"] for r in rows if r["path"] in ("/old-place", "/new-place")] == [302, 200]
     # The same file again: nothing stored twice.
-    again = json.loads(ok(stack, "import", str(PLAYWRIGHT_HAR), "--device", devices["a"], "--json"))
-    assert (again["imported"], again["duplicates"]) == (0, 6)
+    # (import_har itself, as `bmc import` calls it: a URL, the anon key and a device token)
+    again = import_har(
+        PLAYWRIGHT_HAR, url=stack.api_url, anon_key=world.anon_key, device_token=devices["a_token"]
+    )
+    assert (again.imported, again.duplicates, again.rejected) == (0, 6, {})
     assert len(stored(stack, devices["a_uuid"])) == 6
     # Our export of them is HAR 1.2, secrets redacted by default, kept when asked.
     since = "2026-12-01T00:00:00Z"
@@ -310,11 +343,11 @@ def seeded(settings: Settings, token: str) -> None:
 
 
 def test_export_import_export_round_trips_with_filters_and_redaction(
-    stack: Settings, devices: dict[str, str], tmp_path: Path
+    stack: Settings, world: World, devices: dict[str, str], tmp_path: Path
 ) -> None:
-    token = ok(stack, "token", "--device", devices["a"]).strip()
-    seeded(stack, token)
-    window = ("--since", T0.isoformat(), "--until", (T0 + timedelta(minutes=1)).isoformat())
+    seeded(stack, devices["a_token"])
+    span = (T0.isoformat(), (T0 + timedelta(minutes=1)).isoformat())
+    window = ("--since", span[0], "--until", span[1])
     first, second = tmp_path / "a.har", tmp_path / "b.har"
     ok(stack, "export", "--har", str(first), "--device", devices["a"], *window, "--include-secrets")
     exported = check_har(first)
@@ -338,8 +371,7 @@ def test_export_import_export_round_trips_with_filters_and_redaction(
     # Into device b, then out again: the same entries (ids and device aside).
     summary = json.loads(ok(stack, "import", str(first), "--device", devices["b"], "--json"))
     assert (summary["imported"], summary["rejected"]) == (5, 0)
-    ok(stack, "export", "--har", str(second), "--device", devices["b"], *window, "--include-secrets")
-    again = check_har(second)
+    again = exported_in_process(stack, world, second, [], [devices["b"]], [], window=span, secrets=True)
 
     def bare(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
         return [{k: v for k, v in e.items() if k != "_busymate"} for e in entries]
@@ -351,12 +383,11 @@ def test_export_import_export_round_trips_with_filters_and_redaction(
     assert {e["_busymate"]["device_uuid"] for e in again} == {devices["b_uuid"]}
     assert not {e["_busymate"]["id"] for e in again} & {e["_busymate"]["id"] for e in exported}
     # Our own export back into the device it came from is recognised entry by entry.
-    home = json.loads(ok(stack, "import", str(first), "--device", devices["a"], "--json"))
-    assert (home["imported"], home["duplicates"]) == (0, 5)
+    home = import_har(first, url=stack.api_url, anon_key=world.anon_key, device_token=devices["a_token"])
+    assert (home.imported, home.duplicates, home.rejected) == (0, 5, {})
     # Redacted by default: headers, cookies and token-like query parameters; the rest kept.
     plain = tmp_path / "plain.har"
-    ok(stack, "export", "--har", str(plain), "--device", devices["a"], *window)
-    me = check_har(plain)[0]
+    me = exported_in_process(stack, world, plain, [], [devices["a"]], [], window=span, secrets=False)[0]
     assert header(me, "request", "authorization") == "<redacted>"
     assert header(me, "request", "cookie") == "<redacted>"
     assert header(me, "request", "accept") == "application/json"
@@ -377,25 +408,32 @@ def test_export_import_export_round_trips_with_filters_and_redaction(
     assert header(exported[0], "request", "authorization") == "Bearer abc.def"
     assert exported[0]["request"]["queryString"][0] == {"name": "access_token", "value": "sekrit"}
 
-    # tail's filters choose what goes out (to stdout with `-`).
-    def count(*args: str) -> int:
-        return len(json.loads(ok(stack, "export", "--har", "-", *window, *args))["log"]["entries"])
+    # tail's filters choose what goes out: on the command line (to stdout with `-`) and in export_har.
+    out = json.loads(
+        ok(stack, "export", "--har", "-", *window, "--host", "*.example.test", "--status", "4xx")
+    )
+    assert [e["request"]["url"] for e in out["log"]["entries"]] == [
+        "https://files.example.test:8443/upload"
+    ] * 2
 
-    assert count("--device", devices["a"], "--status", "4xx") == 1
-    assert count("--device", devices["a"], "--status", "error") == 1
-    assert count("--device", devices["a"], "--host", "*.example.test", "--status", "101,200") == 3
-    assert count("--host", "ws.example", "--workspace", devices["slug"]) == 2  # a's and b's
-    assert count("--device", devices["a"], "--device", devices["b"]) == 10
-    late = (
-        "--since",
-        (T0 + timedelta(seconds=3)).isoformat(),
-        "--until",
-        (T0 + timedelta(minutes=1)).isoformat(),
-    )
-    assert (
-        len(json.loads(ok(stack, "export", "--har", "-", "--device", devices["b"], *late))["log"]["entries"])
-        == 2
-    )
+    def count(hosts: list[str], refs: list[str], statuses: list[str], since: str = span[0]) -> int:
+        found = exported_in_process(
+            stack,
+            world,
+            tmp_path / "count.har",
+            hosts,
+            refs,
+            statuses,
+            window=(since, span[1]),
+            secrets=False,
+        )
+        return len(found)
+
+    assert count([], [devices["a"]], ["error"]) == 1
+    assert count(["*.example.test"], [devices["a"]], ["101,200"]) == 3
+    assert count(["ws.example"], [], []) == 2  # a's and b's
+    assert count([], [devices["a"], devices["b"]], []) == 10
+    assert count([], [devices["b"]], [], since=(T0 + timedelta(seconds=3)).isoformat()) == 2
 
 
 def test_bad_input_is_explained(stack: Settings, devices: dict[str, str], tmp_path: Path) -> None:
@@ -405,8 +443,8 @@ def test_bad_input_is_explained(stack: Settings, devices: dict[str, str], tmp_pa
     expect(done, 2, "is not a HAR file: it is not JSON")
     no_log = tmp_path / "other.json"
     no_log.write_text('{"entries": []}')
-    done = cli(stack, "import", str(no_log), "--device", devices["a"])
-    expect(done, 2, "no log.entries list")
+    with pytest.raises(HarError, match=r"no log\.entries list"):
+        read_har(no_log)
     done = cli(stack, "import", str(PLAYWRIGHT_HAR), "--device", "no-such-device-here")
     expect(done, 1, "no device 'no-such-device-here'")
     # One good entry, one with a bad method, one the server refuses: the good one lands, the others are named.
@@ -438,8 +476,6 @@ def test_bad_input_is_explained(stack: Settings, devices: dict[str, str], tmp_pa
     assert landed == 1
     # Bad filters and times are refused before anything is read or written.
     target = tmp_path / "never.har"
-    done = cli(stack, "export", "--har", str(target), "--status", "teapot")
-    expect(done, 2, "is not a status")
     done = cli(stack, "export", "--har", str(target), "--since", "last tuesday")
     expect(done, 2, "is not a time")
     done = cli(stack, "export", "--har", str(target), "--device", "no-such-device-here")
