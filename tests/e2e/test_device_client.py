@@ -17,6 +17,8 @@ import subprocess
 import sys
 import threading
 import uuid
+from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +26,14 @@ import httpx
 import pytest
 from realtime import AsyncRealtimeChannel
 
-from busymate.device_client import DeviceClient, DeviceHandlers, load_credential, pair, save_credential
+from busymate.device_client import (
+    DeviceClient,
+    DeviceHandlers,
+    DeviceUnpaired,
+    load_credential,
+    pair,
+    save_credential,
+)
 from busymate.settings import Settings
 from busymate.stack.api_process import settings_env
 from tests.e2e.proxy_helpers import fresh_workspace, rpc, sql, until
@@ -191,6 +200,18 @@ def test_the_device_client_pairs_hears_every_event_answers_cdp_and_is_unpaired(
         finally:
             await client.close()
 
+        # a device unpaired while it was off finds out at start, and so does one whose token ran out
+        for kept in (cred, replace(cred, expires_at=1)):
+            save_credential(file, kept)
+            gone: Inbox[str] = Inbox("on_unpair")
+            handlers = DeviceHandlers(on_unpair=partial(gone.put, "unpair"))
+            later = DeviceClient(kept, handlers, credential_path=file)
+            with pytest.raises(DeviceUnpaired):
+                await later.start()
+            assert gone.items == ["unpair"]
+            assert not file.exists()
+            assert later.stop_reason == "refused"
+
     run(scenario(), 60)
 
 
@@ -300,6 +321,10 @@ def test_devices_simulate_prints_each_event_answers_as_a_phone_and_goes_offline(
         sim.expect("cdp-command e1: Runtime.evaluate '1+1' -> 2")
         heartbeat = status(stack, device_uuid)[1]
         until(lambda: status(stack, device_uuid)[1] > heartbeat, "a heartbeat")
+        # an override of this one device is not announced to it: the heartbeat notices it
+        override = {"device_uuid": device_uuid, "overrides": {"sim_override": 1}}
+        rpc(stack, admin, "set_device_settings", override)
+        sim.expect('"sim_override": 1')
 
         # Ctrl-C: offline; started again it uses its saved credential (no new pairing), catches up with the
         # VPN request made while it was away, and runs until unpaired
