@@ -447,13 +447,15 @@ def test_bad_input_is_explained(stack: Settings, devices: dict[str, str], tmp_pa
         read_har(no_log)
     done = cli(stack, "import", str(PLAYWRIGHT_HAR), "--device", "no-such-device-here")
     expect(done, 1, "no device 'no-such-device-here'")
-    # One good entry, one with a bad method, one the server refuses: the good one lands, the others are named.
+    # A good entry, a bad method, a bad time (refused here) and a host too long for the table (refused by the
+    # server): the good one lands, each other is named by its index with the reason.
     good = json.loads(PLAYWRIGHT_HAR.read_text())["log"]["entries"][2]
     marker = uuid.uuid4().hex
     good["request"]["url"] = f"http://127.0.0.1:1/bad-input?{marker}=1"
     bad_method = {**good, "request": {**good["request"], "method": "GET /x"}}
-    bad_port = {**good, "request": {**good["request"], "url": f"http://127.0.0.1:1/far?{marker}=2"}}
-    bad_port["startedDateTime"] = "2026-13-40T10:00:00Z"
+    bad_time = {**good, "request": {**good["request"], "url": f"http://127.0.0.1:1/far?{marker}=2"}}
+    bad_time["startedDateTime"] = "2026-13-40T10:00:00Z"
+    long_host = {**good, "request": {**good["request"], "url": f"http://{'h' * 300}.test/?{marker}=3"}}
     mixed = tmp_path / "mixed.har"
     mixed.write_text(
         json.dumps(
@@ -461,16 +463,17 @@ def test_bad_input_is_explained(stack: Settings, devices: dict[str, str], tmp_pa
                 "log": {
                     "version": "1.2",
                     "creator": {"name": "t", "version": "1"},
-                    "entries": [good, bad_method, bad_port],
+                    "entries": [good, bad_method, bad_time, long_host],
                 }
             }
         )
     )
     done = cli(stack, "import", str(mixed), "--device", devices["b"])
     assert done.returncode == 1, done.stderr
-    assert "imported 1, 0 already there, 2 refused" in done.stderr
+    assert "imported 1, 0 already there, 3 refused" in done.stderr
     assert "entry 1: request.method 'GET /x' is not an HTTP method" in done.stderr
     assert "entry 2: startedDateTime '2026-13-40T10:00:00Z' is not an ISO 8601 time" in done.stderr
+    assert re.search(r"entry 3: .*host", done.stderr), done.stderr
     assert "Traceback" not in done.stderr
     [(landed,)] = sql(stack, "select count(*) from public.entries where query like %s", (f"%{marker}%",))
     assert landed == 1
