@@ -345,3 +345,21 @@ def test_devices_simulate_prints_each_event_answers_as_a_phone_and_goes_offline(
         assert not file.exists()
     finally:
         sim.stop()
+    # what cannot be simulated is said in one line
+    env = {**os.environ, **settings_env(stack), "COLUMNS": "200"}
+    for args, said in (
+        (["no-such-device-here"], "no device 'no-such-device-here'"),
+        ([name, "--code", "AAAAA-BBBBB"], "pairing failed"),
+    ):
+        done = subprocess.run(
+            [str(Path(sys.executable).parent / "busymate"), "devices", "simulate", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            stdin=subprocess.DEVNULL,
+            check=False,
+        )
+        assert done.returncode != 0
+        assert said in done.stderr, done.stderr
+        assert "Traceback" not in done.stderr
