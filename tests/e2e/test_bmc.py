@@ -174,6 +174,33 @@ async def channel_checks(
         assert response, response
 
 
+def bodies_follow_the_settings(
+    settings: Settings, world: World, device_uuid: str, run: str, log_file: Path
+) -> None:
+    """`capture_bodies: false` in the global settings reaches the running bmc (settings:global): entries
+    captured after it have no response body; setting it back brings bodies back."""
+    [(before,)] = sql(settings, "select settings from public.settings_global")
+    admin = world.tokens["admin"]
+
+    def latest_tick_body() -> tuple[str | None, bytes | None]:
+        rows = sql(
+            settings,
+            "select response_body_state, response_body from public.entries where device_uuid = %s "
+            "and path = '/tick' and query like %s order by captured_at desc limit 1",
+            (device_uuid, f"run={run}&%"),
+        )
+        return (rows[0][0], rows[0][1]) if rows else (None, None)
+
+    try:
+        rpc(settings, admin, "set_global_settings", {"settings": {**before, "capture_bodies": False}})
+        until(lambda: "bodies off" in log_file.read_text(), "bmc applying capture_bodies off", 15)
+        until(lambda: latest_tick_body()[1] is None, "an entry captured without its body", 15)
+    finally:
+        rpc(settings, admin, "set_global_settings", {"settings": before})
+    until(lambda: "bodies on" in log_file.read_text(), "bmc applying capture_bodies on again", 15)
+    until(lambda: latest_tick_body()[1] is not None, "an entry captured with its body again", 15)
+
+
 def test_bmc_pairs_captures_answers_cdp_survives_an_outage_and_unpairs(
     own_api: tuple[Settings, ApiServer], world: World, tmp_path: Path
 ) -> None:
@@ -236,6 +263,7 @@ def test_bmc_pairs_captures_answers_cdp_survives_an_outage_and_unpairs(
         asyncio.run(
             asyncio.wait_for(channel_checks(settings, owner, other, device_uuid, workspace_id, run), 60)
         )
+        bodies_follow_the_settings(settings, world, device_uuid, run, log_file)
 
         # The API goes away for 30 s; the page goes on fetching and bmc on capturing.
         assert server.stop()
@@ -265,15 +293,15 @@ def test_bmc_pairs_captures_answers_cdp_survives_an_outage_and_unpairs(
             until(all_stored, "every request the page made, stored", 60)
         except AssertionError:
             _, got = stored(settings, device_uuid, run)
-            missing, extra = sorted(set(served) - set(got)), sorted(set(got) - set(served))
+            lost, extra = sorted(set(served) - set(got)), sorted(set(got) - set(served))
             spool = sorted(p.name for p in (tmp_path / "bmc" / "spool").rglob("*"))
             raise AssertionError(
-                f"missing {len(missing)} {missing[:5]}, extra {extra[:5]}, spool {spool[:5]}, "
+                f"missing {len(lost)} {lost[:5]}, extra {extra[:5]}, spool {spool[:5]}, "
                 f"bmc {proc.poll()}:\n{log_file.read_text()[-3000:]}"
             ) from None
         count, distinct = stored(settings, device_uuid, run)
         assert count == len(distinct) == len(served)  # nothing lost, nothing doubled
-        assert "answers again" in log_file.read_text()
+        until(lambda: "answers again" in log_file.read_text(), "bmc saying the API answers again", 10)
         until(lambda: " 0 entries in 0 segment" in bmc(env, "status").stdout, "an empty spool", 15)
 
         # The admin unpairs the device: the running bmc forgets its credential and stops.
@@ -290,6 +318,13 @@ def test_bmc_pairs_captures_answers_cdp_survives_an_outage_and_unpairs(
     # Paired again, `bmc unpair` forgets the credential; then bmc is not paired.
     bmc(env, "pair", activation(settings, world, device_uuid))
     assert credential.exists()
+    # `bmc import` stores a HAR file's entries under bmc's own device, once however often it is imported.
+    har = Path(__file__).resolve().parent.parent / "fixtures" / "playwright.har"
+    count = len(json.loads(har.read_text())["log"]["entries"])
+    first = json.loads(bmc(env, "import", str(har), "--json").stdout)
+    assert (first["imported"], first["device"]) == (count, device_uuid)
+    again = json.loads(bmc(env, "import", str(har), "--json").stdout)
+    assert (again["imported"], again["duplicates"]) == (0, count)
     bmc(env, "unpair")
     assert not credential.exists()
     assert "bmc pair CODE" in bmc(env, "status", check=False).stderr
