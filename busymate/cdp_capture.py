@@ -679,6 +679,11 @@ class CdpCapture:
                 self._target_sessions.pop(session.target.get("targetId", ""), None)
                 session.flush()
                 self.stats.sessions = len(self._sessions)
+        elif method == "Target.targetInfoChanged":
+            info = params.get("targetInfo") or {}
+            session_id = self._target_sessions.get(info.get("targetId", ""))
+            if session_id in self._sessions:
+                self._sessions[session_id].target.update(info)
         elif method == "Target.targetCreated":
             info = params.get("targetInfo") or {}
             if info.get("type") == "page" and not info.get("attached"):

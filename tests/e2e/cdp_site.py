@@ -75,7 +75,7 @@ async function run() {
   const size = (await (await fetch('/download?size=DOWNLOAD_SIZE')).arrayBuffer()).byteLength;
   await frameDone;
   fetch('/slow');  // still pending when the page navigates away: lost
-  await fetch('/before-nav');
+  await (await fetch('/before-nav')).text();  // read whole: its loadingFinished comes before the navigation
   document.title = 'navigating ' + size;
   location.href = '/page2';
 }

@@ -3,8 +3,7 @@ cross-site iframe, its dedicated worker and its service worker make is captured 
 panel shows it: bodies (request bodies too, a 200 kB one), each redirect hop its own 302 entry, wire headers
 from the ExtraInfo events (the two Set-Cookie headers), the WebSocket with its messages, the SSE stream as
 streamed, the 10 MB download truncated at the cap with its full size, bodies read before the navigation kept,
-the request the navigation cut off marked lost; two tabs (one created with its URL by the browser, one opened
-blank and navigated by `open_page`); and a raw `Runtime.evaluate` answers 2."""
+the request the navigation cut off marked lost; two tabs opened by `open_page`; and a raw `Runtime.evaluate` answers 2."""
 
 from __future__ import annotations
 
@@ -35,9 +34,9 @@ async def _capture(site: Site, profile: Path) -> tuple[list[dict[str, Any]], Any
     try:
         capture = CdpCapture(ws_url, rows.append, max_body_bytes=1_048_576)
         await capture.start()
-        # A second tab, opened by the browser: attached while it waits for the debugger, so its first
-        # request (the document) is seen.
-        await capture.command("Target.createTarget", {"url": site.url + "/"})
+        # Two more tabs, each made blank, attached while it waits for the debugger, then navigated, so its
+        # first request (the document) is seen.
+        await capture.open_page(site.url + "/")
         await capture.open_page(site.url + "/page3")
 
         def done() -> bool:
