@@ -1,9 +1,11 @@
 """The device contract's pieces that need no server: the credential file (0600 from its first byte, its JSON
 read back, a broken one refused in words), the PAC host taken from a Host header (and nothing that could break
-out of the script's string), and the simulated phone's arithmetic (plain arithmetic only, never code)."""
+out of the script's string), the simulated phone's arithmetic (plain arithmetic only, never code), and
+LiveClient.send refusing a topic it has not joined."""
 
 from __future__ import annotations
 
+import asyncio
 import stat
 from pathlib import Path
 
@@ -13,6 +15,7 @@ from busymate.cli.simulate import NO_DEVTOOLS, arithmetic, evaluate
 from busymate.device_client import DeviceCredential, forget_credential, load_credential, save_credential
 from busymate.errors import BusymateError
 from busymate.functions.pac import pac_file, proxy_host
+from busymate.live import LiveClient
 
 
 def test_the_credential_file_is_private_and_round_trips(tmp_path: Path) -> None:
@@ -63,3 +66,12 @@ def test_the_simulated_phone_evaluates_arithmetic_only() -> None:
         assert str(refused.value) == NO_DEVTOOLS
     with pytest.raises(ValueError, match="division by zero"):
         arithmetic("1/0")
+
+
+def test_live_send_needs_a_joined_topic() -> None:
+    async def scenario() -> None:
+        live = LiveClient("http://127.0.0.1:9", "anon", None)
+        with pytest.raises(ConnectionError, match="not joined to device:x"):
+            await live.send("device:x", "cdp-result", {"id": 1, "ok": True})
+
+    asyncio.run(scenario())
