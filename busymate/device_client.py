@@ -32,6 +32,7 @@ STATUS_FIELDS = frozenset({"online", "vpn_state", "heartbeat_at", "ip", "ip_coun
 """The device_status columns a device may write (the `device` role's column grants)."""
 VPN_STATES = frozenset({"unknown", "on", "off", "requested-on", "requested-off"})
 PAC_PATH = "/functions/v1/pac/{uuid}"
+OFFLINE_TIMEOUT = 5.0  # seconds `close()` tries to write online=false
 EXPIRY_WARNING = 30 * 86_400  # warn this long before the token runs out: only a new pairing renews it
 
 
@@ -266,7 +267,8 @@ class DeviceClient:
         self._beat = asyncio.create_task(self._heartbeat(), name="busymate-device-heartbeat")
 
     async def close(self, *, offline: bool = True) -> None:
-        """Stop: write online=false (unless `offline` is False or the token no longer counts), leave."""
+        """Stop: write online=false (unless `offline` is False or the token no longer counts), leave. A closed
+        client stays closed: make a new one to start again."""
         if self._closing:
             await self._closed.wait()
             return
@@ -277,8 +279,8 @@ class DeviceClient:
             if task is not None and task is not current:
                 task.cancel()
         if offline and self.stop_reason == "closed":
-            with contextlib.suppress(ApiRefused, ApiUnreachable):
-                await self.report(online=False)
+            with contextlib.suppress(ApiRefused, ApiUnreachable, TimeoutError):
+                await asyncio.wait_for(self.report(online=False), OFFLINE_TIMEOUT)  # the API may be away
         await self._live.close()
         await self.api.aclose()
         self._closed.set()

@@ -241,6 +241,8 @@ def simulate(
         forget_credential(credential_file(settings, name))
     try:
         code_exit = asyncio.run(_run(settings, name, code, heartbeat))
-    except ApiUnreachable as exc:
-        raise BusymateError(f"{exc}: is the API running? (`busymate status`)") from exc
+    except (ApiUnreachable, TimeoutError, OSError) as exc:
+        raise BusymateError(
+            f"{exc or type(exc).__name__}: is the API at {settings.url} running? (`busymate status`)"
+        ) from exc
     sys.exit(code_exit)
