@@ -3,7 +3,8 @@ cross-site iframe, its dedicated worker and its service worker make is captured 
 panel shows it: bodies (request bodies too, a 200 kB one), each redirect hop its own 302 entry, wire headers
 from the ExtraInfo events (the two Set-Cookie headers), the WebSocket with its messages, the SSE stream as
 streamed, the 10 MB download truncated at the cap with its full size, bodies read before the navigation kept,
-the request the navigation cut off marked lost; two tabs opened by `open_page`; and a raw `Runtime.evaluate` answers 2."""
+the request the navigation cut off marked lost; two tabs opened by `open_page`; and a raw `Runtime.evaluate`
+answers 2. Then the same engine fed made-up events: ExtraInfo in either order across a redirect chain."""
 
 from __future__ import annotations
 
@@ -170,3 +171,113 @@ def test_chromium_traffic_is_captured_once_with_bodies_and_states() -> None:
     assert stats.targets >= 5  # three tabs (about:blank too), the iframe, the worker, the service worker
     assert len(extra["pages"]) == 3
     assert extra["after_close"] == len(rows)
+
+
+def _event(method: str, session: str, **params: Any) -> dict[str, Any]:
+    return {"method": method, "sessionId": session, "params": params}
+
+
+def _request(request_id: str, url: str, at: float, **extra: Any) -> dict[str, Any]:
+    return _event(
+        "Network.requestWillBeSent",
+        "S1",
+        requestId=request_id,
+        loaderId="L1",
+        frameId="F1",
+        type="Fetch",
+        timestamp=at,
+        wallTime=1_800_000_000 + at,
+        request={"url": url, "method": "GET", "headers": {"Accept": "*/*"}},
+        **extra,
+    )
+
+
+def _response(status: int, url: str) -> dict[str, Any]:
+    return {
+        "url": url,
+        "status": status,
+        "headers": {"X-Renderer": "1"},
+        "protocol": "h2",
+        "mimeType": "text/plain",
+    }
+
+
+def test_extra_info_in_either_order_and_redirect_hops_from_synthetic_events() -> None:
+    """The ExtraInfo events of a chain are matched to its hops by rank, whether they come before or after
+    the main events; each hop's wire headers and status are its own; bodies off gives `skipped`; a session
+    that goes away sends what it held (a request in flight as lost)."""
+    rows: list[dict[str, Any]] = []
+
+    async def run() -> CdpCapture:
+        capture = CdpCapture("ws://127.0.0.1:9/unused", rows.append, bodies=False)
+        capture._dispatch(
+            _event(
+                "Target.attachedToTarget",
+                "",
+                sessionId="S1",
+                targetInfo={"targetId": "T1", "type": "page", "url": "https://a.test/"},
+                waitingForDebugger=False,
+            )
+        )
+        extra_req = "Network.requestWillBeSentExtraInfo"
+        extra_res = "Network.responseReceivedExtraInfo"
+        first_headers = {"Location": "/b", "Set-Cookie": "x=1\ny=2"}
+        second_head = "HTTP/1.1 302 Found\r\nLocation: /c\r\n\r\n"
+        last = _response(200, "https://a.test/c")
+        last_headers = {"content-type": "text/plain", "x-wire": "1"}
+        events = [
+            # hop 0's ExtraInfo before its request; hop 1's response ExtraInfo after the redirect closing it.
+            _event(extra_req, "S1", requestId="R", headers={"cookie": "k=v", ":path": "/a"}),
+            _event(extra_res, "S1", requestId="R", statusCode=301, headers=first_headers),
+            _request("R", "https://a.test/a", 1.0),
+            _request(
+                "R",
+                "https://a.test/b",
+                1.1,
+                redirectResponse=_response(301, "https://a.test/a"),
+                redirectHasExtraInfo=True,
+            ),
+            _request(
+                "R",
+                "https://a.test/c",
+                1.2,
+                redirectResponse=_response(302, "https://a.test/b"),
+                redirectHasExtraInfo=True,
+            ),
+            _event(extra_req, "S1", requestId="R", headers={"cookie": "k=v; x=1"}),
+            _event(extra_res, "S1", requestId="R", statusCode=302, headersText=second_head),
+            _event("Network.responseReceived", "S1", requestId="R", response=last, hasExtraInfo=True),
+            _event("Network.dataReceived", "S1", requestId="R", dataLength=5, encodedDataLength=5),
+            _event("Network.loadingFinished", "S1", requestId="R", timestamp=1.3, encodedDataLength=120),
+            _event(extra_req, "S1", requestId="R", headers={"cookie": "k=v; x=1; y=2"}),
+            _event(extra_res, "S1", requestId="R", statusCode=200, headers=last_headers),
+            _request("P", "https://a.test/pending", 1.4),
+            _event("Target.detachedFromTarget", "", sessionId="S1"),
+        ]
+        for event in events:
+            capture._dispatch(event)
+        await asyncio.sleep(0)
+        return capture
+
+    capture = asyncio.run(run())
+    by_path = {r["path"]: r for r in rows}
+    assert set(by_path) == {"/a", "/b", "/c", "/pending"}
+    a, b, c = by_path["/a"], by_path["/b"], by_path["/c"]
+    assert (a["status"], b["status"], c["status"]) == (301, 302, 200)
+    assert a["request_headers"] == [["cookie", "k=v"]]  # the pseudo-header left out
+    assert a["response_headers"] == [["Location", "/b"], ["Set-Cookie", "x=1"], ["Set-Cookie", "y=2"]]
+    assert b["request_headers"] == [["cookie", "k=v; x=1"]]
+    assert b["response_headers"] == [["Location", "/c"]]
+    assert c["request_headers"] == [["cookie", "k=v; x=1; y=2"]]
+    assert c["response_headers"] == [["content-type", "text/plain"], ["x-wire", "1"]]
+    assert c["response_body_state"] == "skipped"
+    assert c["response_body_size"] == 5
+    assert c["http_version"] == "HTTP/2.0"
+    assert c["duration_ms"] == pytest.approx(100, abs=0.01)
+    assert c["captured_at"] == "2027-01-15T08:00:01.200Z"
+    assert a["response_body_state"] == "none"
+    pending = by_path["/pending"]
+    assert pending["response_body_state"] == "none"
+    assert "target closed" in pending["error"]
+    assert capture.stats.captured == 4
+    assert capture.stats.pending == 0
