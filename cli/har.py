@@ -27,7 +27,7 @@ from typing import IO, Any
 from urllib.parse import quote, unquote_plus, urlsplit
 
 from busymate import __version__
-from busymate.api_core import ApiRefused, NotFound, TooLarge
+from busymate.api_core import ApiRefused, TooLarge
 from busymate.cli.common import explain
 from busymate.cli.tail_filters import Filters
 from busymate.cli.tail_render import parse_time
@@ -44,7 +44,7 @@ META_COLUMNS = (
 STATE_COLUMNS = "request_body_state,response_body_state"
 KEPT_STATES = ("evicted", "streamed", "lost", "skipped")  # why a body is missing: kept in `_busymate`
 PAGE = 500  # metadata rows per read
-BODY_CHUNK = 10  # entries per body read: each body is up to the body cap (1 MiB by default), sent as hex
+BODY_CHUNK = 25  # entries per body read, as the dashboard reads them (bodies come as hex)
 BATCH = 500  # entries per ingest call (the function takes at most 1000)
 BATCH_BYTES = 8 * 1024 * 1024  # and about this much JSON
 INGEST_FUNCTION = "/functions/v1/ingest"
@@ -728,14 +728,9 @@ def _batches(rows: Sequence[tuple[int, dict[str, Any]]]) -> Iterator[list[tuple[
 
 
 def _post(api: Api, rows: list[dict[str, Any]]) -> dict[str, Any]:
-    try:
-        answer = api.request("POST", INGEST_FUNCTION, json={"batch": rows})
-    except NotFound as exc:
-        if exc.code not in ("function_not_found", "not_found", "PGRST202") and "function" not in exc.message:
-            raise
-        answer = api.rpc("ingest_entries", {"batch": rows})  # until /functions/v1/ingest exists
+    answer = api.request("POST", INGEST_FUNCTION, json={"batch": rows})
     if not isinstance(answer, dict):
-        raise BusymateError(f"the ingest answered {answer!r}, not a summary")
+        raise BusymateError(f"the ingest function answered {str(answer)[:200]!r}, not a summary")
     return answer
 
 
