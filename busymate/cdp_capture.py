@@ -256,8 +256,8 @@ class _Session:
         hop.session_id = self.id  # the session that holds the body
         hop.end_timestamp = float(p["timestamp"])
         hop.encoded_length = int(p.get("encodedDataLength") or 0)
-        if hop.is_event_stream:
-            self._stream_body(hop)
+        if hop.is_event_stream and hop.sse_events:
+            self._stream_body(hop)  # an EventSource: its events (a fetch() of a stream is read as a body)
         elif not self._has_body(hop):
             hop.body_state = ce.NONE
             hop.body_size = 0 if hop.response is not None else None
@@ -295,6 +295,8 @@ class _Session:
             hop.body_size = max(len(data), hop.data_length)
             hop.body = data[:cap]
             hop.body_state = ce.TRUNCATED if hop.body_size > cap else ce.CAPTURED
+            if hop.is_event_stream and hop.body_state == ce.CAPTURED:
+                hop.body_state = ce.STREAMED
         except CdpError as error:
             source = await self._document_source(hop)
             if source is not None:
@@ -380,7 +382,6 @@ class _Session:
                 if hop.request_id == hop.loader_id:
                     continue  # a document request: it ends with its own events
                 if hop.session_id == self.id:
-                    hop.end_timestamp = hop.end_timestamp or None
                     self._fail(hop, "net::ERR_ABORTED (the page navigated away)", aborted=True)
 
     # -- WebSockets
@@ -608,15 +609,16 @@ class CdpCapture:
             await self._closed.wait()
             return
         self._closing = True
-        for session in list(self._sessions.values()):
-            if not session.closed:
-                with contextlib.suppress(CdpError):
-                    await asyncio.wait_for(
-                        self._call("Target.detachFromTarget", {"sessionId": session.id}), timeout=2
-                    )
+        # Bodies being read are read first: a detached session can answer nothing.
         pending = list(self._tasks)
         if pending:
             await asyncio.wait(pending, timeout=5)
+        detaches = [
+            asyncio.wait_for(self._call("Target.detachFromTarget", {"sessionId": s.id}), timeout=2)
+            for s in self._sessions.values()
+            if not s.closed
+        ]
+        await asyncio.gather(*detaches, return_exceptions=True)
         self._shutdown()
         if self._ws is not None:
             await self._ws.close()
