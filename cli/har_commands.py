@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -19,6 +20,7 @@ from busymate.cli.har import ExportScope, export_har, import_har, parse_when, re
 from busymate.cli.session import acting_token
 from busymate.cli.tail_filters import Filters
 from busymate.client import Api
+from busymate.errors import BusymateError
 
 BIG = 200  # entries beyond which a terminal shows progress
 
@@ -36,16 +38,25 @@ def _progress(what: str) -> Iterator[Callable[[str], None] | None]:
 
 @contextlib.contextmanager
 def _target(path: str) -> Iterator[IO[str]]:
-    """stdout for `-`, else the file, written under a temporary name and renamed when complete."""
+    """stdout for `-`, else the file, written under a temporary name and renamed when complete (a failed
+    export leaves no half file); a file that cannot be written is one line, not a traceback."""
     if path == "-":
-        yield sys.stdout
+        try:
+            yield sys.stdout
+            sys.stdout.flush()
+        except BrokenPipeError:  # `busymate export --har - | head`: the reader has gone
+            with contextlib.suppress(OSError):
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return
     final = Path(path)
     tmp = final.with_name(f".{final.name}.part")
     try:
-        with tmp.open("w", encoding="utf-8") as handle:
-            yield handle
-        tmp.replace(final)
+        try:
+            with tmp.open("w", encoding="utf-8") as handle:
+                yield handle
+            tmp.replace(final)
+        except OSError as exc:
+            raise BusymateError(f"cannot write {path}: {exc.strerror or exc}") from exc
     finally:
         tmp.unlink(missing_ok=True)
 

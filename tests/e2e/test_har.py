@@ -484,3 +484,5 @@ def test_bad_input_is_explained(stack: Settings, devices: dict[str, str], tmp_pa
     done = cli(stack, "export", "--har", str(target), "--device", "no-such-device-here")
     expect(done, 1, "no device 'no-such-device-here'")
     assert not target.exists()
+    done = cli(stack, "export", "--har", str(tmp_path / "missing" / "x.har"), "--device", devices["a"])
+    expect(done, 1, f"cannot write {tmp_path / 'missing' / 'x.har'}: No such file or directory")
