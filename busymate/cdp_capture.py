@@ -35,7 +35,7 @@ from typing import Any
 
 import orjson
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, WebSocketException
 
 from busymate import cdp_entries as ce
 
@@ -65,7 +65,9 @@ class CdpError(Exception):
 class CaptureStats:
     captured: int = 0  # entries handed to on_entry
     pending: int = 0  # requests and sockets not finished yet
-    errors: int = 0  # CDP calls that failed (a body that could not be read is counted apart)
+    errors: int = (
+        0  # events that could not be handled, targets that would not enable Network, on_entry failures
+    )
     bodies_evicted: int = 0
     bodies_truncated: int = 0
     extra_info_missing: int = 0  # sent without the ExtraInfo Chrome announced
@@ -528,7 +530,10 @@ class CdpCapture:
 
     async def start(self) -> None:
         """Connects, then attaches to every page there is and every page, frame and worker to come."""
-        self._ws = await connect(self.ws_url, max_size=None, ping_interval=None, open_timeout=10)
+        try:
+            self._ws = await connect(self.ws_url, max_size=None, ping_interval=None, open_timeout=10)
+        except (OSError, TimeoutError, WebSocketException) as error:
+            raise CdpError(f"cannot connect to the browser at {self.ws_url}: {error}") from error
         self._reader = asyncio.create_task(self._read(), name="cdp-reader")
         self._ticker = asyncio.create_task(self._tick(), name="cdp-extra-info-timer")
         await self._call("Target.setDiscoverTargets", {"discover": True})
@@ -753,6 +758,8 @@ class CdpCapture:
         ]
         results = await asyncio.gather(*calls, return_exceptions=True)
         names = ("Network.enable", "durable messages", "Page.enable", "Target.setAutoAttach", "resume")
+        if isinstance(results[0], Exception):
+            self.stats.errors += 1
         for method, result in zip(names, results, strict=True):
             if isinstance(result, Exception):
                 log.debug(
