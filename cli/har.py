@@ -48,6 +48,7 @@ BODY_CHUNK = 25  # entries per body read, as the dashboard reads them (bodies co
 BATCH = 500  # entries per ingest call (the function takes at most 1000)
 BATCH_BYTES = 8 * 1024 * 1024  # and about this much JSON
 INGEST_FUNCTION = "/functions/v1/ingest"
+CREATOR = "Busymate CLI"  # log.creator.name of our exports
 ID_NAMESPACE = uuid.UUID("6f1d3c2e-8a4b-5c1e-9b7a-2d4e6f8a0b1c")  # uuid5 namespace of imported entries' ids
 METHOD_RE = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,32}")  # an HTTP token, within entries.method's 32
 SCHEMES = ("http", "https", "ws", "wss")
@@ -473,7 +474,7 @@ def export_har(
     *,
     include_secrets: bool = False,
     progress: Callable[[int, int], None] | None = None,
-    creator: str = "Busymate CLI",
+    creator: str = CREATOR,
 ) -> int:
     """Write the entries `scope` selects, oldest first, to `out` as HAR 1.2; how many were written.
 
@@ -665,8 +666,17 @@ class ImportResult:
     ids: list[str | None] = field(default_factory=list)
 
 
-def read_har(path: Path) -> tuple[list[Any], str]:
-    """The entries of a HAR file and the file's SHA-256; HarError saying what is wrong when it is not HAR."""
+@dataclass
+class HarFile:
+    """A HAR file as read: its entries, its SHA-256 and the name of the tool that wrote it."""
+
+    entries: list[Any]
+    sha256: str
+    creator: str
+
+
+def read_har(path: Path) -> HarFile:
+    """A HAR file's entries, hash and creator; HarError saying what is wrong when it is not HAR."""
     try:
         raw = path.read_bytes()
     except OSError as exc:
@@ -677,11 +687,13 @@ def read_har(path: Path) -> tuple[list[Any], str]:
         raise HarError(f"{path} is not a HAR file: it is not JSON ({exc})") from exc
     log = doc.get("log") if isinstance(doc, dict) else None
     entries = log.get("entries") if isinstance(log, dict) else None
-    if not isinstance(entries, list):
+    if not isinstance(log, dict) or not isinstance(entries, list):
         raise HarError(
             f'{path} is not a HAR file: it has no log.entries list (HAR 1.2 is {{"log": {{...}}}})'
         )
-    return entries, hashlib.sha256(raw).hexdigest()
+    creator = log.get("creator")
+    name = creator.get("name") if isinstance(creator, dict) else None
+    return HarFile(entries, hashlib.sha256(raw).hexdigest(), str(name or ""))
 
 
 def token_subject(token: str) -> str | None:
@@ -695,9 +707,14 @@ def token_subject(token: str) -> str | None:
     return str(sub) if sub else None
 
 
-def entry_id(entry: object, index: int, file_hash: str, device_uuid: str) -> str:
-    """A stable id: the exported `_busymate.id` when importing into the device it came from (so the same
-    entry is not stored twice), else uuid5 of the device and that id, or of the device, file and index."""
+def entry_id(entry: object, index: int, har: HarFile, device_uuid: str) -> str:
+    """A stable id, so importing the same file twice stores it once.
+
+    An entry of our own CLI's export (`_busymate.id`, times exact to the microsecond) going back to the device
+    it came from keeps its id, so it is recognised as already there (the key is id and captured_at). Any
+    other entry with a `_busymate.id` (another device, or the dashboard's export, whose times are cut to
+    milliseconds and would store the same id twice) gets uuid5 of the device and that id; the rest uuid5 of
+    the device, the file's SHA-256 and the index."""
     ours = entry.get("_busymate") if isinstance(entry, dict) else None
     if isinstance(ours, dict) and isinstance(ours.get("id"), str):
         try:
@@ -705,10 +722,11 @@ def entry_id(entry: object, index: int, file_hash: str, device_uuid: str) -> str
         except ValueError:
             original = None
         if original is not None:
-            if str(ours.get("device_uuid") or "").lower() == device_uuid.lower():
+            same_device = str(ours.get("device_uuid") or "").lower() == device_uuid.lower()
+            if same_device and har.creator == CREATOR:
                 return original
             return str(uuid.uuid5(ID_NAMESPACE, f"{device_uuid}/{original}"))
-    return str(uuid.uuid5(ID_NAMESPACE, f"{device_uuid}/{file_hash}/{index}"))
+    return str(uuid.uuid5(ID_NAMESPACE, f"{device_uuid}/{har.sha256}/{index}"))
 
 
 def _batches(rows: Sequence[tuple[int, dict[str, Any]]]) -> Iterator[list[tuple[int, dict[str, Any]]]]:
@@ -776,7 +794,8 @@ def import_har(
     refusals come back by index. Raises HarError when the file is not HAR, and the API's errors (with how far
     it got: importing again is safe, stored entries come back as duplicates) when a call fails.
     `progress(sent, total)` is called after each batch."""
-    entries, file_hash = read_har(path)
+    har = read_har(path)
+    entries = har.entries
     device = device_uuid or token_subject(device_token) or ""
     result = ImportResult(total=len(entries), ids=[None] * len(entries))
     rows: list[tuple[int, dict[str, Any]]] = []
@@ -786,7 +805,7 @@ def import_har(
         except HarError as exc:
             result.rejected[index] = str(exc)
             continue
-        row["id"] = entry_id(entry, index, file_hash, device)
+        row["id"] = entry_id(entry, index, har, device)
         rows.append((index, row))
     sent = 0
     with Api(url, anon_key, device_token, timeout=120.0) as api:

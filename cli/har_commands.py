@@ -137,7 +137,7 @@ def import_(
     """Import a HAR file's entries under a device, keeping their times, bodies, headers and timings.
 
     Importing the same file again stores nothing twice. Exits 1 when an entry was refused (each is listed)."""
-    entries, _ = read_har(file)  # not a HAR: say so before anything is asked of the server
+    entries = read_har(file).entries  # not a HAR: say so before anything is asked of the server
     settings = settings_from(ctx)
     token, _ = acting_token(settings)
     with Api.for_project(settings, token) as api:

@@ -434,6 +434,25 @@ def test_export_import_export_round_trips_with_filters_and_redaction(
     assert count(["ws.example"], [], []) == 2  # a's and b's
     assert count([], [devices["a"], devices["b"]], []) == 10
     assert count([], [devices["b"]], [], since=(T0 + timedelta(seconds=3)).isoformat()) == 2
+    # The dashboard's export cuts times to milliseconds: its entries never reuse an id for another time, and
+    # importing its file twice still stores it once.
+    doc = json.loads(first.read_text())
+    doc["log"]["creator"]["name"] = "Busymate dashboard"
+    for entry in doc["log"]["entries"]:
+        entry["startedDateTime"] = entry["startedDateTime"][:23] + "Z"
+    dashboard = tmp_path / "dashboard.har"
+    dashboard.write_text(json.dumps(doc))
+    for imported, duplicates in ((5, 0), (0, 5)):
+        done = import_har(
+            dashboard, url=stack.api_url, anon_key=world.anon_key, device_token=devices["a_token"]
+        )
+        assert (done.imported, done.duplicates) == (imported, duplicates)
+    [(rows, ids)] = sql(
+        stack,
+        "select count(*), count(distinct id) from public.entries where device_uuid = %s",
+        (devices["a_uuid"],),
+    )
+    assert rows == ids == 6 + 5 + 5
 
 
 def test_bad_input_is_explained(stack: Settings, devices: dict[str, str], tmp_path: Path) -> None:
