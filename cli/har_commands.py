@@ -7,6 +7,7 @@ import json
 import os
 import sys
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import IO, Annotated
 
@@ -61,6 +62,13 @@ def _target(path: str) -> Iterator[IO[str]]:
         tmp.unlink(missing_ok=True)
 
 
+def _when(value: str | None, option: str) -> datetime | None:
+    try:
+        return parse_when(value) if value else None
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint=option) from exc
+
+
 def export(
     ctx: typer.Context,
     har: Annotated[str, typer.Option("--har", help="Write HAR 1.2 to this file ('-' for stdout).")],
@@ -100,11 +108,7 @@ def export(
         filters = Filters.parse(host or [], device or [], status or [])
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--status") from exc
-    try:
-        start = parse_when(since) if since else None
-        end = parse_when(until) if until else None
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--since/--until") from exc
+    start, end = _when(since, "--since"), _when(until, "--until")
     if start and end and start >= end:
         raise typer.BadParameter("--since must be before --until", param_hint="--since/--until")
     settings = settings_from(ctx)
