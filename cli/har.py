@@ -28,7 +28,7 @@ from urllib.parse import quote, unquote_plus, urlsplit
 
 from busymate import __version__
 from busymate.api_core import ApiRefused, TooLarge
-from busymate.cli.common import explain
+from busymate.cli.common import err, explain, out
 from busymate.cli.tail_filters import Filters
 from busymate.cli.tail_render import parse_time
 from busymate.client import Api
@@ -825,3 +825,31 @@ def import_har(
             if progress is not None:
                 progress(sent, len(rows))
     return result
+
+
+def report_import(
+    result: ImportResult, path: Path, *, device_name: str, device_uuid: str, as_json: bool = False
+) -> bool:
+    """Print an import's summary (`busymate import`, `bmc import`): JSON on stdout, or a line and one line per
+    refused entry on stderr. Whether any entry was refused (the command then exits 1)."""
+    rejected = dict(sorted(result.rejected.items()))
+    if as_json:
+        summary = {
+            "entries": result.total,
+            "imported": result.imported,
+            "duplicates": result.duplicates,
+            "rejected": len(rejected),
+            "errors": [{"index": i, "error": why} for i, why in rejected.items()],
+            "device": device_uuid,
+        }
+        out.print_json(json.dumps(summary))
+    else:
+        err.print(
+            f"{path}: {result.total} entries; imported {result.imported}, {result.duplicates} already there, "
+            f"{len(rejected)} refused (device {device_name})",
+            soft_wrap=True,
+            markup=False,
+        )
+        for index, why in rejected.items():
+            err.print(f"  entry {index}: {why}", soft_wrap=True, markup=False)
+    return bool(rejected)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import sys
 from collections.abc import Callable, Iterator
@@ -15,9 +14,9 @@ import typer
 from rich.markup import escape
 from rich.progress import Progress, SpinnerColumn, TextColumn
 
-from busymate.cli.common import err, friendly, out, settings_from
+from busymate.cli.common import err, friendly, settings_from
 from busymate.cli.devices import device_token, find_device, pick_workspace
-from busymate.cli.har import ExportScope, export_har, import_har, parse_when, read_har
+from busymate.cli.har import ExportScope, export_har, import_har, parse_when, read_har, report_import
 from busymate.cli.session import acting_token
 from busymate.cli.tail_filters import Filters
 from busymate.client import Api
@@ -161,27 +160,9 @@ def import_(
             device_uuid=str(found["uuid"]),
             progress=tick,
         )
-    rejected = dict(sorted(result.rejected.items()))
-    if as_json:
-        summary = {
-            "entries": result.total,
-            "imported": result.imported,
-            "duplicates": result.duplicates,
-            "rejected": len(rejected),
-            "errors": [{"index": i, "error": why} for i, why in rejected.items()],
-            "device": found["uuid"],
-        }
-        out.print_json(json.dumps(summary))
-    else:
-        err.print(
-            f"{escape(str(file))}: {result.total} entries; imported {result.imported}, "
-            f"{result.duplicates} already there, {len(rejected)} refused "
-            f"(device {escape(str(found['name']))})",
-            soft_wrap=True,
-        )
-        for index, why in rejected.items():
-            err.print(f"  entry {index}: {escape(why)}", soft_wrap=True)
-    if rejected:
+    if report_import(
+        result, file, device_name=str(found["name"]), device_uuid=str(found["uuid"]), as_json=as_json
+    ):
         raise typer.Exit(1)
 
 
