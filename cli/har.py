@@ -604,6 +604,8 @@ def from_har_entry(entry: object) -> dict[str, Any]:
     is_ws = "_webSocketMessages" in har
     response_body = _transcript(har["_webSocketMessages"]) if is_ws else _har_body(content)
     status = response.get("status")
+    if isinstance(status, float) and status.is_integer():
+        status = int(status)
     if status is not None and (not isinstance(status, int) or isinstance(status, bool) or status > 999):
         raise HarError(f"response.status {status!r} is not an HTTP status")
     timings: dict[str, Any] = har["timings"] if isinstance(har.get("timings"), dict) else {}
@@ -804,6 +806,9 @@ def import_har(
             row = from_har_entry(entry)
         except HarError as exc:
             result.rejected[index] = str(exc)
+            continue
+        except (TypeError, ValueError, KeyError, AttributeError) as exc:  # a shape no rule above names
+            result.rejected[index] = f"not a HAR entry this import can read ({type(exc).__name__}: {exc})"
             continue
         row["id"] = entry_id(entry, index, har, device)
         rows.append((index, row))

@@ -34,7 +34,17 @@ import pytest
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT6
 
-from busymate.cli.har import ExportScope, HarError, export_har, import_har, parse_when, read_har
+from busymate.cli.har import (
+    ExportScope,
+    HarError,
+    export_har,
+    from_har_entry,
+    import_har,
+    is_secret_param,
+    parse_when,
+    read_har,
+    to_har_entry,
+)
 from busymate.cli.tail_filters import Filters
 from busymate.client import Api
 from busymate.settings import Settings
@@ -505,3 +515,64 @@ def test_bad_input_is_explained(stack: Settings, devices: dict[str, str], tmp_pa
     assert not target.exists()
     done = cli(stack, "export", "--har", str(tmp_path / "missing" / "x.har"), "--device", devices["a"])
     expect(done, 1, f"cannot write {tmp_path / 'missing' / 'x.har'}: No such file or directory")
+
+
+def test_one_entry_each_way_without_a_server() -> None:
+    """to_har_entry and from_har_entry alone: the WebSocket transcript survives both ways byte for byte, text
+    and binary bodies choose their encoding, and odd shapes are refused in words."""
+    transcript = json.dumps(
+        [
+            {"from": "client", "type": "text", "at": "2026-11-20T10:00:02.623457+00:00", "content": "hi"},
+            {"from": "server", "type": "binary", "at": "2026-11-20T10:00:02.999999+00:00", "content": "AAH/"},
+        ],
+        separators=(",", ":"),
+    ).encode()
+    row = {
+        "id": str(uuid.uuid4()),
+        "captured_at": "2026-11-20T10:00:02.5+00:00",
+        "method": "GET",
+        "scheme": "wss",
+        "host": "::1",
+        "port": 8443,
+        "path": "/s",
+        "query": "apikey=k&page=2",
+        "status": 101,
+        "duration_ms": 9.5,
+        "ttfb_ms": None,
+        "request_headers": [["X-Session-Id", "s1"], ["X-Trace", "t"]],
+        "response_headers": [],
+        "request_body": b"\xff\x00",
+        "response_body": "\\x" + transcript.hex(),
+        "response_body_size": len(transcript),
+    }
+    har = to_har_entry(row)
+    assert har["request"]["url"] == "wss://[::1]:8443/s?apikey=%3Credacted%3E&page=2"
+    assert har["request"]["headers"] == [
+        {"name": "X-Session-Id", "value": "<redacted>"},
+        {"name": "X-Trace", "value": "t"},
+    ]
+    assert har["request"]["postData"]["encoding"] == "base64"
+    assert (har["timings"]["wait"], har["timings"]["receive"], har["time"]) == (9.5, 0, 9.5)
+    assert har["startedDateTime"] == "2026-11-20T10:00:02.500Z"
+    back = from_har_entry(har)
+    assert base64.b64decode(back["response_body_b64"]) == transcript
+    assert base64.b64decode(back["request_body_b64"]) == b"\xff\x00"
+    assert (back["scheme"], back["host"], back["port"], back["status"]) == ("wss", "::1", 8443, 101)
+    assert (
+        to_har_entry({**row, "response_body": b"plain text"}, include_secrets=True)["response"]["content"][
+            "text"
+        ]
+        == "plain text"
+    )
+    assert is_secret_param("X-Amz-Signature")
+    assert not is_secret_param("page")
+    base = {"startedDateTime": "2026-01-01T00:00:00Z", "request": {"method": "GET", "url": "http://x/"}}
+    for odd, said in (
+        ({}, "request is missing"),
+        ({**base, "request": {"method": "GET", "url": "ftp://x/"}}, "is not an http(s) or ws(s) URL"),
+        ({**base, "request": {"method": "GET", "url": "http://x:99999/"}}, "is not a URL"),
+        ({**base, "response": {"status": "ok"}}, "response.status 'ok' is not an HTTP status"),
+        ({**base, "_webSocketMessages": [{"type": "shout"}]}, "a WebSocket message is not"),
+    ):
+        with pytest.raises(HarError, match=re.escape(said)):
+            from_har_entry(odd)
