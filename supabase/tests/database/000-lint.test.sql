@@ -65,9 +65,11 @@ select is(
             and pg_catalog.has_function_privilege('anon', p.oid, 'execute')
         order by 1
     ),
-    -- The one exception: pairing, where the activation code is the caller's only credential.
-    '{private.pair_device(text)}'::text[],
-    'anon can execute no security-definer function but pair_device'
+    -- The exceptions: pairing, where the activation code is the caller's only credential, and a proxy device's
+    -- PAC port, which an operating system fetches without any credential (the device's uuid is the secret, and
+    -- the answer is one port number: 054-device-pac).
+    '{private.device_pac_port(uuid),private.pair_device(text)}'::text[],
+    'anon can execute no security-definer function but pair_device and device_pac_port'
 );
 
 select is(
