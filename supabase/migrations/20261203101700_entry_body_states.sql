@@ -116,7 +116,9 @@ as $$
         response_body_truncated boolean, request_body_state text, response_body_state text
     )
     cross join lateral (
+        -- OFFSET 0 keeps this a subquery, so each body is decoded once, not once per use (five uses now).
         select decode(i.request_body_b64, 'base64') as request_raw, decode(i.response_body_b64, 'base64') as response_raw
+        offset 0
     ) as b
     cross join lateral (
         -- Cut: the client says so (a flag, or the state truncated), or the body is over the cap.
