@@ -59,17 +59,25 @@ BATCH = 500
 ANSWER = orjson.dumps({"items": [{"id": i, "name": f"item {i}", "ok": True} for i in range(12)]})
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        pass  # a browser closed while a connection was open: not news
+
+
 class Site:
     """The page and its resources; each finished load posts `/done?run=..&load=..&ms=..`."""
 
     def __init__(self) -> None:
         self.times: dict[str, list[float]] = {}
-        self.served: dict[str, int] = {}
+        self.served: dict[str, set[str]] = {}
         self.lock = threading.Lock()
         site = self
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # headers and body are two writes: no delayed-ACK stalls
 
             def log_message(self, *_: Any) -> None:
                 pass
@@ -91,7 +99,7 @@ class Site:
                     return
                 if parts.path in ("/", "/r"):
                     with site.lock:
-                        site.served[run] = site.served.get(run, 0) + 1
+                        site.served.setdefault(run, set()).add(f"{parts.path}?{parts.query}")
                 self.send_response(200)
                 self.send_header("content-type", kind)
                 self.send_header("cache-control", "no-store")
@@ -99,8 +107,7 @@ class Site:
                 self.end_headers()
                 self.wfile.write(body)
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
+        self.server = _Server(("127.0.0.1", 0), Handler)
         self.base = f"http://127.0.0.1:{self.server.server_address[1]}"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
@@ -160,19 +167,22 @@ def _with_bmc(site: Site, env: dict[str, str], settings: Settings, device: str) 
         times = site.wait(run)[1:]
     expected = site.served[run]
     deadline = time.monotonic() + 60
-    stored = 0
+    stored: set[str] = set()
     while time.monotonic() < deadline:
         with psycopg.connect(settings.db_url(), autocommit=True) as conn:
-            row = conn.execute(
-                "select count(*) from public.entries where device_uuid = %s and query like %s "
+            rows = conn.execute(
+                "select path || '?' || query from public.entries where device_uuid = %s and query like %s "
                 "and path <> '/done'",
                 (device, f"run={run}&%"),
-            ).fetchone()
-        stored = int(row[0]) if row else 0
+            ).fetchall()
+        stored = {str(r[0]) for r in rows}
         if stored >= expected:
             break
         time.sleep(0.5)
-    print(f"bmc run {run}: {stored} of {expected} requests stored", file=sys.stderr, flush=True)
+    lost = sorted(expected - stored)
+    print(
+        f"bmc run {run}: {len(stored)} of {len(expected)} requests stored; not: {lost[:5]}", file=sys.stderr
+    )
     return times
 
 

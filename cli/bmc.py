@@ -20,6 +20,7 @@ from typing import Annotated, Any
 import typer
 
 from busymate import __version__
+from busymate.api_core import ApiRefused, ApiUnreachable
 from busymate.cli.bmc_run import (
     Session,
     credential_path,
@@ -117,7 +118,19 @@ def pair(
     if not url or not anon_key:
         fail("no API to pair with: give --url and --anon-key (or set BUSYMATE_URL and BUSYMATE_ANON_KEY)")
     home = bmc_home()
-    credential = asyncio.run(pair_device(url.rstrip("/"), anon_key, code.strip(), info=None))
+    try:
+        credential = asyncio.run(pair_device(url.rstrip("/"), anon_key, code.strip(), info=None))
+    except ApiUnreachable as exc:
+        raise BusymateError(
+            f"the API at {url} does not answer ({exc}): check the URL (--url), or start it (`busymate start`)"
+        ) from exc
+    except ApiRefused as exc:
+        if exc.status == 400:
+            raise BusymateError(
+                f"the code was refused ({exc.message}): a code works once and only for a while; "
+                "get a new one with `busymate devices pair NAME` (as an admin)"
+            ) from exc
+        raise
     path = credential_path(home)
     save_credential(path, credential)
     out.print(

@@ -103,6 +103,40 @@ def body_settings(settings: dict[str, Any] | None) -> tuple[bool, int]:
     )
 
 
+def _page_sessions(capture: CdpCapture) -> dict[str, str]:
+    """targetId -> session id of the pages the capture has attached (and enabled Network on)."""
+    sessions = getattr(capture, "_sessions", {}).values()
+    return {
+        str(s.target.get("targetId")): str(s.id)
+        for s in sessions
+        if s.target.get("type") == "page" and not s.closed
+    }
+
+
+async def open_page(capture: CdpCapture, url: str, timeout: float = 10.0) -> None:
+    """Navigate a blank page the capture already holds to `url` (a new blank tab when there is none), so its
+    document request is captured too: a tab created with the URL starts loading before it is attached."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    blank = [
+        str(s.id)
+        for s in getattr(capture, "_sessions", {}).values()
+        if s.target.get("type") == "page" and s.target.get("url") in ("about:blank", "") and not s.closed
+    ]
+    if blank:
+        session_id = blank[0]
+    else:
+        created = await capture.command("Target.createTarget", {"url": "about:blank"})
+        target_id = str(created.get("targetId"))
+        while (found := _page_sessions(capture).get(target_id)) is None:
+            if loop.time() > deadline:
+                raise CdpError(f"the new tab for {url} was not attached within {timeout:.0f} s")
+            await asyncio.sleep(0.05)
+        session_id = found
+    await asyncio.sleep(0.1)  # the capture's Network.enable on that session goes first
+    await capture.command("Page.navigate", {"url": url}, session_id)
+
+
 @dataclass
 class Counts:
     """What the status line shows."""
@@ -170,7 +204,7 @@ class Session:
             await self._capture.start()
             self._say(f"attached to {self.ws_url} as device {self.credential.name!r} ({uuid})")
             if self.url:
-                await self._capture.command("Target.createTarget", {"url": self.url})
+                await open_page(self._capture, self.url)
             closed = asyncio.create_task(self._capture.wait_closed())
             closed.add_done_callback(lambda _: self.stop("the browser closed", 0))
             status = asyncio.create_task(self._status_loop())

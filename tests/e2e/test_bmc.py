@@ -3,7 +3,8 @@
 One capture session proves, in order:
 - `bmc pair CODE` with a code issued as the admin (like `busymate devices add NAME --source bmc`) keeps a 0600
   credential under BMC_HOME; `bmc status` names the device and its workspace; before pairing, `bmc status`
-  says to run `bmc pair CODE`, and `bmc launch --chromium` with a missing program says to give `--chromium`;
+  says to run `bmc pair CODE`, a wrong code says how to get a new one, `bmc launch --chromium` with a missing
+  program says to give `--chromium`, and `bmc attach` where no browser listens says how to start one;
 - `bmc launch --headless URL` captures the page's requests into `public.entries` (source bmc, this device) and
   live on `ws:<workspace_id>`, heard by a member of the workspace;
 - a `cdp-command` (Runtime.evaluate of `1+1`) sent on `device:<uuid>` by the device's owner comes back as a
@@ -39,7 +40,7 @@ from realtime import AsyncRealtimeChannel
 from busymate.settings import Settings
 from busymate.stack.api_process import ApiServer, settings_env
 from tests.conftest import second_api_server
-from tests.e2e.proxy_helpers import fresh_workspace, rpc, sql, until, worker_env
+from tests.e2e.proxy_helpers import free_port_block, fresh_workspace, rpc, sql, until, worker_env
 from tests.e2e.realtime_helpers import Inbox, joined, options, realtime_client, refused
 from tests.world import World, add_user
 
@@ -60,6 +61,8 @@ class Site:
         site = self
 
         class Handler(BaseHTTPRequestHandler):
+            disable_nagle_algorithm = True
+
             def log_message(self, *_: Any) -> None:
                 pass
 
@@ -225,6 +228,9 @@ def test_bmc_pairs_captures_answers_cdp_survives_an_outage_and_unpairs(
         },
     )
     device_uuid = device["uuid"]
+    wrong = bmc(env, "pair", "ABCDE-FGHJK", check=False)
+    assert wrong.returncode != 0
+    assert "busymate devices pair NAME" in wrong.stderr
     paired = bmc(env, "pair", activation(settings, world, device_uuid))
     assert device_uuid in paired.stdout
     credential = tmp_path / "bmc" / "credential.json"
@@ -235,6 +241,9 @@ def test_bmc_pairs_captures_answers_cdp_survives_an_outage_and_unpairs(
     missing = bmc(env, "launch", "--headless", "--chromium", str(tmp_path / "no-chromium"), check=False)
     assert missing.returncode != 0
     assert "--chromium" in missing.stderr
+    nobody = bmc(env, "attach", "--cdp", f"http://127.0.0.1:{free_port_block(1).start}", check=False)
+    assert nobody.returncode != 0
+    assert "--remote-debugging-port" in nobody.stderr
 
     run = uuid.uuid4().hex[:12]
     site = Site(run)
@@ -260,6 +269,13 @@ def test_bmc_pairs_captures_answers_cdp_survives_an_outage_and_unpairs(
             "the page's first requests in the database",
             45,
         )
+        # The page's own document too: bmc opens the URL only once the tab is captured.
+        documents = sql(
+            settings,
+            "select status from public.entries where device_uuid = %s and path = '/'",
+            (device_uuid,),
+        )
+        assert documents == [(200,)], documents
         asyncio.run(
             asyncio.wait_for(channel_checks(settings, owner, other, device_uuid, workspace_id, run), 60)
         )
