@@ -13,6 +13,7 @@ import os
 import shutil
 import sys
 import tempfile
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -238,7 +239,8 @@ def status() -> None:
         running = json.loads(status_path(home).read_text())
     except (OSError, ValueError):
         running = None
-    if running and running.get("running") and _alive(running.get("pid")):
+    fresh = running and time.time() - float(running.get("updated_at") or 0) < 5  # written every 0.5 s
+    if fresh and running.get("running") and _alive(running.get("pid")):
         out.print(
             f"capturing   {running.get('browser')}: captured {running.get('captured')}, sent "
             f"{running.get('sent')}, queued {running.get('queued')}, errors {running.get('errors')}"

@@ -137,6 +137,21 @@ async def open_page(capture: CdpCapture, url: str, timeout: float = 10.0) -> Non
     await capture.command("Page.navigate", {"url": url}, session_id)
 
 
+class _SayHandler(logging.Handler):
+    """Warnings of bmc's parts (the spool, the device client, the capture) as lines of the session's output,
+    so they never land in the middle of the status line."""
+
+    def __init__(self, session: Session) -> None:
+        super().__init__(logging.WARNING)
+        self.session = session
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.session._say(self.format(record))
+        except Exception:
+            self.handleError(record)
+
+
 @dataclass
 class Counts:
     """What the status line shows."""
@@ -193,6 +208,8 @@ class Session:
             name="bmc-writer",
         )
         self._writer.start()
+        handler = _SayHandler(self)
+        logging.getLogger("busymate").addHandler(handler)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError):
@@ -213,6 +230,7 @@ class Session:
             closed.cancel()
         finally:
             await self._shutdown()
+            logging.getLogger("busymate").removeHandler(handler)
         return self.exit_code
 
     async def _start_device_client(self) -> None:
@@ -341,9 +359,8 @@ class Session:
         self.counts.sent = stats.stored + stats.duplicates
         self.counts.queued = writer.queued(uuid)
         capture_errors = getattr(getattr(self._capture, "stats", None), "errors", 0)
-        self.counts.errors = (
-            stats.failed_posts + stats.rejected + (capture_errors if isinstance(capture_errors, int) else 0)
-        )
+        # Failed posts are not errors: the outage shows as "API unreachable" and nothing is lost.
+        self.counts.errors = stats.rejected + (capture_errors if isinstance(capture_errors, int) else 0)
         if self.counts.api != "refused":
             failing = writer.failing(uuid)
             if failing and not self._said_unreachable:
