@@ -3,6 +3,7 @@
 -- devices:view receive (admins: every workspace); devices:all and settings_device:all keep carrying every
 -- workspace's changes, to admins only. Before this, anyone with devices:view heard other workspaces' devices.
 -- Commands on device:<uuid> now need devices:edit as well as owning the device (as the device RPCs already do).
+-- The same rule admits breakpoints:<workspace_id> (breakpoints:view there), which the next migration publishes.
 -- Defines:
 --   function private.broadcast_workspace_change()
 --   trigger devices_broadcast_workspace_insert_delete on public.devices
@@ -126,6 +127,9 @@ begin
     elsif kind in ('devices', 'settings_device') then
         return private.is_admin()
             or (target = any(private.my_workspaces()) and private.has_capability('devices', 'view'));
+    elsif kind = 'breakpoints' then  -- rules, published by 20261203101600
+        return private.is_admin()
+            or (target = any(private.my_workspaces()) and private.has_capability('breakpoints', 'view'));
     elsif kind = 'device' then
         return private.is_admin()
             or exists (select from public.devices as d where d.uuid = target and d.owner_user_id = auth.uid());
