@@ -210,3 +210,24 @@ def fresh_workspace(settings: Settings, name: str) -> str:
         (slug, slug),
     )
     return str(workspace_id)
+
+
+def device_token(stack: Settings, device: dict[str, Any]) -> str:
+    """A device token for the device's current credential (read as the database owner), signed as the
+    stack would sign it."""
+    [(credential,)] = sql(
+        stack,
+        "select credential_id::text from private.device_credentials where device_uuid = %s",
+        (device["uuid"],),
+    )
+    now = int(time.time())
+    claims = {
+        "sub": device["uuid"],
+        "role": "device",
+        "workspace_id": device["workspace_id"],
+        "cred": credential,
+        "iat": now,
+        "exp": now + 3600,
+        "iss": "busymate",
+    }
+    return tokens.sign_hs256(claims, stack.jwt_secret)

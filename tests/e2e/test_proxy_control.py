@@ -20,10 +20,17 @@ import pytest
 from realtime import AsyncRealtimeChannel
 from realtime.exceptions import RealtimeHTTPError
 
-from busymate import tokens
 from busymate.settings import Settings
 from tests.e2e.origin import Origin
-from tests.e2e.proxy_helpers import entries_with, free_port_block, fresh_workspace, rpc, running_proxy, sql
+from tests.e2e.proxy_helpers import (
+    device_token,
+    entries_with,
+    free_port_block,
+    fresh_workspace,
+    rpc,
+    running_proxy,
+    sql,
+)
 from tests.e2e.realtime_helpers import join, options, realtime_client, run
 from tests.e2e.test_proxy import Capture, Paused, curl, event_outcome, marker, paused_event, stored
 from tests.world import World, add_user
@@ -32,26 +39,6 @@ from tests.world import World, add_user
 def _member(stack: Settings, workspace_id: str) -> str:
     """A new user with the default member role (breakpoints:edit), in `workspace_id` only: their token."""
     return add_user(stack, workspace_id, "member", "ctl")[1]
-
-
-def _device_token(stack: Settings, device: dict[str, Any]) -> str:
-    """A device token for the device's current credential (read as the database owner)."""
-    [(credential,)] = sql(
-        stack,
-        "select credential_id::text from private.device_credentials where device_uuid = %s",
-        (device["uuid"],),
-    )
-    now = int(time.time())
-    claims = {
-        "sub": device["uuid"],
-        "role": "device",
-        "workspace_id": device["workspace_id"],
-        "cred": credential,
-        "iat": now,
-        "exp": now + 3600,
-        "iss": "busymate",
-    }
-    return tokens.sign_hs256(claims, stack.jwt_secret)
 
 
 @pytest.fixture(scope="module")
@@ -135,7 +122,7 @@ def test_control_topics_are_joined_only_in_their_workspace(
         async with realtime_client(stack, intruder) as client:
             states = [await _state(client.channel(t, options(private=True))) for t in _topics(control)]
         assert states == ["CHANNEL_ERROR", "CHANNEL_ERROR", "SUBSCRIBED"]
-        async with realtime_client(stack, _device_token(stack, control.devices["a"])) as client:
+        async with realtime_client(stack, device_token(stack, control.devices["a"])) as client:
             states = [await _state(client.channel(t, options(private=True))) for t in _topics(control)]
         assert states == ["CHANNEL_ERROR", "SUBSCRIBED", "CHANNEL_ERROR"]  # a proxy device: its own only
 

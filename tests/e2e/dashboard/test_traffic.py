@@ -17,31 +17,10 @@ from typing import Any
 
 from playwright.sync_api import Page, expect
 
-from busymate import tokens
 from busymate.settings import Settings
 from tests.e2e.dashboard.conftest import PHONE, WAIT_MS, Capture, Team, curl, ingest, shoot
-from tests.e2e.proxy_helpers import rpc, sql
+from tests.e2e.proxy_helpers import device_token, rpc, sql
 from tests.world import World
-
-
-def _device_token(stack: Settings, device: dict[str, Any]) -> str:
-    """A device token for the device's current credential (as tests/e2e/test_proxy_control.py signs one)."""
-    [(credential,)] = sql(
-        stack,
-        "select credential_id::text from private.device_credentials where device_uuid = %s",
-        (device["uuid"],),
-    )
-    now = int(time.time())
-    claims = {
-        "sub": device["uuid"],
-        "role": "device",
-        "workspace_id": device["workspace_id"],
-        "cred": credential,
-        "iat": now,
-        "exp": now + 3600,
-        "iss": "busymate",
-    }
-    return tokens.sign_hs256(claims, stack.jwt_secret)
 
 
 def _rows(page: Page) -> Any:
@@ -67,7 +46,7 @@ def test_live_rows_filters_tabs_and_tags(
         "upsert_tag",
         {"name": tag_name, "color": "#e11d48", "match_patterns": [f"*.tagged-{mark}.example"]},
     )
-    token = _device_token(stack, capture.device)
+    token = device_token(stack, capture.device)
     context = team.context("member")
     try:
         watched = team.open(context, "/")
