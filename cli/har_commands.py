@@ -18,7 +18,7 @@ from busymate.cli.common import err, friendly, settings_from
 from busymate.cli.devices import device_token, find_device, pick_workspace
 from busymate.cli.har import ExportScope, export_har, import_har, parse_when, read_har, report_import
 from busymate.cli.session import acting_token
-from busymate.cli.tail_filters import Filters
+from busymate.cli.tail_filters import DeviceOption, Filters, HostOption, StatusOption
 from busymate.client import Api
 from busymate.errors import BusymateError
 
@@ -75,19 +75,9 @@ def export(
         str | None,
         typer.Option("--workspace", "-w", help="Only this workspace (slug); default: all you see."),
     ] = None,
-    host: Annotated[
-        list[str] | None,
-        typer.Option("--host", help="Only hosts containing this, or matching a glob like '*.example.com'."),
-    ] = None,
-    device: Annotated[
-        list[str] | None, typer.Option("--device", help="Only this device (name or uuid).")
-    ] = None,
-    status: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--status", help="Only these statuses: 200, 4xx, 500-599, error; repeat or comma-separate."
-        ),
-    ] = None,
+    host: HostOption = None,
+    device: DeviceOption = None,
+    status: StatusOption = None,
     since: Annotated[
         str | None, typer.Option("--since", help="Captured at or after: an ISO time or an age (30m, 2h, 7d).")
     ] = None,

@@ -22,7 +22,7 @@ from busymate.cli.common import err, friendly, settings_from
 from busymate.cli.devices import pick_workspace
 from busymate.cli.session import acting_token
 from busymate.cli.tail_feed import Feed
-from busymate.cli.tail_filters import Filters
+from busymate.cli.tail_filters import DeviceOption, Filters, HostOption, StatusOption
 from busymate.cli.tail_render import Printer
 from busymate.client import Api
 from busymate.errors import BusymateError
@@ -100,19 +100,9 @@ def tail(
             "--workspace", "-w", help="Workspace slug (default: local, else the first you can see)."
         ),
     ] = None,
-    host: Annotated[
-        list[str] | None,
-        typer.Option("--host", help="Only hosts containing this, or matching a glob like '*.example.com'."),
-    ] = None,
-    device: Annotated[
-        list[str] | None, typer.Option("--device", help="Only this device (name or uuid).")
-    ] = None,
-    status: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--status", help="Only these statuses: 200, 4xx, 500-599, error; repeat or comma-separate."
-        ),
-    ] = None,
+    host: HostOption = None,
+    device: DeviceOption = None,
+    status: StatusOption = None,
     as_json: Annotated[
         bool, typer.Option("--json", help="One JSON object per entry and line on stdout, for scripts.")
     ] = False,

@@ -6,7 +6,20 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
-from typing import Any
+from typing import Annotated, Any
+
+import typer
+
+# The filter options `busymate tail` and `busymate export` share, declared once.
+HostOption = Annotated[
+    list[str] | None,
+    typer.Option("--host", help="Only hosts containing this, or matching a glob like '*.example.com'."),
+]
+DeviceOption = Annotated[list[str] | None, typer.Option("--device", help="Only this device (name or uuid).")]
+StatusOption = Annotated[
+    list[str] | None,
+    typer.Option("--status", help="Only these statuses: 200, 4xx, 500-599, error; repeat or comma-separate."),
+]
 
 Entry = dict[str, Any]
 StatusRange = tuple[int, int]
