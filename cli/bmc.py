@@ -9,6 +9,7 @@ shows into the workspace through `/functions/v1/ingest` (the capture session: cl
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import sys
@@ -251,6 +252,21 @@ def status() -> None:
         out.print("capturing   no (`bmc launch` or `bmc attach`)")
 
 
+async def _say_offline(credential: Any) -> None:
+    """Best effort: the device's status row says it is offline (the dashboard shows it at once)."""
+    from busymate.api_client import AsyncApi
+    from busymate.api_core import ApiError
+
+    async with AsyncApi(credential.url, credential.anon_key, credential.access_token, timeout=5.0) as api:
+        with contextlib.suppress(ApiError):
+            await api.request(
+                "PATCH",
+                "/rest/v1/device_status",
+                params={"device_uuid": f"eq.{credential.device_uuid}"},
+                json={"online": False},
+            )
+
+
 def _alive(pid: object) -> bool:
     if not isinstance(pid, int):
         return False
@@ -273,6 +289,7 @@ def unpair() -> None:
     home = bmc_home()
     credential = _credential(home)
     _, rows = spooled_rows(home, credential.device_uuid)
+    asyncio.run(_say_offline(credential))
     forget_credential(credential_path(home))
     err.print(
         f"forgot the credential of device {credential.name!r} ({credential.device_uuid}). The device stays "

@@ -12,7 +12,7 @@ One capture session proves, in order:
 - the API stopped for 30 s while the page keeps fetching: bmc keeps capturing into its spool and says so (its
   log, `bmc status`); once the API is back every request the page made is stored exactly once;
 - `unpair_device` by the admin makes the running bmc forget its credential and stop; pairing again and then
-  `bmc unpair` forgets the credential too.
+  `bmc unpair` forgets the credential too (and says the device is offline).
 
 Takes about 30 s (the outage) plus some 20 s of capture.
 """
@@ -341,6 +341,10 @@ def test_bmc_pairs_captures_answers_cdp_survives_an_outage_and_unpairs(
     assert (first["imported"], first["device"]) == (count, device_uuid)
     again = json.loads(bmc(env, "import", str(har), "--json").stdout)
     assert (again["imported"], again["duplicates"]) == (0, count)
+    sql(settings, "update public.device_status set online = true where device_uuid = %s", (device_uuid,))
     bmc(env, "unpair")
     assert not credential.exists()
+    assert sql(
+        settings, "select online from public.device_status where device_uuid = %s", (device_uuid,)
+    ) == [(False,)]
     assert "bmc pair CODE" in bmc(env, "status", check=False).stderr
