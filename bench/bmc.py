@@ -12,6 +12,9 @@
 (ii) Ingest. ROWS rows in batches of BATCH, posted one batch at a time under the same device token, to
     `/functions/v1/ingest` (`{"batch": [...]}`) and to `/rest/v1/rpc/ingest_entries` direct, alternating for
     ROUNDS rounds. Figure: rows/s through the function beside rows/s direct (goal: at least 0.8).
+(iii) The floor: the same page under a bare CDP client that only attaches, sends `Network.enable` and drops
+    every event, once per round, beside the plain runs: what Chromium itself pays for reporting the network to
+    any DevTools client (the Network panel, Playwright, bmc), which no capture can go under.
 
 Prints one JSON line per figure; runs on a throw-away cluster and API server. BUSYMATE_BENCH_ROUNDS and
 BUSYMATE_BENCH_LOADS change ROUNDS and LOADS.
@@ -19,6 +22,8 @@ BUSYMATE_BENCH_LOADS change ROUNDS and LOADS.
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import json
 import os
 import shutil
@@ -39,8 +44,10 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import orjson
 import psycopg
+from websockets.asyncio.client import connect
 
 from busymate import tokens
+from busymate.cdp_capture import launch_chromium
 from busymate.cli.session import acting_token
 from busymate.settings import Settings
 from busymate.stack import migrate
@@ -161,6 +168,49 @@ def _plain(site: Site, folder: Path) -> list[float]:
         return site.wait(run)[1:]
 
 
+def _network_only(site: Site) -> list[float]:
+    """The floor of any CDP capture: a bare client attaches to the page, sends `Network.enable` and drops
+    every event (no bodies asked for, no rows made)."""
+
+    async def main() -> list[float]:
+        run = uuid.uuid4().hex[:10]
+        process, ws_url = await launch_chromium(CHROMIUM, headless=True)
+        ids = itertools.count(1)
+        try:
+            async with connect(ws_url, max_size=None) as ws:
+
+                async def call(method: str, params: dict[str, Any], session: str | None = None) -> Any:
+                    call_id = next(ids)
+                    message = {"id": call_id, "method": method, "params": params}
+                    await ws.send(json.dumps({**message, "sessionId": session} if session else message))
+                    while True:
+                        answer = json.loads(await ws.recv())
+                        if answer.get("id") == call_id:
+                            return answer.get("result", {})
+
+                target = await call("Target.createTarget", {"url": "about:blank"})
+                attached = await call(
+                    "Target.attachToTarget", {"targetId": target["targetId"], "flatten": True}
+                )
+                session = attached["sessionId"]
+                await call("Network.enable", {}, session)
+                await call("Page.navigate", {"url": site.url(run)}, session)
+
+                async def drop() -> None:
+                    async for _ in ws:
+                        pass
+
+                dropping = asyncio.create_task(drop())
+                times = await asyncio.to_thread(site.wait, run)
+                dropping.cancel()
+                return times[1:]
+        finally:
+            process.terminate()
+            process.wait()
+
+    return asyncio.run(main())
+
+
 def _with_bmc(site: Site, env: dict[str, str], settings: Settings, device: str) -> list[float]:
     run = uuid.uuid4().hex[:10]
     with _process([str(BIN / "bmc"), "launch", "--headless", "--chromium", CHROMIUM, site.url(run)], env):
@@ -266,6 +316,7 @@ def run(settings: Settings) -> list[str]:
 
         plain: list[float] = []
         captured: list[float] = []
+        network: list[float] = []
         for round_ in range(ROUNDS):  # alternate, so neither side always runs on a warmer machine
             if round_ % 2:
                 captured += _with_bmc(site, env, settings, device)
@@ -273,6 +324,7 @@ def run(settings: Settings) -> list[str]:
             else:
                 plain += _plain(site, folder)
                 captured += _with_bmc(site, env, settings, device)
+            network += _network_only(site)
             print(
                 f"round {round_}: plain {plain[-LOADS + 1 :]} bmc {captured[-LOADS + 1 :]}", file=sys.stderr
             )
@@ -287,6 +339,15 @@ def run(settings: Settings) -> list[str]:
                 bench="bmc",
                 figure=f"page load, {REQUESTS} requests, bmc attached (median of {len(captured)} loads)",
                 value=round(statistics.median(captured), 1),
+                unit="ms",
+                baseline="the same page in the same Chromium without bmc",
+                baseline_value=round(statistics.median(plain), 1),
+            ),
+            figure(
+                bench="bmc",
+                figure=f"page load, {REQUESTS} requests, only Network.enable by a bare CDP client dropping "
+                f"every event (median of {len(network)} loads): the floor of any CDP capture",
+                value=round(statistics.median(network), 1),
                 unit="ms",
                 baseline="the same page in the same Chromium without bmc",
                 baseline_value=round(statistics.median(plain), 1),
