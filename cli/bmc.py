@@ -282,8 +282,7 @@ def _alive(pid: object) -> bool:
 @app.command()
 @friendly
 def unpair() -> None:
-    """Forget bmc's credential on this machine (an admin voids the device's token for good:
-    `busymate devices unpair NAME`)."""
+    """Forget bmc's credential here (an admin voids its token: `busymate devices unpair NAME`)."""
     from busymate.device_client import forget_credential
 
     home = bmc_home()
