@@ -313,9 +313,7 @@ def import_file(
     """Import a HAR file's entries under bmc's own device, keeping their times (through /functions/v1/ingest).
 
     Importing the same file again stores nothing twice. Exits 1 when an entry was refused (each is listed)."""
-    import json
-
-    from busymate.cli.har import import_har
+    from busymate.cli.har import import_har, report_import
 
     credential = _credential(bmc_home())
     result = import_har(
@@ -325,25 +323,8 @@ def import_file(
         device_token=credential.access_token,
         device_uuid=credential.device_uuid,
     )
-    rejected = dict(sorted(result.rejected.items()))
-    if as_json:
-        summary = {
-            "entries": result.total,
-            "imported": result.imported,
-            "duplicates": result.duplicates,
-            "rejected": len(rejected),
-            "errors": [{"index": i, "error": why} for i, why in rejected.items()],
-            "device": credential.device_uuid,
-        }
-        out.print_json(json.dumps(summary))
-    else:
-        err.print(
-            f"{file}: {result.total} entries; imported {result.imported}, {result.duplicates} already there, "
-            f"{len(rejected)} refused (device {credential.name})",
-            soft_wrap=True,
-            markup=False,
-        )
-        for index, why in rejected.items():
-            err.print(f"  entry {index}: {why}", soft_wrap=True, markup=False)
+    rejected = report_import(
+        result, file, device_name=credential.name, device_uuid=credential.device_uuid, as_json=as_json
+    )
     if rejected:
         raise typer.Exit(1)
