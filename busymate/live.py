@@ -97,11 +97,13 @@ class LiveClient:
         if wait is not None:
             waiter = asyncio.create_task(self._joined.wait())
             done, _ = await asyncio.wait({waiter, self._task}, timeout=wait, return_when="FIRST_COMPLETED")
-            if self._task in done:
+            if waiter not in done:  # no join yet: cancel the waiter and await it, so no task is left behind
                 waiter.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await waiter
+            if self._task in done:
                 self._task.result()
             if not done:
-                waiter.cancel()
                 raise TimeoutError(
                     f"Realtime did not answer within {wait:.0f} s at {self._url.split('?')[0]}"
                 )
