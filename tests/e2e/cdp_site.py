@@ -1,6 +1,9 @@
-"""A local site for the CDP capture test: one ASGI app served by hypercorn over plain HTTP on two ports of
-127.0.0.1, so `http://127.0.0.1:<main>` and `http://localhost:<other>` are two sites (the iframe is then an
-out-of-process frame with its own target). 127.0.0.1 and localhost are secure contexts: service workers run.
+"""A local site for the CDP capture tests: one ASGI app served by hypercorn on two ports of 127.0.0.1, so
+`<scheme>://127.0.0.1:<main>` and `<scheme>://localhost:<other>` are two sites (the iframe is then an
+out-of-process frame with its own target). Plain HTTP by default; with `Site(make_certs(folder))` HTTPS (h2 by
+ALPN, the WebSocket over h2 then) with the leaf of tests/e2e/origin.py: Chromium trusts it with
+`--ignore-certificate-errors-spki-list=<spki_hash(leaf)>`, which, unlike `--ignore-certificate-errors`, leaves
+the service worker registering.
 
     GET  /                  the page: fetch, POSTs (small inline, 200 kB not inline), XHR, a 3-hop redirect
                             chain, a cross-site iframe, a dedicated worker, a service worker, a WebSocket, an
@@ -29,6 +32,8 @@ from typing import Any
 
 from hypercorn.asyncio import serve
 from hypercorn.config import Config
+
+from tests.e2e.origin import OriginCerts
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +67,7 @@ async function run() {
   }));
   sw.postMessage('go');
   await swReply;
-  const ws = new WebSocket(`ws://${location.host}/ws`);
+  const ws = new WebSocket(`${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/ws`);
   await wait(ws, 'open');
   let echoes = 0;
   const echoed = new Promise(r => ws.onmessage = () => { if (++echoes === 2) r(); });
@@ -108,7 +113,7 @@ def _download_block() -> bytes:
     return bytes(range(251)) * 261
 
 
-def make_app(other_port: int, closing: asyncio.Event) -> Any:
+def make_app(other_url: str, closing: asyncio.Event) -> Any:
     async def app(scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
             while True:
@@ -132,7 +137,7 @@ def make_app(other_port: int, closing: asyncio.Event) -> Any:
                 else:
                     return
         elif scope["type"] == "http":
-            await _http(scope, receive, send, other_port, closing)
+            await _http(scope, receive, send, other_url, closing)
 
     return app
 
@@ -143,7 +148,7 @@ async def _respond(send: Any, status: int, body: bytes, content_type: str, *extr
     await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
-async def _http(scope: Any, receive: Any, send: Any, other_port: int, closing: asyncio.Event) -> None:
+async def _http(scope: Any, receive: Any, send: Any, other_url: str, closing: asyncio.Event) -> None:
     path: str = scope["path"]
     query = scope["query_string"].decode()
     body: bytes = b""
@@ -154,7 +159,7 @@ async def _http(scope: Any, receive: Any, send: Any, other_port: int, closing: a
             break
     html = "text/html; charset=utf-8"
     if path == "/":
-        page = PAGE.replace("FRAME_URL", f"http://localhost:{other_port}/frame")
+        page = PAGE.replace("FRAME_URL", f"{other_url}/frame")
         page = page.replace("BIG_POST_SIZE", str(BIG_POST_SIZE)).replace("DOWNLOAD_SIZE", str(DOWNLOAD_SIZE))
         await _respond(
             send, 200, page.encode(), html, (b"set-cookie", b"a=1; Path=/"), (b"set-cookie", b"b=2")
@@ -209,9 +214,12 @@ async def _http(scope: Any, receive: Any, send: Any, other_port: int, closing: a
 
 class Site:
     """The site in a background thread: `with Site() as site:` serves `site.url` (127.0.0.1) and
-    `site.other_url` (localhost, another port)."""
+    `site.other_url` (localhost, another port); over HTTPS with `Site(make_certs(folder))` (the leaf for
+    localhost and 127.0.0.1)."""
 
-    def __init__(self) -> None:
+    def __init__(self, certs: OriginCerts | None = None) -> None:
+        self.certs = certs
+        self.scheme = "https" if certs else "http"
         self.port = 0
         self.other_port = 0
         self._loop = asyncio.new_event_loop()
@@ -221,11 +229,11 @@ class Site:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{self.scheme}://127.0.0.1:{self.port}"
 
     @property
     def other_url(self) -> str:
-        return f"http://localhost:{self.other_port}"
+        return f"{self.scheme}://localhost:{self.other_port}"
 
     def __enter__(self) -> Site:
         socks = []
@@ -239,6 +247,9 @@ class Site:
         config.accesslog = None
         config.errorlog = log
         config.graceful_timeout = 0.5
+        if self.certs:
+            config.certfile = str(self.certs.leaf_file)
+            config.keyfile = str(self.certs.leaf_key_file)
         self._thread = threading.Thread(target=self._serve, args=(config,), name="cdp-site", daemon=True)
         self._thread.start()
         self._ready.wait(10)
@@ -246,7 +257,7 @@ class Site:
 
     def _serve(self, config: Config) -> None:
         asyncio.set_event_loop(self._loop)
-        app = make_app(self.other_port, self._stop)
+        app = make_app(self.other_url, self._stop)
 
         async def main() -> None:
             self._ready.set()

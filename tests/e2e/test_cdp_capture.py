@@ -1,10 +1,12 @@
-"""`busymate.cdp_capture` against real Chromium (headless) and a local site: every request the page, its
-cross-site iframe, its dedicated worker and its service worker make is captured once, as DevTools' Network
-panel shows it: bodies (request bodies too, a 200 kB one), each redirect hop its own 302 entry, wire headers
-from the ExtraInfo events (the two Set-Cookie headers), the WebSocket with its messages, the SSE stream as
-streamed, the 10 MB download truncated at the cap with its full size, bodies read before the navigation kept,
-the request the navigation cut off marked lost; two tabs opened by `open_page`; and a raw `Runtime.evaluate`
-answers 2. Then the same engine fed made-up events: ExtraInfo in either order across a redirect chain."""
+"""`busymate.cdp_capture` against real Chromium (headless) and a local HTTPS site (h2; its leaf trusted by
+`--ignore-certificate-errors-spki-list`, so the service worker registers as on a real site): every request
+the page, its cross-site iframe, its dedicated worker and its service worker make is captured once, as
+DevTools' Network panel shows it: bodies (request bodies too, a 200 kB one), each redirect hop its own 302
+entry, wire headers from the ExtraInfo events (the two Set-Cookie headers), the WebSocket with its
+messages, the SSE stream as streamed, the 10 MB download truncated at the cap with its full size, bodies
+read before the navigation kept, the request the navigation cut off marked lost; two tabs opened by
+`open_page`; and a raw `Runtime.evaluate` answers 2. Then the same engine fed made-up events: ExtraInfo in
+either order across a redirect chain."""
 
 from __future__ import annotations
 
@@ -22,15 +24,19 @@ import pytest
 
 from busymate.cdp_capture import CdpCapture, CdpError, launch_chromium
 from tests.e2e.cdp_site import BIG_POST_SIZE, DOWNLOAD_SIZE, Site
+from tests.e2e.origin import make_certs
+from tests.e2e.proxy_helpers import spki_hash
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="no chromium")
 
 
-async def _capture(site: Site, profile: Path) -> tuple[list[dict[str, Any]], Any, dict[str, Any]]:
+async def _capture(
+    site: Site, profile: Path, trust: list[str]
+) -> tuple[list[dict[str, Any]], Any, dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     process, ws_url = await launch_chromium(
-        CHROMIUM, headless=True, user_data_dir=profile, extra_args=["--site-per-process"]
+        CHROMIUM, headless=True, user_data_dir=profile, extra_args=["--site-per-process", *trust]
     )
     try:
         capture = CdpCapture(ws_url, rows.append, max_body_bytes=1_048_576)
@@ -43,7 +49,7 @@ async def _capture(site: Site, profile: Path) -> tuple[list[dict[str, Any]], Any
         def done() -> bool:
             paths = {r["path"] for r in rows}
             return (
-                {"/after", "/third"} <= paths and any(r["scheme"] == "ws" for r in rows) and "/slow" in paths
+                {"/after", "/third"} <= paths and any(r["scheme"] == "wss" for r in rows) and "/slow" in paths
             )
 
         deadline = time.monotonic() + 30
@@ -70,8 +76,11 @@ def _body(row: dict[str, Any]) -> bytes:
 
 
 def test_chromium_traffic_is_captured_once_with_bodies_and_states() -> None:
-    with Site() as site, tempfile.TemporaryDirectory(prefix="cdp-test-") as folder:
-        rows, _capture_done, extra = asyncio.run(_capture(site, Path(folder)))
+    with tempfile.TemporaryDirectory(prefix="cdp-test-") as folder:
+        certs = make_certs(Path(folder) / "certs")
+        trust = [f"--ignore-certificate-errors-spki-list={spki_hash(certs.leaf_file)}"]
+        with Site(certs) as site:
+            rows, _capture_done, extra = asyncio.run(_capture(site, Path(folder) / "profile", trust))
     by_url = Counter(f"{r['scheme']}://{r['host']}:{r['port']}{r['path']}?{r['query']}" for r in rows)
     doubles = {u: n for u, n in by_url.items() if n > 1}
     assert not doubles, doubles
@@ -89,7 +98,7 @@ def test_chromium_traffic_is_captured_once_with_bodies_and_states() -> None:
     assert page["status"] == 200
     assert page["response_body_state"] == "captured"
     assert b"cdp test" in _body(page)
-    assert page["http_version"] == "HTTP/1.1"
+    assert page["http_version"] == "HTTP/2.0"  # HTTPS: h2 by ALPN
     assert page["captured_at"].endswith("Z")
     assert page["ttfb_ms"] is not None
     assert page["duration_ms"] is not None
@@ -131,8 +140,8 @@ def test_chromium_traffic_is_captured_once_with_bodies_and_states() -> None:
         assert paths[path]["response_body_state"] == "captured", path
 
     ws = paths["/ws"]
-    assert ws["scheme"] == "ws"
-    assert ws["status"] == 101
+    assert ws["scheme"] == "wss"
+    assert ws["status"] == 200, ws  # over HTTP/2 (RFC 8441: an extended CONNECT answered 200, not 101)
     messages = json.loads(_body(ws))
     assert [(m["from"], m["type"], m["content"]) for m in messages] == [
         ("client", "text", "hi"),
