@@ -173,6 +173,9 @@ def launch(
         str | None, typer.Option("--chromium", help="Chromium or Chrome to start (default: found on PATH).")
     ] = None,
     headless: Annotated[bool, typer.Option("--headless", help="Start the browser without a window.")] = False,
+    chromium_arg: Annotated[
+        list[str] | None, typer.Option("--chromium-arg", hidden=True, help="One more argument for Chromium.")
+    ] = None,
 ) -> None:
     """Start Chromium with a debugging port, attach, and capture until the browser closes or Ctrl-C."""
     from busymate.cdp_capture import CdpError, launch_chromium
@@ -183,7 +186,9 @@ def launch(
 
     async def main(profile: Path) -> int:
         try:
-            browser, ws_url = await launch_chromium(executable, headless=headless, user_data_dir=profile)
+            browser, ws_url = await launch_chromium(
+                executable, headless=headless, user_data_dir=profile, extra_args=chromium_arg or []
+            )
         except (CdpError, OSError) as exc:
             raise BusymateError(
                 f"Chromium ({executable}) did not start ({exc}): check that it runs, or give another with "
