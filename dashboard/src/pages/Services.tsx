@@ -8,7 +8,7 @@ import { useApp } from "../app";
 import { ErrorNote, Loading, Page, useLiveTopic, useQuery } from "../ui";
 import { AgentsPanel } from "./services-agents";
 import { type Agent, type AgentLink, type ServiceGroup, groupAgentIds, move } from "./services-data";
-import { ListEditor, onListKeys, useIdParam, useScrollIntoView } from "./services-shared";
+import { FormFooter, ListEditor, onListKeys, useIdParam, useScrollIntoView } from "./services-shared";
 
 export function ServicesPage() {
   const { supabase, can } = useApp();
@@ -188,7 +188,6 @@ function GroupDetail({
   }, [storedAgents]);
   const [error, setError] = useState<string | null>(null);
   const [busy, setBusy] = useState(false);
-  const [confirmDelete, setConfirmDelete] = useState(false);
   const [saved, setSaved] = useState(justCreated);
   useEffect(() => {
     if (justCreated) setSaved(true); // the page may learn it after the form opened (the URL changes first)
@@ -418,34 +417,14 @@ function GroupDetail({
           )}
         </div>
       )}
-      <ErrorNote error={error} testId="service-error" />
-      {saved && !error && (
-        <p className="notice" data-testid="service-saved" role="status">
-          Saved.
-        </p>
-      )}
-      <div className="catalog-actions">
-        <button type="submit" className="primary" data-testid="service-save" disabled={busy}>
-          {busy ? "Saving…" : group ? "Save" : "Create"}
-        </button>
-        <span className="spacer" />
-        {group &&
-          (confirmDelete ? (
-            <>
-              <span>Delete {group.name}?</span>
-              <button type="button" className="danger" data-testid="service-delete-confirm" disabled={busy} onClick={() => void remove()}>
-                Delete
-              </button>
-              <button type="button" onClick={() => setConfirmDelete(false)}>
-                Keep
-              </button>
-            </>
-          ) : (
-            <button type="button" data-testid="service-delete" onClick={() => setConfirmDelete(true)}>
-              Delete…
-            </button>
-          ))}
-      </div>
+      <FormFooter
+        prefix="service"
+        error={error}
+        saved={saved}
+        busy={busy}
+        existing={group ? group.name : null}
+        onDelete={() => void remove()}
+      />
     </form>
   );
 }

@@ -6,7 +6,7 @@ import { useEffect, useState } from "react";
 import { useApp } from "../app";
 import { ErrorNote, Loading, Page, useQuery } from "../ui";
 import type { Tag } from "./services-data";
-import { ListEditor, onListKeys, useIdParam, useScrollIntoView, useTableChanges } from "./services-shared";
+import { FormFooter, ListEditor, onListKeys, useIdParam, useScrollIntoView, useTableChanges } from "./services-shared";
 
 export function TagsPage() {
   const { supabase, can } = useApp();
@@ -146,7 +146,6 @@ function TagDetail({
   useEffect(() => {
     if (justCreated) setSaved(true); // the page may learn it after the form opened (the URL changes first)
   }, [justCreated]);
-  const [confirmDelete, setConfirmDelete] = useState(false);
 
   const head = (title: string) => (
     <div className="catalog-card-head">
@@ -243,34 +242,14 @@ function TagDetail({
         label="Add a match pattern"
         placeholder="*.doordash.com or /v1/orders*"
       />
-      <ErrorNote error={error} testId="tag-error" />
-      {saved && !error && (
-        <p className="notice" data-testid="tag-saved" role="status">
-          Saved.
-        </p>
-      )}
-      <div className="catalog-actions">
-        <button type="submit" className="primary" data-testid="tag-save" disabled={busy}>
-          {busy ? "Saving…" : tag ? "Save" : "Create"}
-        </button>
-        <span className="spacer" />
-        {tag &&
-          (confirmDelete ? (
-            <>
-              <span>Delete {tag.name}?</span>
-              <button type="button" className="danger" data-testid="tag-delete-confirm" disabled={busy} onClick={() => void remove()}>
-                Delete
-              </button>
-              <button type="button" onClick={() => setConfirmDelete(false)}>
-                Keep
-              </button>
-            </>
-          ) : (
-            <button type="button" data-testid="tag-delete" onClick={() => setConfirmDelete(true)}>
-              Delete…
-            </button>
-          ))}
-      </div>
+      <FormFooter
+        prefix="tag"
+        error={error}
+        saved={saved}
+        busy={busy}
+        existing={tag ? tag.name : null}
+        onDelete={() => void remove()}
+      />
     </form>
   );
 }

@@ -4,6 +4,7 @@
 import { type KeyboardEvent, useEffect, useRef, useState } from "react";
 import { useLocation, useSearch } from "wouter";
 import { useApp } from "../app";
+import { ErrorNote } from "../ui";
 import "./catalog.css";
 
 /** The `?id=` of the page's URL and a way to change it (a new history entry; null clears it). */
@@ -131,4 +132,58 @@ export function onListKeys(e: KeyboardEvent<HTMLElement>): void {
     e.preventDefault();
     rows[to].focus();
   }
+}
+
+/**
+ * The end of a catalog form: the API's error, "Saved.", Save/Create, and Delete… with its confirm step (for an
+ * existing item). Test ids are `<prefix>-error`, `-saved`, `-save`, `-delete`, `-delete-confirm`.
+ */
+export function FormFooter({
+  prefix,
+  error,
+  saved,
+  busy,
+  existing,
+  onDelete,
+}: {
+  prefix: string;
+  error: string | null;
+  saved: boolean;
+  busy: boolean;
+  existing: string | null; // the item's name when it exists, else null (a new one)
+  onDelete: () => void;
+}) {
+  const [confirmDelete, setConfirmDelete] = useState(false);
+  return (
+    <>
+      <ErrorNote error={error} testId={`${prefix}-error`} />
+      {saved && !error && (
+        <p className="notice" data-testid={`${prefix}-saved`} role="status">
+          Saved.
+        </p>
+      )}
+      <div className="catalog-actions">
+        <button type="submit" className="primary" data-testid={`${prefix}-save`} disabled={busy}>
+          {busy ? "Saving…" : existing != null ? "Save" : "Create"}
+        </button>
+        <span className="spacer" />
+        {existing != null &&
+          (confirmDelete ? (
+            <>
+              <span>Delete {existing}?</span>
+              <button type="button" className="danger" data-testid={`${prefix}-delete-confirm`} disabled={busy} onClick={onDelete}>
+                Delete
+              </button>
+              <button type="button" onClick={() => setConfirmDelete(false)}>
+                Keep
+              </button>
+            </>
+          ) : (
+            <button type="button" data-testid={`${prefix}-delete`} onClick={() => setConfirmDelete(true)}>
+              Delete…
+            </button>
+          ))}
+      </div>
+    </>
+  );
 }
