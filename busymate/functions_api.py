@@ -4,7 +4,8 @@ A function is a module in `functions/` with `async def handle(request, ctx) -> F
 the HTTP call (method, path, query, headers, body, client address); `ctx` holds what the host lends it: API
 clients over HTTP (`ctx.api` under the caller's token, `ctx.anon` under the publishable key alone) and, only
 when the module lists them in `NEEDS`, a narrow capability: `"signer"` (signs device tokens, nothing else),
-`"limit"` (counts attempts per caller address) or `"service_role"` (a client that bypasses RLS; the module
+`"limit"` (counts attempts per caller address), `"env"` (the server settings it names in `ENV`, such as
+`ANTHROPIC_API_KEY`) or `"service_role"` (a client that bypasses RLS; the module
 must say why in `SERVICE_ROLE_BECAUSE`). A function never sees the settings, the signing keys or the
 database, so it runs the same against a hosted Supabase project, and it imports only the shared library
 (busymate.*, never busymate.stack: tests/test_boundaries.py).
@@ -129,6 +130,7 @@ class FunctionContext:
     _service: AsyncApi | None = None
     _signer: DeviceTokenSigner | None = None
     _limit: Callable[[], None] | None = None
+    _env: Mapping[str, str] | None = None
 
     def _missing(self, what: str) -> RuntimeError:
         return RuntimeError(f"function {self.name} uses {what} without declaring it: NEEDS = ({what!r}, ...)")
@@ -146,6 +148,14 @@ class FunctionContext:
         if self._signer is None:
             raise self._missing("signer")
         return self._signer
+
+    @property
+    def env(self) -> Mapping[str, str]:
+        """The server's settings this module names in `ENV` (only those, only set ones): the analogue of an
+        Edge Function's `Deno.env`; only for NEEDS = ("env",)."""
+        if self._env is None:
+            raise self._missing("env")
+        return self._env
 
     def limit(self) -> None:
         """Count one attempt from the caller's address; FunctionError 429 past the limit (NEEDS "limit")."""

@@ -32,6 +32,18 @@ def find_project_dir(start: Path) -> Path:
     )
 
 
+# The variables a function may be lent (NEEDS "env"): BusyBro's model and its grounding sources.
+FUNCTION_ENV = (
+    "ANTHROPIC_API_KEY",
+    "ANTHROPIC_BASE_URL",
+    "BUSYBRO_MODEL",
+    "DASH_ORIGIN",
+    "GITHUB_TOKEN",
+    "GITHUB_API_URL",
+    "BUSYBRO_DOCS_REPO",
+)
+
+
 def _port(env: Mapping[str, str], name: str, default: int) -> int:
     raw = env.get(name)
     if raw is None or raw == "":
@@ -174,6 +186,9 @@ class Settings:
     anon_key: str = ""
     # The dashboard's static files the API server serves at / (gateway/dashboard.py).
     dashboard_dir: Path = DEFAULT_DASHBOARD_DIR
+    # Secrets and settings lent to the functions that declare them (docs/functions.md, NEEDS "env"), read from
+    # the server's environment by name: the analogue of `supabase secrets set` (FUNCTION_ENV lists them).
+    function_env: tuple[tuple[str, str], ...] = ()
 
     @property
     def data_dir(self) -> Path:
@@ -274,4 +289,5 @@ class Settings:
                 if env.get("BUSYMATE_DASHBOARD_DIR")
                 else DEFAULT_DASHBOARD_DIR
             ),
+            function_env=tuple((name, env[name]) for name in FUNCTION_ENV if env.get(name)),
         )

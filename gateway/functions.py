@@ -36,10 +36,10 @@ from busymate.gateway.auth.errors import AuthError
 from busymate.gateway.auth.ratelimit import RateLimiter
 from busymate.gateway.edge import EdgeError
 from busymate.keys import SigningKeys
-from busymate.settings import Settings
+from busymate.settings import FUNCTION_ENV, Settings
 
 NAME = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
-NEEDS = frozenset({"signer", "limit", "service_role"})
+NEEDS = frozenset({"signer", "limit", "service_role", "env"})
 WILDCARDS = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}  # noqa: S104  bind-all -> loopback
 DEFAULT_RATE_LIMIT = 30  # attempts per address per five minutes, for a module that sets no RATE_LIMIT
 
@@ -127,7 +127,13 @@ class FunctionsHost:
             else None,
             self.sign_device_token if "signer" in needs else None,
             self._limiter(name, module, client_ip) if "limit" in needs else None,
+            self._env(module) if "env" in needs else None,
         )
+
+    def _env(self, module: ModuleType) -> dict[str, str]:
+        """The settings a module with NEEDS "env" names in ENV, those that are set."""
+        wanted = set(getattr(module, "ENV", ()))
+        return {name: value for name, value in self.settings.function_env if name in wanted}
 
     async def call(
         self, path: str, method: str, query: str, headers: dict[str, str], body: bytes, client_ip: str
@@ -177,5 +183,8 @@ def _check_needs(name: str, module: ModuleType) -> None:
     needs = set(getattr(module, "NEEDS", ()))
     if needs - NEEDS:
         raise RuntimeError(f"function {name} needs {sorted(needs - NEEDS)}: the host lends {sorted(NEEDS)}")
+    unknown = set(getattr(module, "ENV", ())) - set(FUNCTION_ENV)
+    if unknown:
+        raise RuntimeError(f"function {name} asks for {sorted(unknown)} in ENV: not in {list(FUNCTION_ENV)}")
     if "service_role" in needs and not str(getattr(module, "SERVICE_ROLE_BECAUSE", "")).strip():
         raise RuntimeError(f"function {name} needs the service role: say why in SERVICE_ROLE_BECAUSE")

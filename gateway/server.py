@@ -13,7 +13,10 @@ Run it with `python -m busymate.gateway.server` (what `busymate start` does) or 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import logging
+from collections.abc import AsyncIterator
 from http.cookies import SimpleCookie
 from pathlib import Path
 
@@ -184,9 +187,7 @@ class App:
             await send({"type": "http.response.body", "body": answer.body})
             return
         await send({"type": "http.response.start", "status": answer.status, "headers": raw})
-        async for chunk in answer.body:
-            await send({"type": "http.response.body", "body": chunk, "more_body": True})
-        await send({"type": "http.response.body", "body": b""})
+        await _stream(answer.body, receive, send)
 
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
         """/realtime/v1/websocket (and Realtime's own /socket/websocket); any other path is refused."""
@@ -288,3 +289,31 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(prog="python -m busymate.gateway.server")
     parser.add_argument("--log-file", type=Path, help="log here, rotated by size (default: stderr)")
     serve(Settings.from_env(), parser.parse_args().log_file)
+
+
+async def _stream(body: AsyncIterator[bytes], receive: Receive, send: Send) -> None:
+    """Send a streamed body as it comes; when the client goes away first, stop pulling from it (the function's
+    generator is closed at its current await, so a BusyBro answer makes no further model call)."""
+
+    async def pump() -> None:
+        async for chunk in body:
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+
+    async def gone() -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+
+    streaming, watching = asyncio.create_task(pump()), asyncio.create_task(gone())
+    try:
+        await asyncio.wait({streaming, watching}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (streaming, watching):
+            task.cancel()
+        await asyncio.gather(streaming, watching, return_exceptions=True)
+        close = getattr(body, "aclose", None)
+        if close is not None:
+            with contextlib.suppress(Exception):
+                await close()
+    if streaming.done() and not streaming.cancelled() and streaming.exception() is not None:
+        log.error("a streamed function body failed", exc_info=streaming.exception())

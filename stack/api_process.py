@@ -14,7 +14,7 @@ from pathlib import Path
 from busymate import tokens
 from busymate.errors import BusymateError
 from busymate.project import IDENTITY_HEADER, project_id, remember
-from busymate.settings import Settings
+from busymate.settings import FUNCTION_ENV, Settings
 from busymate.stack.postgres import port_is_free
 
 
@@ -46,6 +46,9 @@ def settings_env(settings: Settings) -> dict[str, str]:
         "BUSYMATE_TRUSTED_PROXIES": ",".join(settings.trusted_proxies),
         "BUSYMATE_PROXY_PORTS": f"{settings.proxy_ports.start}-{settings.proxy_ports.stop - 1}",
         "BUSYMATE_DASHBOARD_DIR": str(settings.dashboard_dir),
+        # Only what the settings hold: an unset secret is blank here, not inherited from the caller's shell.
+        **dict.fromkeys(FUNCTION_ENV, ""),
+        **dict(settings.function_env),
     }
 
 
