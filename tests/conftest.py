@@ -16,6 +16,7 @@ from busymate.settings import Settings
 from busymate.stack import ephemeral, migrate, pgtap
 from busymate.stack.api_process import ApiServer
 from busymate.stack.postgres import Cluster, free_port
+from tests.fake_anthropic import FakeAnthropic
 from tests.world import World, make_world
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
@@ -66,14 +67,25 @@ def pgtap_db(pg: Settings) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def stack(pg: Settings) -> Iterator[Settings]:
+def fake_anthropic() -> Iterator[FakeAnthropic]:
+    """The scripted Messages API (tests/fake_anthropic.py) on a free port, for the whole session."""
+    with FakeAnthropic() as fake:
+        yield fake
+
+
+@pytest.fixture(scope="session")
+def stack(pg: Settings, fake_anthropic: FakeAnthropic) -> Iterator[Settings]:
     """The API server on a free port, in front of the session's cluster.
 
     It signs sessions with ES256 (the stack's default is HS256, proved by `hs256_stack`), and its per-address
     limits are out of the way: every test signs in from 127.0.0.1. BUSYMATE_DASHBOARD_DIR, when set, is the
-    dashboard build it serves (dashboard/dist otherwise)."""
+    dashboard build it serves (dashboard/dist otherwise). Its functions reach the fake Anthropic API."""
     settings = pg.with_overrides(
-        api_port=free_port(), jwt_alg="ES256", auth_rate_limit=100_000, pair_rate_limit=100_000
+        api_port=free_port(),
+        jwt_alg="ES256",
+        auth_rate_limit=100_000,
+        pair_rate_limit=100_000,
+        function_env=(("ANTHROPIC_API_KEY", "sk-ant-fake-key"), ("ANTHROPIC_BASE_URL", fake_anthropic.url)),
     )
     if os.environ.get("BUSYMATE_DASHBOARD_DIR"):
         settings = settings.with_overrides(dashboard_dir=Path(os.environ["BUSYMATE_DASHBOARD_DIR"]).resolve())
