@@ -1,7 +1,427 @@
-"""read tools (filled in by issue 19)."""
+"""BusyBro's read tools: SELECT-only looks at live state, each capped (rows, string length) and returning the
+ids the model deep-links with (/devices?uuid=, /services?id=, /tags?id=, /users?id=, /breakpoints?id=).
+
+They run through `ctx.db` under the caller's token on the web, so Row Level Security decides the rows; the two
+view-gated ones (list_users: users:view, list_breakpoints: devices:view) are also gated here. `resolve_device`
+(a device named by uuid or exact name) is shared with the write tools.
+"""
 
 from __future__ import annotations
 
-from busymate.functions.busybro.core import Tool
+import re
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
-TOOLS: list[Tool] = []
+from busymate.functions.busybro.core import Tool, ToolContext, ToolRefused
+from busymate.functions.busybro.tools.redact import redact_text
+
+MAX_ROWS = 50
+MAX_CHARS = 300
+_UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+
+DEVICE_ARG: dict[str, Any] = {
+    "type": "string",
+    "minLength": 1,
+    "maxLength": 100,
+    "description": "The device: its uuid (preferred, from list_devices) or its exact name.",
+}
+_LIMIT = {
+    "type": "integer",
+    "minimum": 1,
+    "maximum": MAX_ROWS,
+    "description": f"Rows to return (1-{MAX_ROWS}).",
+}
+
+
+def schema(properties: dict[str, Any], required: tuple[str, ...] = ()) -> dict[str, Any]:
+    """A closed JSON schema for a tool's input."""
+    return {
+        "type": "object",
+        "properties": properties,
+        "required": list(required),
+        "additionalProperties": False,
+    }
+
+
+def clip(value: Any, limit: int = MAX_CHARS) -> Any:
+    """Strings cut at `limit` characters (saying so); lists and objects clipped throughout."""
+    if isinstance(value, str):
+        return value if len(value) <= limit else f"{value[:limit]}… [+{len(value) - limit} chars]"
+    if isinstance(value, list):
+        return [clip(item, limit) for item in value]
+    if isinstance(value, dict):
+        return {key: clip(item, limit) for key, item in value.items()}
+    return value
+
+
+def clip_row(row: dict[str, Any], limit: int = MAX_CHARS) -> dict[str, Any]:
+    """One object with every string in it clipped."""
+    return {key: clip(item, limit) for key, item in row.items()}
+
+
+def is_uuid(value: object) -> bool:
+    """Whether `value` is a uuid as text."""
+    return isinstance(value, str) and bool(_UUID.match(value))
+
+
+def limit_arg(args: dict[str, Any], default: int = 20, maximum: int = MAX_ROWS) -> int:
+    """The `limit` argument, bounded."""
+    value = args.get("limit", default)
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= maximum:
+        raise ToolRefused(f"limit is a whole number from 1 to {maximum}")
+    return value
+
+
+def text_arg(args: dict[str, Any], name: str, *, required: bool = False, max_len: int = 300) -> str | None:
+    """A string argument, stripped; ToolRefused when required and missing, or not a string."""
+    value = args.get(name)
+    if value is None and not required:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise ToolRefused(f"{name} is required: a non-empty string")
+    if len(value) > max_len:
+        raise ToolRefused(f"{name} is at most {max_len} characters")
+    return value.strip()
+
+
+async def resolve_device(ctx: ToolContext, ref: object, *, prefer_owned: bool = False) -> dict[str, Any]:
+    """The device `ref` names (a uuid, or an exact name), as the caller's client sees it. With several of the
+    same name, `prefer_owned` picks the caller's own when exactly one is; otherwise the model is asked to
+    choose by uuid."""
+    if not isinstance(ref, str) or not ref.strip():
+        raise ToolRefused("device is required: a device uuid (from list_devices) or its exact name")
+    ref = ref.strip()
+    columns = "uuid,name,owner_user_id,workspace_id,source,connection_type"
+    key = "uuid" if is_uuid(ref) else "name"
+    rows = await ctx.db.select("devices", {"select": columns, key: f"eq.{ref}", "limit": "20"})
+    if prefer_owned and len(rows) > 1:
+        owned = [row for row in rows if row.get("owner_user_id") == ctx.identity.user_id]
+        rows = owned if len(owned) == 1 else rows
+    if not rows:
+        raise ToolRefused(f"no device {ref!r} that you can see; call list_devices and pass a uuid")
+    if len(rows) > 1:
+        mine = [r for r in rows if ctx.identity.grants_all or r.get("owner_user_id") == ctx.identity.user_id]
+        names = ", ".join(str(r["uuid"]) for r in mine) or "none of them is yours"
+        raise ToolRefused(f"{len(rows)} devices are named {ref!r} ({names}); pass the uuid instead")
+    return rows[0]
+
+
+async def device_names(ctx: ToolContext, uuids: set[str]) -> dict[str, str]:
+    """Device names by uuid, for the devices the caller can see among `uuids`."""
+    wanted = sorted(u for u in uuids if is_uuid(u))
+    if not wanted:
+        return {}
+    rows = await ctx.db.select("devices", {"select": "uuid,name", "uuid": f"in.({','.join(wanted)})"})
+    return {str(row["uuid"]): str(row["name"]) for row in rows}
+
+
+async def list_devices(ctx: ToolContext, args: dict[str, Any]) -> dict[str, Any]:
+    """The device roster, newest seen first."""
+    params = {
+        "select": "uuid,name,model,os,source,connection_type,last_seen_at,country,app_build,app_source,"
+        "paired,workspace_id,owner_user_id",
+        "order": "last_seen_at.desc.nullslast,name.asc",
+        "limit": str(limit_arg(args, default=MAX_ROWS)),
+    }
+    if args.get("mine") is True and ctx.identity.user_id:
+        params["owner_user_id"] = f"eq.{ctx.identity.user_id}"
+    rows = await ctx.db.select("devices", params)
+    for row in rows:
+        row["yours"] = row.get("owner_user_id") == ctx.identity.user_id
+    return {"devices": clip(rows), "count": len(rows), "link": "/devices?uuid=<uuid>"}
+
+
+async def device_status(ctx: ToolContext, args: dict[str, Any]) -> dict[str, Any]:
+    """One device's live status."""
+    device = await resolve_device(ctx, args.get("device"))
+    rows = await ctx.db.select(
+        "device_status",
+        {
+            "select": "online,vpn_state,heartbeat_at,ip_country,live_activity_message",
+            "device_uuid": f"eq.{device['uuid']}",
+        },
+    )
+    status = rows[0] if rows else {"online": False, "vpn_state": "unknown", "heartbeat_at": None}
+    return clip_row({"uuid": device["uuid"], "name": device["name"], **status, "reported": bool(rows)})
+
+
+async def count_entries(ctx: ToolContext, args: dict[str, Any]) -> dict[str, Any]:
+    """How many entries were captured in a window."""
+    minutes = args.get("since_minutes", 60)
+    if not isinstance(minutes, int) or isinstance(minutes, bool) or not 1 <= minutes <= 43_200:
+        raise ToolRefused("since_minutes is a whole number from 1 to 43200 (30 days)")
+    since = (datetime.now(UTC) - timedelta(minutes=minutes)).isoformat()
+    device = await resolve_device(ctx, args["device"]) if args.get("device") is not None else None
+    host = text_arg(args, "host", max_len=253)
+    count = await ctx.db.rpc(
+        "count_entries", {"since": since, "device": device and device["uuid"], "host": host}
+    )
+    return {
+        "count": count,
+        "since": since,
+        "device": device and {"uuid": device["uuid"], "name": device["name"]},
+        "host": host,
+    }
+
+
+async def recent_entries(ctx: ToolContext, args: dict[str, Any]) -> dict[str, Any]:
+    """The newest captured requests (metadata only)."""
+    device = await resolve_device(ctx, args["device"]) if args.get("device") is not None else None
+    host = text_arg(args, "host", max_len=253)
+    rows = await ctx.db.rpc(
+        "recent_entries",
+        {"limit": limit_arg(args), "device": device and device["uuid"], "host": host},
+    )
+    rows = rows if isinstance(rows, list) else []
+    names = await device_names(ctx, {str(row.get("device_uuid")) for row in rows})
+    entries = [
+        {
+            "id": row.get("id"),
+            "time": row.get("captured_at"),
+            "device_uuid": row.get("device_uuid"),
+            "device": names.get(str(row.get("device_uuid"))),
+            "method": row.get("method"),
+            "status": row.get("status"),
+            "host": row.get("host"),
+            "path": redact_text(str(row.get("path") or "")),
+            "duration_ms": row.get("duration_ms"),
+            "content_type": row.get("response_content_type"),
+            "error": row.get("error"),
+        }
+        for row in rows
+    ]
+    return {"entries": clip(entries), "count": len(entries)}
+
+
+async def effective_settings(ctx: ToolContext, args: dict[str, Any]) -> dict[str, Any]:
+    """A device's merged settings, or the global defaults."""
+    if args.get("device") is None:
+        rows = await ctx.db.select("settings_global", {"select": "settings,updated_at"})
+        return clip_row({"scope": "global", "settings": rows[0]["settings"] if rows else {}})
+    device = await resolve_device(ctx, args["device"])
+    merged = await ctx.db.rpc("effective_settings", {"device_uuid": device["uuid"]})
+    return clip_row({"scope": "device", "uuid": device["uuid"], "name": device["name"], "settings": merged})
+
+
+async def list_workspaces(ctx: ToolContext, args: dict[str, Any]) -> dict[str, Any]:
+    """The workspaces the caller can see."""
+    rows = await ctx.db.select(
+        "workspaces",
+        {
+            "select": "id,slug,name,retention_days",
+            "order": "name.asc",
+            "limit": str(limit_arg(args, MAX_ROWS)),
+        },
+    )
+    return {"workspaces": clip(rows), "count": len(rows)}
+
+
+async def list_tags(ctx: ToolContext, args: dict[str, Any]) -> dict[str, Any]:
+    """Tags and their match patterns."""
+    rows = await ctx.db.select(
+        "tags",
+        {
+            "select": "id,name,color,match_patterns",
+            "order": "name.asc",
+            "limit": str(limit_arg(args, MAX_ROWS)),
+        },
+    )
+    for row in rows:
+        row["match_patterns"] = (row.get("match_patterns") or [])[:20]
+    return {"tags": clip(rows), "count": len(rows), "link": "/tags?id=<id>"}
+
+
+async def list_service_groups(ctx: ToolContext, args: dict[str, Any]) -> dict[str, Any]:
+    """Service groups with their domains and their linked agents (primary first, then by position)."""
+    groups = await ctx.db.select(
+        "service_groups",
+        {"select": "id,name,icon,domains", "order": "name.asc", "limit": str(limit_arg(args, MAX_ROWS))},
+    )
+    ids = [str(group["id"]) for group in groups]
+    links = (
+        await ctx.db.select(
+            "service_group_agents",
+            {
+                "select": "service_group_id,agent_id,is_primary,position",
+                "service_group_id": f"in.({','.join(ids)})",
+            },
+        )
+        if ids
+        else []
+    )
+    agent_ids = sorted({str(link["agent_id"]) for link in links})
+    agents = (
+        await ctx.db.select(
+            "busybro_agents",
+            {"select": "id,name,emoji,instructions", "id": f"in.({','.join(agent_ids)})"},
+        )
+        if agent_ids
+        else []
+    )
+    by_id = {str(agent["id"]): agent for agent in agents}
+    out = []
+    for group in groups:
+        mine = sorted(
+            (link for link in links if link["service_group_id"] == group["id"]),
+            key=lambda link: (not link["is_primary"], link["position"]),
+        )
+        linked = [
+            {**by_id.get(str(link["agent_id"]), {"id": link["agent_id"]}), "is_primary": link["is_primary"]}
+            for link in mine
+        ]
+        domains = group.get("domains") or []
+        out.append(
+            {
+                "id": group["id"],
+                "name": group["name"],
+                "icon": group.get("icon"),
+                "domain_count": len(domains),
+                "domains_sample": domains[:10],
+                "primary_agent": clip(linked[0], 1500) if linked and linked[0]["is_primary"] else None,
+                "agents": clip(linked),
+            }
+        )
+    return {"service_groups": clip(out, 1500), "count": len(out), "link": "/services?id=<id>"}
+
+
+async def list_users(ctx: ToolContext, args: dict[str, Any]) -> dict[str, Any]:
+    """Dashboard users and their roles (users:view)."""
+    rows = await ctx.db.select(
+        "profiles",
+        {
+            "select": "id,email,display_name,role",
+            "order": "email.asc",
+            "limit": str(limit_arg(args, MAX_ROWS)),
+        },
+    )
+    return {"users": clip(rows), "count": len(rows), "link": "/users?id=<id>"}
+
+
+async def list_breakpoints(ctx: ToolContext, args: dict[str, Any]) -> dict[str, Any]:
+    """Recent breakpoint events: which flow paused where, and how it ended (devices:view)."""
+    params = {
+        "select": "id,breakpoint_id,phase,device_uuid,paused_at,active,outcome,resolved_at",
+        "order": "paused_at.desc",
+        "limit": str(limit_arg(args)),
+    }
+    if args.get("active_only") is True:
+        params["active"] = "eq.true"
+    rows = await ctx.db.select("breakpoint_events", params)
+    names = await device_names(ctx, {str(row.get("device_uuid")) for row in rows})
+    for row in rows:
+        row["kind"] = row.pop("phase", None)
+        row["device"] = names.get(str(row.get("device_uuid")))
+    return {"breakpoints": clip(rows), "count": len(rows), "link": "/breakpoints?id=<id>"}
+
+
+def _label(text: str, key: str | None = None) -> Any:
+    def label(args: dict[str, Any]) -> str:
+        value = args.get(key) if key else None
+        return f"{text} {str(value)[:60]}…" if isinstance(value, str) and value else f"{text}…"
+
+    return label
+
+
+_DEVICE_OPT = {"device": {**DEVICE_ARG, "description": "Only this device: its uuid or exact name."}}
+_HOST_OPT = {
+    "host": {"type": "string", "minLength": 3, "maxLength": 253, "description": "One exact hostname."}
+}
+
+TOOLS: list[Tool] = [
+    Tool(
+        name="list_devices",
+        description="The device roster: uuid, name, model, OS, source, connection type, last seen, country, "
+        "app build and source, whether it is yours. Newest seen first. Link a device as "
+        "/devices?uuid=<uuid>.",
+        input_schema=schema(
+            {"limit": _LIMIT, "mine": {"type": "boolean", "description": "Only the caller's own devices."}}
+        ),
+        handler=list_devices,
+        label=_label("📱 Listing devices"),
+    ),
+    Tool(
+        name="device_status",
+        description="One device's live status: online or offline, VPN state, last heartbeat, IP country and "
+        "its Live Activity message.",
+        input_schema=schema({"device": DEVICE_ARG}, ("device",)),
+        handler=device_status,
+        label=_label("📡 Checking", "device"),
+    ),
+    Tool(
+        name="count_entries",
+        description="How many requests were captured in the last N minutes (default 60), optionally for one "
+        "device and/or one exact host.",
+        input_schema=schema(
+            {
+                "since_minutes": {
+                    "type": "integer",
+                    "minimum": 1,
+                    "maximum": 43_200,
+                    "description": "Window.",
+                },
+                **_DEVICE_OPT,
+                **_HOST_OPT,
+            }
+        ),
+        handler=count_entries,
+        label=_label("🔢 Counting requests"),
+    ),
+    Tool(
+        name="recent_entries",
+        description="The newest captured requests (metadata only): id, time, device, method, status, host, "
+        "path. Optionally for one device and/or exact host. Use inspect_requests for headers and bodies.",
+        input_schema=schema({"limit": _LIMIT, **_DEVICE_OPT, **_HOST_OPT}),
+        handler=recent_entries,
+        label=_label("🕒 Reading recent traffic"),
+    ),
+    Tool(
+        name="effective_settings",
+        description="A device's effective settings (its overrides over the global ones), or the global "
+        "defaults when no device is given.",
+        input_schema=schema(_DEVICE_OPT),
+        handler=effective_settings,
+        label=_label("⚙️ Reading settings"),
+    ),
+    Tool(
+        name="list_workspaces",
+        description="Workspaces the caller can see: id, slug, name, retention in days.",
+        input_schema=schema({"limit": _LIMIT}),
+        handler=list_workspaces,
+        label=_label("🗂️ Listing workspaces"),
+    ),
+    Tool(
+        name="list_tags",
+        description="Tags: id, name, color, match patterns. Link a tag as /tags?id=<id>.",
+        input_schema=schema({"limit": _LIMIT}),
+        handler=list_tags,
+        label=_label("🏷️ Listing tags"),
+    ),
+    Tool(
+        name="list_service_groups",
+        description="Service groups: id, icon, domain count and sample, and the linked BusyBro agents "
+        "(primary_agent, whose instructions are the lens for that service, then agents[] primary first and "
+        "by position). Link a group as /services?id=<id>.",
+        input_schema=schema({"limit": _LIMIT}),
+        handler=list_service_groups,
+        label=_label("🧩 Listing service groups"),
+    ),
+    Tool(
+        name="list_users",
+        description="Dashboard users: id, email, display name, role. Link a user as /users?id=<id>.",
+        input_schema=schema({"limit": _LIMIT}),
+        handler=list_users,
+        section="users",
+        label=_label("👥 Listing users"),
+    ),
+    Tool(
+        name="list_breakpoints",
+        description="Recent breakpoint events: id, kind (request or response), device, paused at, active, "
+        "outcome. Link one as /breakpoints?id=<id>.",
+        input_schema=schema(
+            {"limit": _LIMIT, "active_only": {"type": "boolean", "description": "Only flows still paused."}}
+        ),
+        handler=list_breakpoints,
+        section="devices",
+        label=_label("⏸️ Listing breakpoints"),
+    ),
+]
