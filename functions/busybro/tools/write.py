@@ -358,7 +358,7 @@ TOOLS: list[Tool] = [
     ),
     Tool(
         name="delete_tag",
-        description="Delete a tag by id.",
+        description="Delete a tag by id (from list_tags); captured entries stay, only the label goes.",
         input_schema=schema({"id": _ID}, ("id",)),
         handler=delete_tag,
         kind="write",
