@@ -6,6 +6,7 @@ import type { Session, SupabaseClient } from "@supabase/supabase-js";
 import { useMemo } from "react";
 import { Link, Route, Router, Switch, useLocation } from "wouter";
 import { AppContext, type AppState, capabilityCheck } from "./app";
+import { BusyBroProvider, BusyBroToggle } from "./busybro/BusyBro";
 import { BreakpointsPage } from "./pages/Breakpoints";
 import { DevicesPage } from "./pages/Devices";
 import { ServicesPage } from "./pages/Services";
@@ -24,7 +25,9 @@ export function App({ supabase }: { supabase: SupabaseClient }) {
   if (!session) return <SignIn supabase={supabase} />;
   return (
     <Router base={appBase()}>
-      <SignedIn supabase={supabase} session={session} />
+      <BusyBroProvider supabase={supabase} session={session}>
+        <SignedIn supabase={supabase} session={session} />
+      </BusyBroProvider>
     </Router>
   );
 }
@@ -76,6 +79,7 @@ function SignedIn({ supabase, session }: { supabase: SupabaseClient; session: Se
           ))}
         </select>
         <span className="spacer" />
+        <BusyBroToggle />
         <span className="user" title={me?.email ?? undefined}>
           {me?.display_name && <span data-testid="user-name">{me.display_name}</span>}
           <span data-testid="user-email" className={me?.display_name ? "muted" : undefined}>

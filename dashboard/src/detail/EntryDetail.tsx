@@ -5,6 +5,7 @@
 import { useCallback, useEffect, useRef, useState } from "react";
 import { useLocation } from "wouter";
 import { useApp } from "../app";
+import { hostQuestion, useBusyBro } from "../busybro/BusyBro";
 import { formatDuration, formatSize, statusClass } from "../entries";
 import { ErrorNote, Loading } from "../ui";
 import { BodyView } from "./BodyView";
@@ -34,6 +35,7 @@ interface ResendState {
 
 export function EntryDetail({ entryId, onClose }: { entryId: string; onClose: () => void }) {
   const { supabase, can } = useApp();
+  const busybro = useBusyBro();
   const [, navigate] = useLocation();
   const [meta, setMeta] = useState<EntryMeta | null>(null);
   const [state, setState] = useState<"loading" | "ready" | "missing" | "error">("loading");
@@ -278,6 +280,11 @@ export function EntryDetail({ entryId, onClose }: { entryId: string; onClose: ()
             <button type="button" data-testid="copy-curl" onClick={() => void copy("curl")}>Copy as cURL</button>
             <button type="button" data-testid="copy-fetch" onClick={() => void copy("fetch")}>Copy as fetch</button>
             <HarExportButton entryIds={() => [meta.id]} includeSecrets={includeSecrets} testId="detail-export-har" label="Export HAR" />
+            {busybro && (
+              <button type="button" data-testid="ask-busybro-host" onClick={() => busybro.ask(hostQuestion(meta.host))}>
+                Ask BusyBro about this host
+              </button>
+            )}
             {can("breakpoints", "edit") && (
               <button type="button" data-testid="resend" onClick={() => void doResend()} disabled={resend?.phase === "asking" || resend?.phase === "requested" || resend?.phase === "claimed"}>
                 Resend
