@@ -284,5 +284,5 @@ def test_a_flow_is_redacted_and_its_bodies_cut() -> None:
     assert shaped["request"]["body"].startswith('{"password":"<redacted len=2>"')
     assert "more characters not shown" in shaped["request"]["body_note"]
     assert "kept only part of a 6000-byte body" in shaped["request"]["body_note"]
-    binary = {"headers": [], "body": None, "body_note": "binary body of 3 bytes, not shown"}
+    binary: dict[str, Any] = {"headers": [], "body": None, "body_note": "binary body of 3 bytes, not shown"}
     assert shaped["response"] == binary
