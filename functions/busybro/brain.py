@@ -366,7 +366,8 @@ async def answer(
         if stop in ("max_tokens", "pause_turn"):
             kept = [block for block in content if block["type"] != "tool_use"]
             if stop == "max_tokens":
-                # the API refuses a prefilled assistant turn ending in whitespace
+                # the API refuses a prefilled assistant turn ending in whitespace; the answer matches it
+                parts[-1] = parts[-1].rstrip()
                 while kept and kept[-1]["type"] == "text" and not kept[-1]["text"].strip():
                     kept.pop()
                 if kept and kept[-1]["type"] == "text":
