@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 from busymate.functions.busybro.core import Tool, ToolContext, ToolRefused
 from busymate.functions.busybro.tools.read import DEVICE_ARG, device_names, resolve_device, schema
 from busymate.functions.busybro.tools.redact import redact_body, redact_headers, redact_url
+from busymate.functions.busybro.tools.registry import dumps
 
 DEFAULT_LIMIT = 8
 MAX_LIMIT = 20
@@ -132,6 +133,9 @@ async def inspect_requests(ctx: ToolContext, args: dict[str, Any]) -> dict[str, 
     names = await device_names(ctx, {str(row.get("device_uuid")) for row in rows})
     budget = max(300, min(BODY_CHARS, RESULT_BUDGET // max(1, 2 * len(rows))))
     flows = [flow(row, budget, names.get(str(row.get("device_uuid")))) for row in rows]
+    while len(dumps(flows)) > RESULT_BUDGET + 4_000 and budget > 200:  # many headers: cut bodies harder
+        budget //= 2
+        flows = [flow(row, budget, names.get(str(row.get("device_uuid")))) for row in rows]
     result: dict[str, Any] = {
         "host": host,
         "count": len(flows),

@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from busymate.functions.busybro.core import Tool, ToolContext, ToolRefused
-from busymate.functions.busybro.tools.redact import redact_text
+from busymate.functions.busybro.tools.redact import redact_json, redact_text
 
 MAX_ROWS = 50
 MAX_CHARS = 300
@@ -186,7 +186,7 @@ async def recent_entries(ctx: ToolContext, args: dict[str, Any]) -> dict[str, An
             "path": redact_text(str(row.get("path") or "")),
             "duration_ms": row.get("duration_ms"),
             "content_type": row.get("response_content_type"),
-            "error": row.get("error"),
+            "error": redact_text(str(row["error"])) if row.get("error") else None,
         }
         for row in rows
     ]
@@ -197,9 +197,10 @@ async def effective_settings(ctx: ToolContext, args: dict[str, Any]) -> dict[str
     """A device's merged settings, or the global defaults."""
     if args.get("device") is None:
         rows = await ctx.db.select("settings_global", {"select": "settings,updated_at"})
-        return clip_row({"scope": "global", "settings": rows[0]["settings"] if rows else {}})
+        settings = redact_json(rows[0]["settings"] if rows else {})
+        return clip_row({"scope": "global", "settings": settings})
     device = await resolve_device(ctx, args["device"])
-    merged = await ctx.db.rpc("effective_settings", {"device_uuid": device["uuid"]})
+    merged = redact_json(await ctx.db.rpc("effective_settings", {"device_uuid": device["uuid"]}))
     return clip_row({"scope": "device", "uuid": device["uuid"], "name": device["name"], "settings": merged})
 
 

@@ -26,9 +26,10 @@ def assert_device_owned(identity: Identity, device: dict[str, Any]) -> None:
     if identity.grants_all:
         return
     if identity.user_id is None or device.get("owner_user_id") != identity.user_id:
+        # The uuid only: on the service-role client the name of someone else's device is not the caller's.
         raise ToolRefused(
-            f"{device.get('name')!r} ({device.get('uuid')}) is not your device: only its owner or an "
-            "admin may change it. Call list_devices with mine=true to see yours."
+            f"device {device.get('uuid')} is not your device: only its owner or an admin may change it. "
+            "Call list_devices with mine=true to see yours."
         )
 
 
