@@ -4,6 +4,7 @@ unchanged."""
 
 from __future__ import annotations
 
+import asyncio
 import string
 from typing import Any
 
@@ -12,7 +13,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from busymate.functions.busybro.core import ToolRefused
+from busymate.functions.busybro.core import Identity, ToolContext, ToolRefused
 from busymate.functions.busybro.tools.inspect import flow, hostname
 from busymate.functions.busybro.tools.redact import (
     is_sensitive_name,
@@ -23,6 +24,7 @@ from busymate.functions.busybro.tools.redact import (
     redact_text,
     redact_url,
 )
+from busymate.functions.busybro.tools.registry import MAX_RESULT_CHARS, run_tool
 
 JWT = (
     "eyJhbGciOiJSUzI1NiIsImtpZCI6ImFiYyJ9.eyJzdWIiOiIxMjM0NTY3ODkwIiwibmFtZSI6IkJ1c3kifQ"
@@ -286,3 +288,48 @@ def test_a_flow_is_redacted_and_its_bodies_cut() -> None:
     assert "kept only part of a 6000-byte body" in shaped["request"]["body_note"]
     binary: dict[str, Any] = {"headers": [], "body": None, "body_note": "binary body of 3 bytes, not shown"}
     assert shaped["response"] == binary
+
+
+class _FakeDb:
+    """Just enough of AsyncApi for inspect_requests: the RPC answers `rows`, selects answer nothing."""
+
+    def __init__(self, rows: list[dict[str, Any]]) -> None:
+        self.rows = rows
+        self.calls: list[str] = []
+
+    async def rpc(self, name: str, args: dict[str, object]) -> Any:
+        self.calls.append(name)
+        return self.rows
+
+    async def select(self, table: str, params: dict[str, str]) -> list[dict[str, Any]]:
+        return []
+
+
+def test_twenty_large_flows_fit_in_one_whole_tool_result() -> None:
+    secret = "Zq9" + "x" * 40
+    body = orjson.dumps({"password": secret, "blob": [{"k": i, "v": "y" * 200} for i in range(60)]}).decode()
+    row = {
+        "id": "e",
+        "method": "POST",
+        "url": f"https://api.x.com/login?token={secret}",
+        "request_headers": [[f"X-Header-{i}", "v" * 40] for i in range(30)],
+        "request_body": body,
+        "response_headers": [["Content-Type", "application/json"]],
+        "response_body": body,
+    }
+    db = _FakeDb([dict(row, id=f"e{i}") for i in range(20)])
+    ctx = ToolContext(db=db, identity=Identity(user_id="u"))  # type: ignore[arg-type]
+    result = asyncio.run(run_tool("inspect_requests", {"host": "api.x.com", "limit": 20}, ctx))
+    assert not result.is_error, result.content
+    assert len(result.content) <= MAX_RESULT_CHARS
+    payload = orjson.loads(result.content)  # whole: not cut by the registry's cap
+    # 30 headers a flow: not all 20 fit; the oldest are left out, and the result says how many.
+    assert 5 <= payload["count"] < 20
+    assert payload["left_out"].startswith(f"{20 - payload['count']} older flows did not fit")
+    assert all("body_note" in item["request"] for item in payload["untrusted_captured_traffic"])
+    assert secret not in result.content
+    assert db.calls == ["inspect_requests"]
+    # A bare word never reaches the database.
+    refused = asyncio.run(run_tool("inspect_requests", {"host": "acme"}, ctx))
+    assert refused.is_error
+    assert db.calls == ["inspect_requests"]
