@@ -10,6 +10,7 @@ caller except for cancellation; closing the generator stops it before the next m
 
 from __future__ import annotations
 
+import html
 import logging
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -43,6 +44,7 @@ SUBTASK_TURNS = 3  # model calls of one run_task sub-call (the last without tool
 SUBTASK_MAX_TOKENS = 2048
 WEB_SEARCH_TOOL: dict[str, Any] = {"type": "web_search_20250305", "name": "web_search", "max_uses": 5}
 RUN_TASK = "run_task"
+WEB_LABEL = "🌐 Searching the web…"
 NO_ANSWER = "I could not finish that one within my step limit. Try a narrower question."
 
 
@@ -148,6 +150,33 @@ def _block_param(block: Any) -> dict[str, Any]:
         return {"type": "tool_use", "id": block.id, "name": block.name, "input": block.input}
     data: dict[str, Any] = block.to_dict(mode="json")
     return data
+
+
+def with_sources(answer: str, citations: Sequence[Mapping[str, Any]], surface: Surface) -> str:
+    """`answer` with a short sources line for the web pages it cited that it does not already link (the API
+    attaches citations to text blocks; the text itself need not name them). Placed before a signature."""
+    seen: dict[str, str] = {}
+    for cite in citations:
+        url = str(cite.get("url") or "")
+        if url.startswith(("https://", "http://")) and url not in seen and url not in answer:
+            seen[url] = str(cite.get("title") or url)
+    if not seen:
+        return answer
+    if surface == "telegram":
+        links = ", ".join(
+            f'<a href="{html.escape(url)}">{html.escape(title)}</a>' for url, title in seen.items()
+        )
+    else:
+        links = ", ".join(
+            f"[{title.replace('[', '(').replace(']', ')')}]({url.replace(')', '%29')})"
+            for url, title in seen.items()
+        )
+    line = f"Sources: {links}"
+    lines = answer.rstrip().splitlines()
+    if prompt.has_signature(answer):
+        body, sign = "\n".join(lines[:-1]).rstrip(), lines[-1]
+        return f"{body}\n\n{line}\n\n{sign}"
+    return f"{answer.rstrip()}\n\n{line}"
 
 
 def _friendly(exc: Exception) -> str:
@@ -256,6 +285,8 @@ def _messages(history: Sequence[Mapping[str, str]], question: str) -> list[dict[
         for turn in history
         if turn.get("role") in ("user", "assistant") and str(turn.get("content") or "").strip()
     ]
+    while turns and turns[0]["role"] == "assistant":  # a conversation starts with the user
+        turns.pop(0)
     turns.append({"role": "user", "content": question})
     return turns
 
@@ -302,6 +333,7 @@ async def answer(
     messages = _messages(history, question)
     iterations = 0
     parts: list[str] = []  # the answer's text since the last tool round
+    cites: list[dict[str, Any]] = []  # the web citations of those parts
     best = ""  # the latest non-empty text, for a graceful end
     streamed = False
     for _turn in range(MAX_TURNS):
@@ -319,7 +351,11 @@ async def answer(
         try:
             async with client.messages.stream(**params) as stream:
                 async for event in stream:
-                    if event.type == "text" and event.text:
+                    if event.type == "content_block_start" and event.content_block.type == "server_tool_use":
+                        yield ToolProgress(
+                            WEB_LABEL if event.content_block.name == "web_search" else "🔧 Working…"
+                        )
+                    elif event.type == "text" and event.text:
                         if gap:
                             yield TextDelta("\n\n")
                             gap = False
@@ -345,6 +381,7 @@ async def answer(
         if stop == "tool_use" and uses and not final_call:
             iterations += 1
             parts = []
+            cites = []
             _append_assistant(messages, content)
             results = []
             for use in uses:
@@ -363,6 +400,7 @@ async def answer(
             continue
 
         parts.append(text)
+        cites += [c for block in content if block["type"] == "text" for c in block.get("citations", [])]
         if stop in ("max_tokens", "pause_turn"):
             kept = [block for block in content if block["type"] != "tool_use"]
             if stop == "max_tokens":
@@ -378,4 +416,4 @@ async def answer(
         break
 
     final = "".join(parts).strip() or best.strip() or NO_ANSWER
-    yield Done(prompt.ensure_signature(final, surface))
+    yield Done(prompt.ensure_signature(with_sources(final, cites, surface), surface))

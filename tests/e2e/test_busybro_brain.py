@@ -8,10 +8,12 @@ import asyncio
 import base64
 import json
 import secrets
+import threading
 import uuid
 from collections.abc import Coroutine
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, ClassVar, TypeVar
 
 import anthropic
 import httpx
@@ -20,10 +22,10 @@ import pytest
 
 from busymate import tokens
 from busymate.api_client import AsyncApi
-from busymate.functions.busybro import brain
+from busymate.functions.busybro import brain, docs_context
 from busymate.functions.busybro.core import Done, Event, Failed, Identity, Surface, TextDelta, ToolProgress
 from busymate.functions.busybro.prompt import SIGNATURE_PREFIX, has_signature
-from busymate.functions.busybro.tools.registry import all_tools
+from busymate.functions.busybro.tools.registry import all_tools, find
 from busymate.settings import Settings
 from tests.fake_anthropic import FakeAnthropic, Turn, citation, text, tool_use, web_search
 from tests.world import World, add_user
@@ -260,6 +262,35 @@ def test_pause_turn_is_resumed_and_web_search_blocks_go_back_untouched(
     }
     assert third["messages"][-2]["content"][-1]["name"] == "list_tags"
     assert final(events).answer.startswith("Your proxy runs it.")
+    list_tags = find("list_tags")
+    assert list_tags is not None
+    labels = [e.label for e in events if isinstance(e, ToolProgress)]
+    assert labels == [brain.WEB_LABEL, list_tags.label({})]
+
+
+def test_web_citations_become_a_sources_line(
+    stack: Settings, world: World, fake_anthropic: FakeAnthropic
+) -> None:
+    search = web_search(
+        "httpx timeouts", [{"url": "https://www.python-httpx.org/advanced/timeouts/", "title": "Timeouts"}]
+    )
+    fake_anthropic.script(
+        Turn(
+            [
+                *search,
+                text(
+                    "httpx defaults to five seconds.",
+                    [citation(search[1]["content"][0]["url"], "Timeouts", "5s")],
+                ),
+            ]
+        )
+    )
+    answer = final(run(ask(stack, world, fake_anthropic, world.tokens["member"]))).answer
+    assert answer == (
+        "httpx defaults to five seconds.\n\n"
+        "Sources: [Timeouts](https://www.python-httpx.org/advanced/timeouts/)\n\n"
+        "— BusyBro · 🧭 Architecture guide"
+    )
 
 
 def test_closing_the_generator_makes_no_further_model_call(
@@ -501,3 +532,97 @@ def test_no_captured_secret_reaches_the_model(
                 assert value not in raw, f"the {name} secret reached the model"
     for header in fake_anthropic.request_headers:
         assert not any(value in json.dumps(header) for value in known.values())
+
+
+def test_history_rides_before_the_question(
+    stack: Settings, world: World, fake_anthropic: FakeAnthropic
+) -> None:
+    fake_anthropic.script(Turn([text("Yes.")]))
+
+    async def scenario() -> None:
+        async with AsyncApi(stack.api_url, world.anon_key, world.tokens["member"]) as db:
+            client = anthropic.AsyncAnthropic(base_url=fake_anthropic.url, api_key=KEY, max_retries=0)
+            history = [
+                {"role": "assistant", "content": "Hi, I am BusyBro."},  # a thread starts with the user
+                {"role": "user", "content": "Which proxy do we run?"},
+                {"role": "assistant", "content": "mitmproxy 12."},
+            ]
+            events = brain.answer(
+                "Is it current?", identity=await identity_of(db), db=db, client=client, history=history
+            )
+            assert isinstance([event async for event in events][-1], Done)
+            await client.close()
+
+    run(scenario())
+    [body] = fake_anthropic.requests
+    assert body["messages"] == [
+        {"role": "user", "content": "Which proxy do we run?"},
+        {"role": "assistant", "content": "mitmproxy 12."},
+        {"role": "user", "content": "Is it current?"},
+    ]
+
+
+class _GitHub(BaseHTTPRequestHandler):
+    """A contents API with README.md and docs/architecture.md of a repository `acme/busymate`."""
+
+    seen: ClassVar[list[tuple[str, str]]] = []
+    files: ClassVar[dict[str, str]] = {
+        "README.md": "# Remote README\nfrom GitHub",
+        "docs/architecture.md": "# Remote architecture\n" + "x" * 9_000,
+    }
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return
+
+    def do_GET(self) -> None:
+        self.seen.append((self.path, self.headers.get("authorization", "")))
+        prefix = "/repos/acme/busymate/contents/"
+        name = self.path[len(prefix) :] if self.path.startswith(prefix) else ""
+        if name not in self.files:
+            self.send_response(404)
+            self.end_headers()
+            return
+        body = json.dumps(
+            {
+                "type": "file",
+                "encoding": "base64",
+                "content": base64.b64encode(self.files[name].encode()).decode(),
+            }
+        ).encode()
+        self.send_response(200)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+def test_the_docs_come_from_the_checkout_or_github_and_fall_back() -> None:
+    docs_context.clear_cache()
+    local = run(docs_context.docs_text({}))
+    assert '<doc path="README.md">\n# Busymate' in local
+    assert '<doc path="docs/security-model.md">' in local
+    # cut to the budget each, and served from the cache within the TTL (the same bytes)
+    assert all(len(part) < docs_context.MAX_FILE_CHARS + 200 for part in local.split("\n\n<doc ")[1:])
+    assert run(docs_context.docs_text({})) is local
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _GitHub)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        env = {
+            "BUSYBRO_DOCS_REPO": "acme/busymate",
+            "GITHUB_API_URL": f"http://127.0.0.1:{server.server_address[1]}",
+            "GITHUB_TOKEN": "ghp_test",
+        }
+        remote = run(docs_context.docs_text(env))
+        assert remote.startswith('<doc path="README.md">\n# Remote README\nfrom GitHub\n</doc>')
+        assert "# Remote architecture" in remote
+        assert "[docs/architecture.md truncated]" in remote
+        assert "# Busymate" not in remote
+        assert ("/repos/acme/busymate/contents/README.md", "Bearer ghp_test") in _GitHub.seen
+
+        broken = {**env, "BUSYBRO_DOCS_REPO": "acme/elsewhere"}  # nothing there: the local files
+        assert run(docs_context.docs_text(broken)) == local
+    finally:
+        server.shutdown()
+        server.server_close()
+        docs_context.clear_cache()
