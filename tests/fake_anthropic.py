@@ -43,6 +43,7 @@ class Turn:
     chunk_delay: float = 0.0  # seconds between SSE events
     status: int = 200  # non-200: the API's error JSON
     error_message: str = "Overloaded"
+    stream_error: str | None = None  # e.g. "overloaded_error": an SSE `error` event after the first block
 
 
 def text(s: str, citations: list[dict[str, Any]] | None = None) -> dict[str, Any]:
@@ -286,7 +287,12 @@ def _handler(fake: FakeAnthropic) -> type[BaseHTTPRequestHandler]:
             self.send_header("cache-control", "no-cache")
             self.send_header("request-id", f"req_{secrets.token_hex(8)}")
             self.end_headers()
-            for name, data in sse_events(turn, model):
+            events = sse_events(turn, model)
+            if turn.stream_error:  # the API's mid-stream failure: an error event, then the stream ends
+                cut = next((i + 1 for i, (name, _) in enumerate(events) if name == "content_block_stop"), 1)
+                error = {"type": "error", "error": {"type": turn.stream_error, "message": turn.error_message}}
+                events = [*events[:cut], ("error", error)]
+            for name, data in events:
                 self.wfile.write(f"event: {name}\ndata: {json.dumps(data)}\n\n".encode())
                 self.wfile.flush()
                 if turn.chunk_delay:

@@ -179,6 +179,17 @@ def with_sources(answer: str, citations: Sequence[Mapping[str, Any]], surface: S
     return f"{answer.rstrip()}\n\n{line}"
 
 
+UNAVAILABLE = ("overloaded_error", "api_error")
+
+
+def _error_type(exc: anthropic.APIStatusError) -> str | None:
+    """The error JSON's `error.type` (a mid-stream error event arrives with status 200)."""
+    body = exc.body
+    error = body.get("error") if isinstance(body, dict) else None
+    kind = error.get("type") if isinstance(error, dict) else None
+    return kind if isinstance(kind, str) else None
+
+
 def _friendly(exc: Exception) -> str:
     """The error a person sees: what happened in plain words, that a retry may help; no details, no key."""
     if isinstance(exc, anthropic.RateLimitError):
@@ -187,7 +198,9 @@ def _friendly(exc: Exception) -> str:
         return "BusyBro's model access was refused; an admin should check its key. Please try again later."
     if isinstance(exc, anthropic.APITimeoutError | anthropic.APIConnectionError):
         return "BusyBro could not reach its model. Please try again in a moment."
-    if isinstance(exc, anthropic.APIStatusError) and exc.status_code >= 500:
+    if isinstance(exc, anthropic.APIStatusError) and (
+        exc.status_code >= 500 or _error_type(exc) in UNAVAILABLE
+    ):
         return "BusyBro's model is overloaded or unavailable right now. Please try again in a moment."
     if isinstance(exc, anthropic.BadRequestError):
         return "BusyBro's model could not take this conversation. Please try again, or start a new one."

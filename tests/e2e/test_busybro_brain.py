@@ -368,6 +368,15 @@ def test_an_error_after_a_tool_round_is_still_a_failure_not_an_exception(
     events = run(ask(stack, world, fake_anthropic, world.tokens["member"]))
     assert [type(event) for event in events] == [ToolProgress, Failed]
 
+    # the API's mid-stream error event, after some text streamed
+    fake_anthropic.script(Turn([text("Half an ans"), text("wer")], stream_error="overloaded_error"))
+    events = run(ask(stack, world, fake_anthropic, world.tokens["member"]))
+    assert isinstance(events[0], TextDelta)
+    failure = events[-1]
+    assert isinstance(failure, Failed)
+    assert "overloaded" in failure.message
+    assert not any(isinstance(event, Done) for event in events)
+
 
 def test_every_answer_is_signed_once(stack: Settings, world: World, fake_anthropic: FakeAnthropic) -> None:
     fake_anthropic.script(Turn([text("No signature here.")]))
