@@ -60,21 +60,32 @@ def hostname(value: object) -> str:
     return text
 
 
-def _body(row: dict[str, Any], side: str, budget: int, content_type: str | None) -> dict[str, Any]:
-    """One side's body: redacted text cut to `budget`, or a note for a binary or empty one."""
+def redact_row(row: dict[str, Any]) -> dict[str, Any]:
+    """A row of the RPC with every value that could be a credential redacted (done once per row: `fit` may
+    shape it several times)."""
+    out = dict(row)
+    for side in ("request", "response"):
+        headers = clip(redact_headers(row.get(f"{side}_headers"))[:MAX_HEADERS])
+        out[f"{side}_headers"] = headers
+        text = row.get(f"{side}_body")
+        out[f"{side}_body"] = None if text is None else redact_body(str(text), _content_type(headers))
+    out["url"] = redact_url(str(row.get("url") or ""))
+    return out
+
+
+def _body(row: dict[str, Any], side: str, budget: int) -> dict[str, Any]:
+    """One side's (already redacted) body cut to `budget`, or a note for a binary or empty one."""
     text = row.get(f"{side}_body")
     size = row.get(f"{side}_body_size") or 0
-    captured_cut = bool(row.get(f"{side}_body_truncated"))
     if text is None:
         if row.get(f"{side}_body_base64"):
             return {"body": None, "body_note": f"binary body of {size} bytes, not shown"}
         return {"body": None}
-    redacted = redact_body(str(text), content_type)
-    out: dict[str, Any] = {"body": redacted[:budget]}
+    out: dict[str, Any] = {"body": text[:budget]}
     notes = []
-    if len(redacted) > budget:
-        notes.append(f"cut here: {len(redacted) - budget} more characters not shown")
-    if captured_cut:
+    if len(text) > budget:
+        notes.append(f"cut here: {len(text) - budget} more characters not shown")
+    if row.get(f"{side}_body_truncated"):
         notes.append(f"the capture kept only part of a {size}-byte body")
     if notes:
         out["body_note"] = "; ".join(notes)
@@ -85,38 +96,36 @@ def _content_type(headers: list[list[str]]) -> str | None:
     return next((value for name, value in headers if name.lower() == "content-type"), None)
 
 
-def flow(row: dict[str, Any], budget: int, device: str | None) -> dict[str, Any]:
-    """One captured flow as the model sees it: every value that could be a credential redacted."""
-    request_headers = clip(redact_headers(row.get("request_headers"))[:MAX_HEADERS])
-    response_headers = clip(redact_headers(row.get("response_headers"))[:MAX_HEADERS])
+def _shape(row: dict[str, Any], budget: int, device: str | None) -> dict[str, Any]:
     return {
         "id": row.get("id"),
         "captured_at": row.get("captured_at"),
         "device_uuid": row.get("device_uuid"),
         "device": device,
         "method": row.get("method"),
-        "url": redact_url(str(row.get("url") or "")),
+        "url": row["url"],
         "status": row.get("status"),
         "duration_ms": row.get("duration_ms"),
-        "request": {
-            "headers": request_headers,
-            **_body(row, "request", budget, _content_type(request_headers)),
-        },
-        "response": {
-            "headers": response_headers,
-            **_body(row, "response", budget, _content_type(response_headers)),
-        },
+        "request": {"headers": row["request_headers"], **_body(row, "request", budget)},
+        "response": {"headers": row["response_headers"], **_body(row, "response", budget)},
     }
+
+
+def flow(row: dict[str, Any], budget: int, device: str | None) -> dict[str, Any]:
+    """One captured flow as the model sees it: every value that could be a credential redacted, each body
+    cut to `budget` characters (saying how much was cut)."""
+    return _shape(redact_row(row), budget, device)
 
 
 def fit(rows: list[dict[str, Any]], names: dict[str, str]) -> tuple[list[dict[str, Any]], int]:
     """The flows shaped to fit one tool result whole: bodies cut harder first, then the oldest flows left
     out (their count returned), so the registry never has to cut the JSON itself."""
+    redacted = [redact_row(row) for row in rows]
     budget = max(300, min(BODY_CHARS, RESULT_BUDGET // max(1, 2 * len(rows))))
-    flows = [flow(row, budget, names.get(str(row.get("device_uuid")))) for row in rows]
+    flows = [_shape(row, budget, names.get(str(row.get("device_uuid")))) for row in redacted]
     while len(dumps(flows)) > MAX_FLOWS_CHARS and budget > 200:
         budget //= 2
-        flows = [flow(row, budget, names.get(str(row.get("device_uuid")))) for row in rows]
+        flows = [_shape(row, budget, names.get(str(row.get("device_uuid")))) for row in redacted]
     kept = len(flows)
     while kept > 1 and len(dumps(flows[:kept])) > MAX_FLOWS_CHARS:
         kept -= 1
