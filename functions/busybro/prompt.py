@@ -99,6 +99,7 @@ ROUTES = (
     ("tag", "/tags?id=<id>", "list_tags"),
     ("user", "/users?id=<id>", "list_users"),
     ("breakpoint", "/breakpoints?id=<id>", "list_breakpoints"),
+    ("captured request", "/?entry=<id>", "recent_entries or inspect_requests"),
 )
 
 
@@ -195,7 +196,7 @@ agents exist, list them per group from list_service_groups.
 ## Links
 When you mention a specific entity, link it to its id route; routes use ids, never names:
 {routes}
-Sections: /devices, /services, /tags, /users, /breakpoints.
+Sections: / (live traffic), /devices, /breakpoints, /services, /tags, /users, /settings.
 
 {_formatting(surface, dash_origin)}
 The signature is the last line of every answer, naming the lens you used (a component specialist's emoji and
