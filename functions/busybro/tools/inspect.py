@@ -15,7 +15,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from busymate.functions.busybro.core import Tool, ToolContext, ToolRefused
-from busymate.functions.busybro.tools.read import DEVICE_ARG, clip, device_names, resolve_device, schema
+from busymate.functions.busybro.tools.common import DEVICE_ARG, clip, device_names, resolve_device, schema
 from busymate.functions.busybro.tools.redact import redact_body, redact_headers, redact_url
 from busymate.functions.busybro.tools.registry import dumps
 

@@ -2,117 +2,28 @@
 ids the model deep-links with (/devices?uuid=, /services?id=, /tags?id=, /users?id=, /breakpoints?id=).
 
 They run through `ctx.db` under the caller's token on the web, so Row Level Security decides the rows; the two
-view-gated ones (list_users: users:view, list_breakpoints: devices:view) are also gated here. `resolve_device`
-(a device named by uuid or exact name) is shared with the write tools.
+view-gated ones (list_users: users:view, list_breakpoints: devices:view) are also gated by their capability.
 """
 
 from __future__ import annotations
 
-import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from busymate.functions.busybro.core import Tool, ToolContext, ToolRefused
+from busymate.functions.busybro.tools.common import (
+    DEVICE_ARG,
+    LIMIT_ARG,
+    MAX_ROWS,
+    clip,
+    clip_row,
+    device_names,
+    limit_arg,
+    resolve_device,
+    schema,
+    text_arg,
+)
 from busymate.functions.busybro.tools.redact import redact_json, redact_text
-
-MAX_ROWS = 50
-MAX_CHARS = 300
-_UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
-
-DEVICE_ARG: dict[str, Any] = {
-    "type": "string",
-    "minLength": 1,
-    "maxLength": 100,
-    "description": "The device: its uuid (preferred, from list_devices) or its exact name.",
-}
-_LIMIT = {
-    "type": "integer",
-    "minimum": 1,
-    "maximum": MAX_ROWS,
-    "description": f"Rows to return (1-{MAX_ROWS}).",
-}
-
-
-def schema(properties: dict[str, Any], required: tuple[str, ...] = ()) -> dict[str, Any]:
-    """A closed JSON schema for a tool's input."""
-    return {
-        "type": "object",
-        "properties": properties,
-        "required": list(required),
-        "additionalProperties": False,
-    }
-
-
-def clip(value: Any, limit: int = MAX_CHARS) -> Any:
-    """Strings cut at `limit` characters (saying so); lists and objects clipped throughout."""
-    if isinstance(value, str):
-        return value if len(value) <= limit else f"{value[:limit]}… [+{len(value) - limit} chars]"
-    if isinstance(value, list):
-        return [clip(item, limit) for item in value]
-    if isinstance(value, dict):
-        return {key: clip(item, limit) for key, item in value.items()}
-    return value
-
-
-def clip_row(row: dict[str, Any], limit: int = MAX_CHARS) -> dict[str, Any]:
-    """One object with every string in it clipped."""
-    return {key: clip(item, limit) for key, item in row.items()}
-
-
-def is_uuid(value: object) -> bool:
-    """Whether `value` is a uuid as text."""
-    return isinstance(value, str) and bool(_UUID.match(value))
-
-
-def limit_arg(args: dict[str, Any], default: int = 20, maximum: int = MAX_ROWS) -> int:
-    """The `limit` argument, bounded."""
-    value = args.get("limit", default)
-    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= maximum:
-        raise ToolRefused(f"limit is a whole number from 1 to {maximum}")
-    return value
-
-
-def text_arg(args: dict[str, Any], name: str, *, required: bool = False, max_len: int = 300) -> str | None:
-    """A string argument, stripped; ToolRefused when required and missing, or not a string."""
-    value = args.get(name)
-    if value is None and not required:
-        return None
-    if not isinstance(value, str) or not value.strip():
-        raise ToolRefused(f"{name} is required: a non-empty string")
-    if len(value) > max_len:
-        raise ToolRefused(f"{name} is at most {max_len} characters")
-    return value.strip()
-
-
-async def resolve_device(ctx: ToolContext, ref: object, *, prefer_owned: bool = False) -> dict[str, Any]:
-    """The device `ref` names (a uuid, or an exact name), as the caller's client sees it. With several of the
-    same name, `prefer_owned` picks the caller's own when exactly one is; otherwise the model is asked to
-    choose by uuid."""
-    if not isinstance(ref, str) or not ref.strip():
-        raise ToolRefused("device is required: a device uuid (from list_devices) or its exact name")
-    ref = ref.strip()
-    columns = "uuid,name,owner_user_id,workspace_id,source,connection_type"
-    key = "uuid" if is_uuid(ref) else "name"
-    rows = await ctx.db.select("devices", {"select": columns, key: f"eq.{ref}", "limit": "20"})
-    if prefer_owned and len(rows) > 1:
-        owned = [row for row in rows if row.get("owner_user_id") == ctx.identity.user_id]
-        rows = owned if len(owned) == 1 else rows
-    if not rows:
-        raise ToolRefused(f"no device {ref!r} that you can see; call list_devices and pass a uuid")
-    if len(rows) > 1:
-        mine = [r for r in rows if ctx.identity.grants_all or r.get("owner_user_id") == ctx.identity.user_id]
-        names = ", ".join(str(r["uuid"]) for r in mine) or "none of them is yours"
-        raise ToolRefused(f"{len(rows)} devices are named {ref!r} ({names}); pass the uuid instead")
-    return rows[0]
-
-
-async def device_names(ctx: ToolContext, uuids: set[str]) -> dict[str, str]:
-    """Device names by uuid, for the devices the caller can see among `uuids`."""
-    wanted = sorted(u for u in uuids if is_uuid(u))
-    if not wanted:
-        return {}
-    rows = await ctx.db.select("devices", {"select": "uuid,name", "uuid": f"in.({','.join(wanted)})"})
-    return {str(row["uuid"]): str(row["name"]) for row in rows}
 
 
 async def list_devices(ctx: ToolContext, args: dict[str, Any]) -> dict[str, Any]:
@@ -335,7 +246,7 @@ TOOLS: list[Tool] = [
         "app build and source, whether it is yours. Newest seen first. Link a device as "
         "/devices?uuid=<uuid>.",
         input_schema=schema(
-            {"limit": _LIMIT, "mine": {"type": "boolean", "description": "Only the caller's own devices."}}
+            {"limit": LIMIT_ARG, "mine": {"type": "boolean", "description": "Only the caller's own devices."}}
         ),
         handler=list_devices,
         label=_label("📱 Listing devices"),
@@ -371,7 +282,7 @@ TOOLS: list[Tool] = [
         name="recent_entries",
         description="The newest captured requests (metadata only): id, time, device, method, status, host, "
         "path. Optionally for one device and/or exact host. Use inspect_requests for headers and bodies.",
-        input_schema=schema({"limit": _LIMIT, **_DEVICE_OPT, **_HOST_OPT}),
+        input_schema=schema({"limit": LIMIT_ARG, **_DEVICE_OPT, **_HOST_OPT}),
         handler=recent_entries,
         label=_label("🕒 Reading recent traffic"),
     ),
@@ -386,14 +297,14 @@ TOOLS: list[Tool] = [
     Tool(
         name="list_workspaces",
         description="Workspaces the caller can see: id, slug, name, retention in days.",
-        input_schema=schema({"limit": _LIMIT}),
+        input_schema=schema({"limit": LIMIT_ARG}),
         handler=list_workspaces,
         label=_label("🗂️ Listing workspaces"),
     ),
     Tool(
         name="list_tags",
         description="Tags: id, name, color, match patterns. Link a tag as /tags?id=<id>.",
-        input_schema=schema({"limit": _LIMIT}),
+        input_schema=schema({"limit": LIMIT_ARG}),
         handler=list_tags,
         label=_label("🏷️ Listing tags"),
     ),
@@ -402,14 +313,14 @@ TOOLS: list[Tool] = [
         description="Service groups: id, icon, domain count and sample, and the linked BusyBro agents "
         "(primary_agent, whose instructions are the lens for that service, then agents[] primary first and "
         "by position). Link a group as /services?id=<id>.",
-        input_schema=schema({"limit": _LIMIT}),
+        input_schema=schema({"limit": LIMIT_ARG}),
         handler=list_service_groups,
         label=_label("🧩 Listing service groups"),
     ),
     Tool(
         name="list_users",
         description="Dashboard users: id, email, display name, role. Link a user as /users?id=<id>.",
-        input_schema=schema({"limit": _LIMIT}),
+        input_schema=schema({"limit": LIMIT_ARG}),
         handler=list_users,
         section="users",
         label=_label("👥 Listing users"),
@@ -419,7 +330,10 @@ TOOLS: list[Tool] = [
         description="Recent breakpoint events: id, kind (request or response), device, paused at, active, "
         "outcome. Link one as /breakpoints?id=<id>.",
         input_schema=schema(
-            {"limit": _LIMIT, "active_only": {"type": "boolean", "description": "Only flows still paused."}}
+            {
+                "limit": LIMIT_ARG,
+                "active_only": {"type": "boolean", "description": "Only flows still paused."},
+            }
         ),
         handler=list_breakpoints,
         section="devices",

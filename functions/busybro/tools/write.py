@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from busymate.functions.busybro.core import Identity, Tool, ToolContext, ToolRefused
-from busymate.functions.busybro.tools.read import DEVICE_ARG, is_uuid, resolve_device, schema, text_arg
+from busymate.functions.busybro.tools.common import DEVICE_ARG, is_uuid, resolve_device, schema, text_arg
 
 _CONNECTION_TYPES = ["vpn", "pac", "proxy", "cdp"]
 _ID = {"type": "string", "pattern": "^[0-9a-fA-F-]{36}$", "description": "The row's id (uuid)."}
