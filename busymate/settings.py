@@ -42,6 +42,7 @@ FUNCTION_ENV = (
     "GITHUB_TOKEN",
     "GITHUB_API_URL",
     "BUSYBRO_DOCS_REPO",
+    "MCP_ALLOWED_HOSTS",  # the MCP server's public host names (docs/mcp.md), beside the API's own
 )
 
 

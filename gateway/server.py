@@ -40,6 +40,8 @@ from busymate.settings import Settings
 log = logging.getLogger("busymate.api")
 
 FRAME_LEVELS = 10  # what a Realtime frame adds around a broadcast's payload, with room to spare
+# RFC 9728 §3.1: a function that is a protected resource (mcp) answers its metadata at this prefix + its path.
+RESOURCE_METADATA = "/.well-known/oauth-protected-resource/functions/v1/"
 
 
 class App:
@@ -72,7 +74,12 @@ class App:
         origin = headers.get("origin")
         try:
             if scope["path"].startswith("/functions/v1/"):
-                await self._function(scope, receive, send, headers)
+                await self._function(scope, receive, send, headers, scope["path"][len("/functions/v1") :])
+                return
+            if scope["path"].startswith(RESOURCE_METADATA):
+                name, _, rest = scope["path"][len(RESOURCE_METADATA) :].partition("/")
+                where = f"/{name}/.well-known/oauth-protected-resource{f'/{rest}' if rest else ''}"
+                await self._function(scope, receive, send, headers, where)
                 return
             response = await self._route(scope, receive, headers, prefer)
         except ApiError as exc:
@@ -157,12 +164,15 @@ class App:
             kong.request_claims(self.backends.edge, headers, query, verify=False)
         return _answer(await auth.handle(request))
 
-    async def _function(self, scope: Scope, receive: Receive, send: Send, headers: dict[str, str]) -> None:
-        """/functions/v1/<name>: run the function, streaming its body if it streams."""
+    async def _function(
+        self, scope: Scope, receive: Receive, send: Send, headers: dict[str, str], path: str
+    ) -> None:
+        """/functions/v1/<name> (`path` is `/<name>[/rest]`): run the function, streaming its body if it
+        streams. Its RFC 9728 metadata reaches it as `/<name>/.well-known/oauth-protected-resource`."""
         try:
             body = await read_body(receive, self.max_body)
             answer = await self.backends.functions.call(
-                scope["path"][len("/functions/v1") :],
+                path,
                 scope["method"],
                 scope["query_string"].decode("latin-1"),
                 headers,

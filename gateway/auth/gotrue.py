@@ -122,6 +122,8 @@ class AuthApi:
         }
         if issued.oauth_client_id is not None:
             claims["client_id"] = issued.oauth_client_id
+        if issued.scope:
+            claims["scope"] = issued.scope  # what the user granted at consent (busymate/scopes.py)
         return {
             "access_token": self.keys.sign(claims),
             "token_type": "bearer",

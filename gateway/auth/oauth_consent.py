@@ -21,6 +21,7 @@ from busymate.gateway.auth.passwords import password_matches
 from busymate.gateway.auth.refresh import digest
 from busymate.gateway.auth.store import AuthStore
 from busymate.gateway.auth.users import Row
+from busymate.scopes import granted
 from busymate.settings import Settings
 
 CODE_TTL = 600  # seconds an authorization request and its code stay usable
@@ -148,7 +149,7 @@ class OAuthConsent:
             )
         redirect_uri = authorization["redirect_uri"]
         if action == "deny":
-            await self._finish(authorization["id"], "denied", None, None)
+            await self._finish(authorization["id"], "denied", None, None, authorization["scope"])
             return oauth_pages.redirect(
                 self.issuer,
                 redirect_uri,
@@ -159,7 +160,9 @@ class OAuthConsent:
         if action != "approve":
             return oauth_pages.page(400, "Unknown action", "<p>Choose approve or deny.</p>")
         code = secrets.token_urlsafe(32)
-        await self._finish(authorization["id"], "approved", user["id"], digest(code))
+        # The page's choice (read-only or read-write) narrows what the client asked for.
+        scope = granted(authorization["scope"], form.get("access"))
+        await self._finish(authorization["id"], "approved", user["id"], digest(code), scope)
         return oauth_pages.redirect(self.issuer, redirect_uri, authorization["state"], code=code)
 
     async def _pending(self, authorization_id: str) -> Row | None:
@@ -176,13 +179,13 @@ class OAuthConsent:
             return await cur.fetchone()
 
     async def _finish(
-        self, authorization_id: object, status: str, user_id: object, code_hash: bytes | None
+        self, authorization_id: object, status: str, user_id: object, code_hash: bytes | None, scope: str
     ) -> None:
         async with self.store.pool.connection() as conn:
             await conn.execute(
-                "update auth.oauth_authorizations set status = %(st)s, user_id = %(u)s, code_hash = %(c)s "
-                "where id = %(id)s",
-                {"st": status, "u": user_id, "c": code_hash, "id": authorization_id},
+                "update auth.oauth_authorizations set status = %(st)s, user_id = %(u)s, code_hash = %(c)s, "
+                "scope = %(sc)s where id = %(id)s",
+                {"st": status, "u": user_id, "c": code_hash, "sc": scope, "id": authorization_id},
             )
 
     async def _browser_user(self, request: HttpRequest) -> Row | None:

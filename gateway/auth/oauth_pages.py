@@ -8,6 +8,7 @@ from urllib.parse import urlencode, urlsplit
 
 from busymate.gateway.auth.answer import Answer
 from busymate.gateway.auth.users import Row
+from busymate.scopes import offers_choice, offers_write
 
 
 def sign_in_page(
@@ -47,10 +48,30 @@ def consent_page(
 <form method="post" action="{issuer}/oauth/authorize">
 <input type="hidden" name="authorization_id" value="{authorization_id}">
 <input type="hidden" name="csrf" value="{csrf}">
+{_access_choice(scope)}
 <button type="submit" name="action" value="approve">Approve</button>
 <button type="submit" name="action" value="deny">Deny</button>
 </form>""",
     )
+
+
+def _access_choice(scope: str) -> str:
+    """Read-only or read-write (busymate/scopes.py): offered when the client asks for a Busymate scope or
+    none; read-write only when it asked for it (or for nothing in particular), and then preselected."""
+    if not offers_choice(scope):
+        return ""
+    write = offers_write(scope)
+    write_option = (
+        '<label><input type="radio" name="access" value="write" checked> Read and write: what your role '
+        "allows, changes included</label>"
+        if write
+        else ""
+    )
+    read_checked = "" if write else " checked"
+    return f"""<fieldset><legend>Access</legend>
+<label><input type="radio" name="access" value="read"{read_checked}> Read only: look, never change</label>
+{write_option}
+</fieldset>"""
 
 
 def redirect(
@@ -82,6 +103,7 @@ def page(status: int, title: str, content: str) -> Answer:
 <title>{html.escape(title)}</title>
 <style>body{{font:16px system-ui,sans-serif;max-width:28rem;margin:4rem auto;padding:0 1rem}}
 label{{display:block;margin:.75rem 0}}input{{display:block;width:100%;padding:.4rem}}
+input[type=radio]{{display:inline;width:auto}}fieldset{{border:0;padding:0}}
 button{{margin:.75rem .5rem 0 0;padding:.5rem 1rem}}.error{{color:#b00020}}</style></head>
 <body><h1>{html.escape(title)}</h1>
 {content}

@@ -100,23 +100,23 @@ class OAuthTokens:
         if user is None:
             raise OAuthError("invalid_grant", "the user no longer exists")
         issued = await self.store.start_session(
-            user, ip="", user_agent=None, oauth_client_id=client["client_id"], resource=grant["resource"]
+            user,
+            ip="",
+            user_agent=None,
+            oauth_client_id=client["client_id"],
+            resource=grant["resource"],
+            scope=grant["scope"] or None,
         )
-        answer = self._tokens(issued)
-        if grant["scope"]:
-            assert isinstance(answer.body, dict)
-            answer.body["scope"] = grant["scope"]
-        return answer
+        return self._tokens(issued)
 
     def _tokens(self, issued: Issued) -> Answer:
         session = self.auth.access_token(issued, "oauth")
-        return Answer(
-            200,
-            {
-                "access_token": session["access_token"],
-                "token_type": "bearer",
-                "expires_in": session["expires_in"],
-                "refresh_token": session["refresh_token"],
-            },
-            {"cache-control": "no-store", "pragma": "no-cache"},
-        )
+        body = {
+            "access_token": session["access_token"],
+            "token_type": "bearer",
+            "expires_in": session["expires_in"],
+            "refresh_token": session["refresh_token"],
+        }
+        if issued.scope:
+            body["scope"] = issued.scope  # what the user granted (RFC 6749 §5.1), kept by refreshes
+        return Answer(200, body, {"cache-control": "no-store", "pragma": "no-cache"})

@@ -45,6 +45,7 @@ class Issued:
     user: Row
     oauth_client_id: str | None = None
     resource: str | None = None
+    scope: str | None = None  # an OAuth grant's scope (busymate/scopes.py), kept by every refresh
 
 
 async def refresh(pool: AsyncConnectionPool, token: str, *, oauth_client_id: str | None = None) -> Issued:
@@ -53,7 +54,7 @@ async def refresh(pool: AsyncConnectionPool, token: str, *, oauth_client_id: str
     async with pool.connection() as conn, conn.transaction():
         cur = await conn.cursor(row_factory=dict_row).execute(
             "select t.id, t.session_id, t.revoked, extract(epoch from now() - t.updated_at) as age, "
-            "s.oauth_client_id, s.resource, exists (select from auth.refresh_tokens as c "
+            "s.oauth_client_id, s.resource, s.scope, exists (select from auth.refresh_tokens as c "
             "where c.parent = t.id and not c.revoked) as parent_of_current "
             "from auth.refresh_tokens as t "
             "join auth.sessions as s on s.id = t.session_id where t.token_hash = %(h)s "
@@ -90,7 +91,7 @@ async def refresh(pool: AsyncConnectionPool, token: str, *, oauth_client_id: str
         raise _already_used()
     if user is None:
         raise AuthError(400, "refresh_token_not_found", "Invalid Refresh Token: Refresh Token Not Found")
-    return Issued(row["session_id"], fresh, user, row["oauth_client_id"], row["resource"])
+    return Issued(row["session_id"], fresh, user, row["oauth_client_id"], row["resource"], row["scope"])
 
 
 async def _rotate(

@@ -183,14 +183,15 @@ class AuthStore:
         user_agent: str | None,
         oauth_client_id: str | None = None,
         resource: str | None = None,
+        scope: str | None = None,
     ) -> Issued:
         """A new session with its first refresh token; records the sign-in time."""
         session_id = uuid.uuid4()
         token = new_refresh_token()
         async with self.pool.connection() as conn, conn.transaction():
             await conn.execute(
-                "insert into auth.sessions (id, user_id, ip, user_agent, oauth_client_id, resource) "
-                "values (%(s)s, %(u)s, %(ip)s, %(ua)s, %(c)s, %(r)s)",
+                "insert into auth.sessions (id, user_id, ip, user_agent, oauth_client_id, resource, scope) "
+                "values (%(s)s, %(u)s, %(ip)s, %(ua)s, %(c)s, %(r)s, %(sc)s)",
                 {
                     "s": session_id,
                     "u": user["id"],
@@ -198,6 +199,7 @@ class AuthStore:
                     "ua": user_agent,
                     "c": oauth_client_id,
                     "r": resource,
+                    "sc": scope,
                 },
             )
             await conn.execute(
@@ -210,7 +212,7 @@ class AuthStore:
                 {"u": user["id"]},
             )
             fresh = await cur.fetchone()
-        return Issued(session_id, token, fresh or user, oauth_client_id, resource)
+        return Issued(session_id, token, fresh or user, oauth_client_id, resource, scope)
 
     async def refresh(self, token: str, *, oauth_client_id: str | None = None) -> Issued:
         """Rotate a refresh token (gateway/auth/refresh.py); AuthError 400 when it cannot be used."""

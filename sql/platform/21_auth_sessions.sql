@@ -18,6 +18,8 @@ create table if not exists auth.sessions (
     oauth_client_id text,
     resource text
 );
+-- The scope an OAuth grant carries (busymate:read, busymate:write: what the user chose at consent).
+alter table auth.sessions add column if not exists scope text;
 create index if not exists sessions_user_id_idx on auth.sessions (user_id);
 
 create table if not exists auth.refresh_tokens (
