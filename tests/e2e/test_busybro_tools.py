@@ -335,6 +335,40 @@ def test_an_admin_may_change_any_device_on_the_service_role_client(cast: Cast) -
     assert message == "hello from bb"
 
 
+def test_the_other_device_writes_on_an_owned_device(cast: Cast) -> None:
+    mine = cast.ids["mine"]
+    assert ok(call(cast, "member", "vpn_on_device", {"device": mine}))["vpn_state"] == "requested-on"
+    assert sql(cast.stack, "select vpn_state from public.device_status where device_uuid = %s", (mine,)) == [
+        ("requested-on",)
+    ]
+    assert ok(call(cast, "member", "vpn_off_device", {"device": mine}))["vpn_state"] == "requested-off"
+    kind = ok(call(cast, "member", "set_device_connection_type", {"device": mine, "connection_type": "pac"}))
+    assert kind["connection_type"] == "pac"
+    stored = sql(cast.stack, "select connection_type from public.devices where uuid = %s", (mine,))
+    assert stored == [("pac",)]
+    wrong = {"device": mine, "connection_type": "carrier"}
+    refused = call(cast, "member", "set_device_connection_type", wrong)
+    assert refused.is_error
+    assert "connection_type is one of" in refused.content
+    cleared = ok(call(cast, "member", "set_live_activity_message", {"device": mine, "message": ""}))
+    assert cleared["live_activity_message"] is None
+
+
+def test_the_global_connection_type_needs_global_edit(cast: Cast) -> None:
+    [(before,)] = sql(cast.stack, "select settings ->> 'connection_type' from public.settings_global")
+    try:
+        result = ok(call(cast, "admin", "set_global_connection_type", {"connection_type": "pac"}))
+        assert result["global_settings"]["connection_type"] == "pac"
+        assert ok(call(cast, "member", "effective_settings", {}))["settings"]["connection_type"] == "pac"
+    finally:
+        sql(
+            cast.stack,
+            "update public.settings_global "
+            "set settings = settings || jsonb_build_object('connection_type', %s::text)",
+            (before,),
+        )
+
+
 @pytest.mark.parametrize("person", ["nocaps", "viewer"])
 def test_a_forged_write_by_a_viewer_is_refused(cast: Cast, person: str) -> None:
     before = device_name(cast, "mine")
@@ -365,6 +399,10 @@ def test_set_service_group_agents(cast: Cast) -> None:
         call(cast, "member", "upsert_service_group", {"name": f"bb-agents-{tag}", "domains": ["a.example"]})
     )
     group_id = group["service_group"]["id"]
+    update = {"id": group_id, "name": f"bb-agents2-{tag}", "ai_agent": {}}
+    renamed = ok(call(cast, "member", "upsert_service_group", update))
+    assert renamed["service_group"]["domains"] == ["a.example"]
+    assert "ai_agent is ignored" in renamed["note"]
     agents = [
         sql(
             stack,
@@ -446,6 +484,10 @@ def test_tags_are_written_and_deleted_with_tags_edit(cast: Cast) -> None:
     tag_id = tag["tag"]["id"]
     assert sql(cast.stack, "select name, color from public.tags where id = %s", (tag_id,)) == [
         (name, "#112233")
+    ]
+    ok(call(cast, "member", "upsert_tag", {"id": tag_id, "name": name, "color": "#445566"}))
+    assert sql(cast.stack, "select color, match_patterns from public.tags where id = %s", (tag_id,)) == [
+        ("#445566", ["*.x.io"])
     ]
     assert tag_id in {t["id"] for t in ok(call(cast, "viewer", "list_tags", {}))["tags"]}
     ok(call(cast, "member", "delete_tag", {"id": tag_id}))

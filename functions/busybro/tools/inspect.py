@@ -35,7 +35,7 @@ REPRO_RULE = (
     "<cookie>, <api_key>, <password> where a credential goes; never a captured value."
 )
 _HOSTNAME = re.compile(
-    r"^(?=.{3,253}$)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)+$"
+    r"^(?=.{3,253}$)[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9])?(?:\.[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9])?)+$"
 )
 
 
@@ -146,7 +146,8 @@ async def inspect_requests(ctx: ToolContext, args: dict[str, Any]) -> dict[str, 
         raise ToolRefused("path_contains is a string")
     device = await resolve_device(ctx, args["device"]) if args.get("device") is not None else None
     filtered = bool(method or path_contains or device)
-    rows = await ctx.db.rpc("inspect_requests", {"host": host, "limit": 100 if filtered else limit})
+    fetch = min(100, limit * 5) if filtered else limit  # filters apply here, on a few more of the newest
+    rows = await ctx.db.rpc("inspect_requests", {"host": host, "limit": fetch})
     rows = rows if isinstance(rows, list) else []
     if method:
         rows = [row for row in rows if str(row.get("method", "")).upper() == method.upper()]
