@@ -295,12 +295,6 @@ def serve(settings: Settings, log_file: Path | None = None) -> None:
     )
 
 
-if __name__ == "__main__":
-    parser = argparse.ArgumentParser(prog="python -m busymate.gateway.server")
-    parser.add_argument("--log-file", type=Path, help="log here, rotated by size (default: stderr)")
-    serve(Settings.from_env(), parser.parse_args().log_file)
-
-
 async def _stream(body: AsyncIterator[bytes], receive: Receive, send: Send) -> None:
     """Send a streamed body as it comes; when the client goes away first, stop pulling from it (the function's
     generator is closed at its current await, so a BusyBro answer makes no further model call)."""
@@ -327,3 +321,9 @@ async def _stream(body: AsyncIterator[bytes], receive: Receive, send: Send) -> N
                 await close()
     if streaming.done() and not streaming.cancelled() and streaming.exception() is not None:
         log.error("a streamed function body failed", exc_info=streaming.exception())
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(prog="python -m busymate.gateway.server")
+    parser.add_argument("--log-file", type=Path, help="log here, rotated by size (default: stderr)")
+    serve(Settings.from_env(), parser.parse_args().log_file)
