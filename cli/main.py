@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from busymate import __version__
-from busymate.cli import auth, db, devices, har_commands, proxy, tail, up
+from busymate.cli import auth, db, devices, har_commands, mcp, proxy, tail, up
 from busymate.cli.common import err, friendly, out, settings_from
 from busymate.cli.session import forget_local_sessions
 from busymate.cli.status import Output, print_status
@@ -28,6 +28,7 @@ app.add_typer(proxy.app, name="proxy")
 auth.register(app)
 tail.register(app)
 har_commands.register(app)
+mcp.register(app)
 app.command()(up.up)
 
 

@@ -9,12 +9,17 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import json
+import os
 import re
 import secrets
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -33,6 +38,7 @@ from pydantic import AnyUrl
 from busymate import tokens
 from busymate.functions.busybro.tools.registry import all_tools
 from busymate.settings import Settings
+from busymate.stack.api_process import settings_env
 from tests.world import World
 
 REDIRECT = "http://127.0.0.1:53683/callback"  # never listened on: the code is read from the Location header
@@ -165,6 +171,7 @@ class Flow:
     tools: list[Any]
     call: CallToolResult
     token: OAuthToken
+    client_id: str
     challenge_scope: str
 
 
@@ -219,7 +226,8 @@ def _sdk_flow(stack: Settings, person: Person, access: str, tool: str, args: dic
 
     listed, called = asyncio.run(run())
     assert storage.tokens is not None
-    return Flow(seen, listed, called, storage.tokens, asked["scope"])
+    assert storage.client is not None
+    return Flow(seen, listed, called, storage.tokens, str(storage.client.client_id), asked["scope"])
 
 
 def _text(result: CallToolResult) -> str:
@@ -369,6 +377,20 @@ def test_a_read_only_grant_of_an_admin_lists_and_runs_only_reads(
     assert challenge["error"] == "insufficient_scope"
     assert "busymate:write" in challenge["scope"].split()
     assert challenge["resource_metadata"] == _metadata_url(stack)
+    # A refresh keeps the grant's scope: still read-only.
+    refreshed = httpx.post(
+        f"{stack.auth_url}/oauth/token",
+        data={
+            "grant_type": "refresh_token",
+            "refresh_token": flow.token.refresh_token or "",
+            "client_id": flow.client_id,
+        },
+    )
+    assert refreshed.status_code == 200, refreshed.text
+    assert refreshed.json()["scope"] == "busymate:read"
+    renewed = refreshed.json()["access_token"]
+    assert jwt.decode(renewed, options={"verify_signature": False})["scope"] == "busymate:read"
+    assert _tools(stack, renewed) == READS
 
 
 def test_the_dashboard_session_token_is_accepted_and_the_role_decides(
@@ -465,3 +487,24 @@ def test_only_the_servers_own_host_names_are_served(
     rebound = _post(stack, token, body, host="attacker.example")
     assert rebound.status_code == 421
     assert httpx.get(_metadata_url(stack), headers={"host": "attacker.example"}).status_code == 421
+
+
+def test_busymate_mcp_prints_the_url_the_discovery_and_a_client_config(stack: Settings) -> None:
+    run = [str(Path(sys.executable).parent / "busymate"), "mcp"]
+    env = {**os.environ, **settings_env(stack), "COLUMNS": "200"}
+    done = subprocess.run([*run, "--json"], env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    printed = json.loads(done.stdout)
+    assert printed["url"] == _url(stack)
+    assert printed["resource_metadata"] == _metadata_url(stack)
+    assert printed["authorization_server"] == stack.auth_url
+    assert printed["mcpServers"]["busymate"] == {"type": "http", "url": _url(stack)}
+    # Every URL it prints answers: the metadata names the resource, the authorization server its issuer.
+    assert httpx.get(printed["resource_metadata"]).json()["resource"] == printed["url"]
+    issuer = httpx.get(printed["authorization_server_metadata"]).json()["issuer"]
+    assert issuer == printed["authorization_server"]
+    pretty = subprocess.run(run, env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert pretty.returncode == 0, pretty.stderr
+    assert _url(stack) in pretty.stdout
+    assert '"mcpServers"' in pretty.stdout
+    assert "did not answer" not in pretty.stderr
