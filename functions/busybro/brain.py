@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import html
 import logging
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -45,6 +45,7 @@ SUBTASK_MAX_TOKENS = 2048
 WEB_SEARCH_TOOL: dict[str, Any] = {"type": "web_search_20250305", "name": "web_search", "max_uses": 5}
 RUN_TASK = "run_task"
 WEB_LABEL = "🌐 Searching the web…"
+STUMBLED = "BusyBro stumbled on this one. Please try again."
 NO_ANSWER = "I could not finish that one within my step limit. Try a narrower question."
 
 
@@ -204,7 +205,7 @@ def _friendly(exc: Exception) -> str:
         return "BusyBro's model is overloaded or unavailable right now. Please try again in a moment."
     if isinstance(exc, anthropic.BadRequestError):
         return "BusyBro's model could not take this conversation. Please try again, or start a new one."
-    return "BusyBro stumbled on this one. Please try again."
+    return STUMBLED
 
 
 def _label(tool: Tool | None, name: str, args: Mapping[str, Any], pool: Sequence[Agent]) -> str:
@@ -318,7 +319,42 @@ async def answer(
 ) -> AsyncIterator[Event]:
     """Answer `question` for `identity`: TextDelta and ToolProgress events, then exactly one Done (the final
     answer, signature included) or Failed (a friendly, retryable message). Never raises, except for
-    cancellation."""
+    cancellation; closing the generator stops it before its next model call."""
+    events = _answer(
+        question,
+        identity=identity,
+        db=db,
+        client=client,
+        model=model,
+        surface=surface,
+        history=history,
+        dash_origin=dash_origin,
+        env=env,
+    )
+    try:
+        async for event in events:
+            yield event
+            if isinstance(event, Done | Failed):
+                return
+    except Exception:  # a bug past the loop's own guards: still one friendly ending
+        log.exception("BusyBro failed")
+        yield Failed(STUMBLED)
+    finally:
+        await events.aclose()
+
+
+async def _answer(
+    question: str,
+    *,
+    identity: Identity,
+    db: AsyncApi,
+    client: anthropic.AsyncAnthropic,
+    model: str,
+    surface: Surface,
+    history: Sequence[Mapping[str, str]],
+    dash_origin: str,
+    env: Mapping[str, str] | None,
+) -> AsyncGenerator[Event]:
     ctx = ToolContext(db=db, identity=identity, surface=surface, dash_origin=dash_origin)
     try:
         tools = tools_for(identity)
@@ -339,7 +375,7 @@ async def answer(
             system[-1]["text"] += "\n\n" + _roster(pool)
     except Exception:
         log.exception("BusyBro could not prepare its prompt")
-        yield Failed("BusyBro stumbled on this one. Please try again.")
+        yield Failed(STUMBLED)
         return
 
     by_name = {tool.name: tool for tool in tools}
@@ -381,7 +417,7 @@ async def answer(
             return
         except Exception:
             log.exception("BusyBro's model call failed")
-            yield Failed("BusyBro stumbled on this one. Please try again.")
+            yield Failed(STUMBLED)
             return
 
         content = [_block_param(block) for block in message.content]

@@ -22,7 +22,7 @@ import pytest
 
 from busymate import tokens
 from busymate.api_client import AsyncApi
-from busymate.functions.busybro import brain, docs_context
+from busymate.functions.busybro import brain, docs_context, prompt
 from busymate.functions.busybro.core import Done, Event, Failed, Identity, Surface, TextDelta, ToolProgress
 from busymate.functions.busybro.prompt import SIGNATURE_PREFIX, has_signature
 from busymate.functions.busybro.tools.registry import all_tools, find
@@ -635,3 +635,17 @@ def test_the_docs_come_from_the_checkout_or_github_and_fall_back() -> None:
         server.shutdown()
         server.server_close()
         docs_context.clear_cache()
+
+
+def test_a_bug_inside_the_brain_is_still_a_failure(
+    stack: Settings, world: World, fake_anthropic: FakeAnthropic, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(answer: str, surface: Surface) -> str:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(prompt, "ensure_signature", broken)
+    fake_anthropic.script(Turn([text("Almost.")]))
+    events = run(ask(stack, world, fake_anthropic, world.tokens["member"]))
+    assert isinstance(events[-1], Failed)
+    assert "a bug" not in events[-1].message
+    assert not any(isinstance(event, Done) for event in events)
