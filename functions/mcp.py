@@ -40,6 +40,14 @@ ENV = ("MCP_ALLOWED_HOSTS",)
 
 log = logging.getLogger(__name__)
 _issuer: str | None = None
+# A browser client (the MCP Inspector) reads the challenge and the protocol headers; the host adds the origin.
+CORS = {
+    "access-control-allow-methods": "GET, POST, DELETE, OPTIONS",
+    "access-control-allow-headers": "authorization, content-type, accept, mcp-protocol-version, "
+    "mcp-session-id, last-event-id",
+    "access-control-expose-headers": "www-authenticate, mcp-session-id, mcp-protocol-version",
+    "access-control-max-age": "86400",
+}
 
 
 def _refuse(status: int, error: str, message: str) -> FunctionResponse:
@@ -84,6 +92,8 @@ async def handle(request: FunctionRequest, ctx: FunctionContext) -> FunctionResp
             "misdirected_request",
             "this host name is not one the MCP server answers: add it to MCP_ALLOWED_HOSTS",
         )
+    if request.method == "OPTIONS":
+        return FunctionResponse(204, dict(CORS))
     if request.path == METADATA_PREFIX:
         if request.method not in ("GET", "HEAD"):
             return _refuse(405, "method_not_allowed", "read the metadata with GET")
@@ -102,9 +112,11 @@ async def handle(request: FunctionRequest, ctx: FunctionContext) -> FunctionResp
                     site, f"{scopes.READ} {scopes.WRITE}", f"{writes[0]} needs {scopes.WRITE}"
                 )
         both = f"{scopes.READ} {scopes.WRITE}"
-        return await bridge.serve(
+        answer = await bridge.serve(
             request, site, {401: challenge(site, both), 403: challenge(site, scopes.READ)}
         )
+        answer.headers.update(CORS)
+        return answer
     except ApiUnreachable:
         return _refuse(503, "api_unreachable", "the Busymate API did not answer; try again shortly")
     finally:

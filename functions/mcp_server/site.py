@@ -35,8 +35,12 @@ class Site:
 
     @property
     def allowed_origins(self) -> list[str]:
-        """Browser origins that may call the server: those of the allowed hosts."""
-        return [f"{scheme}://{host}" for host in self.allowed_hosts for scheme in ("http", "https")]
+        """Browser origins that may call the server: those of the allowed hosts, and any loopback page (a
+        local inspector) when the server itself is on loopback, as the SDK allows for a local server."""
+        origins = [f"{scheme}://{host}" for host in self.allowed_hosts for scheme in ("http", "https")]
+        if urlsplit(self.issuer).hostname in (*LOOPBACK, "::1", *WILDCARD, "::"):
+            origins += [f"http://{name}:*" for name in LOOPBACK]
+        return origins
 
 
 def allowed_hosts(issuer: str, configured: str) -> tuple[str, ...]:

@@ -487,6 +487,18 @@ def test_only_the_servers_own_host_names_are_served(
     rebound = _post(stack, token, body, host="attacker.example")
     assert rebound.status_code == 421
     assert httpx.get(_metadata_url(stack), headers={"host": "attacker.example"}).status_code == 421
+    # Browser origins: a page of the server's own origin or a local inspector may call it; another site's
+    # page may not (the SDK's DNS-rebinding check, configured, not disabled).
+    assert _post(stack, token, body, origin=stack.api_url).status_code == 200
+    assert _post(stack, token, body, origin="http://localhost:6274").status_code == 200
+    assert _post(stack, token, body, origin="https://attacker.example").status_code == 403
+    preflight = httpx.options(
+        _url(stack),
+        headers={"origin": "http://localhost:6274", "access-control-request-method": "POST"},
+    )
+    assert preflight.status_code == 204
+    assert "authorization" in preflight.headers["access-control-allow-headers"]
+    assert "www-authenticate" in preflight.headers["access-control-expose-headers"]
 
 
 def test_busymate_mcp_prints_the_url_the_discovery_and_a_client_config(stack: Settings) -> None:
