@@ -425,6 +425,20 @@ def test_a_write_the_database_refuses_is_a_tool_error(
         row = conn.execute("select name from public.devices where uuid = %s", (world.ids["d1"],)).fetchone()
     assert row is not None
     assert row[0] == "d1-e2e"
+    # docs/mcp.md's plain-HTTP example: one JSON-RPC answer, the tool's JSON as text.
+    raw = _post(
+        stack,
+        member,
+        {
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": "tools/call",
+            "params": {"name": "count_entries", "arguments": {"since_minutes": 60}},
+        },
+    )
+    assert raw.status_code == 200, raw.text
+    assert raw.json()["result"]["isError"] is False
+    assert raw.json()["result"]["content"][0]["text"].startswith('{"count":')
     # The same tool on a name that does not exist: an error the model can act on, still no 500.
     missing = _call(stack, member, "device_status", {"device": "no-such-device"})
     assert missing.is_error is True
