@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from busymate.cli.session import ADMIN_FILE, local_admin
+from busymate.keys import KEY_FILE
 from busymate.settings import Settings
 from busymate.stack import ephemeral, migrate, pgtap
 from busymate.stack.api_process import ApiServer
@@ -33,7 +34,9 @@ def start_cluster(state_dir: Path) -> tuple[Cluster, Settings]:
 
 
 @contextmanager
-def second_api_server(stack: Settings, name: str, **overrides: Any) -> Iterator[tuple[Settings, ApiServer]]:
+def second_api_server(
+    stack: Settings, name: str, *, same_key: bool = False, **overrides: Any
+) -> Iterator[tuple[Settings, ApiServer]]:
     """Another API server on the session's database, with its own port and state folder, that a test may stop
     and start. The CLI there acts as the main server's local admin (creating it afresh would reset its
     password under the main server's CLI)."""
@@ -41,6 +44,10 @@ def second_api_server(stack: Settings, name: str, **overrides: Any) -> Iterator[
     settings = stack.with_overrides(api_port=free_port(), state_dir=stack.state_dir / name, **overrides)
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     shutil.copy(stack.state_dir / ADMIN_FILE, settings.state_dir / ADMIN_FILE)
+    if (
+        same_key
+    ):  # the main server's ES256 key too: its sessions verify here, as on two replicas of one project
+        shutil.copy(stack.state_dir / KEY_FILE, settings.state_dir / KEY_FILE)
     server = ApiServer(settings)
     server.start()
     try:
