@@ -366,6 +366,7 @@ function BusyBroPanel({ items, streaming, draft, setDraft, send, stop, reask, cl
           pinned.current = el.scrollHeight - el.scrollTop - el.clientHeight < 40;
         }}
         aria-live="polite"
+        aria-busy={streaming}
       >
         {items.length === 0 && (
           <p className="busybro-hint muted" data-testid="busybro-empty">
