@@ -10,7 +10,10 @@ again with the same question and without the stopped text; a model error (529) s
 Retry answers, with the thread kept and sent as history; the function's own refusal (503
 busybro_not_configured) shows its message with Retry. On a 390 px phone: Enter sends, Shift+Enter makes a new
 line, the panel fits the width, and a deep link closes it to show the page. An entry's "Ask BusyBro about
-this host" asks about that host. Screenshots at 1280x800 and 390x844."""
+this host" asks about that host. Without the function (the viewer, a routed answer): the page sends the
+session's bearer token, the anon key, `Accept: text/event-stream` and {question, history}; it reads CRLF
+records, skips comments and unknown events; a stream cut before `done` is an error keeping its text.
+Screenshots at 1280x800 and 390x844."""
 
 from __future__ import annotations
 
@@ -19,6 +22,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from playwright.sync_api import Locator, Page, Route, expect
 
@@ -314,3 +318,65 @@ def test_on_a_phone_and_from_an_entry(
         assert not watched.errors, watched.errors
     finally:
         context.close()
+
+
+def test_the_wire_as_the_page_sends_and_reads_it(team: Team) -> None:
+    """Without the function: what the page sends (headers, body, history) and how it reads a stream with CRLF
+    line ends, comments, an unknown event and a split record; a stream that ends without `done` is an error
+    that keeps the partial text."""
+    seen: list[dict[str, Any]] = []
+    streams = [
+        ': ping\r\n\r\nevent: text\r\ndata: {"delta": "Hello "}\r\n\r\n'
+        "event: mystery\ndata: {}\n\n"
+        'event: tool\ndata: {"label": "Looking"}\n\n'
+        'event: text\ndata: {"delta": "**world**"}\n\n'
+        'event: done\ndata: {"answer": "Hello **world**, final."}\n\n',
+        'event: text\ndata: {"delta": "Half an ans"}\n\nevent: text\ndata: {"delta": "wer"}\n\n',
+    ]
+
+    def answer(route: Route) -> None:
+        request = route.request
+        seen.append({"headers": request.headers, "body": json.loads(request.post_data or "{}")})
+        route.fulfill(status=200, content_type="text/event-stream", body=streams[len(seen) - 1])
+
+    context = team.context("viewer")
+    try:
+        watched = team.open(context, "/")
+        page = watched.page
+        page.route("**/functions/v1/ask", answer)
+        open_panel(page)
+        ask(page, "First?")
+        expect(answers(page).last).to_have_attribute("data-status", "done", timeout=WAIT_MS)
+        expect(answers(page).last.get_by_test_id("busybro-answer-text")).to_have_text("Hello world, final.")
+        expect(answers(page).last.locator("strong")).to_have_text("world")
+        ask(page, "Second?")
+        cut = answers(page).last
+        expect(cut).to_have_attribute("data-status", "error", timeout=WAIT_MS)
+        expect(cut.get_by_test_id("busybro-answer-text")).to_have_text("Half an answer")
+        expect(cut.get_by_test_id("busybro-error")).to_contain_text("closed before the answer was finished")
+        expect(cut.get_by_test_id("busybro-retry")).to_be_visible()
+
+        first, second = seen
+        headers = first["headers"]
+        assert headers["authorization"] == f"Bearer {page.evaluate(TOKEN_JS)}"
+        assert headers["apikey"] == httpx.get(f"{team.url}/config.json", timeout=10).json()["anonKey"]
+        assert headers["accept"] == "text/event-stream"
+        assert headers["content-type"].startswith("application/json")
+        assert first["body"] == {"question": "First?", "history": []}
+        assert second["body"] == {
+            "question": "Second?",
+            "history": [
+                {"role": "user", "content": "First?"},
+                {"role": "assistant", "content": "Hello **world**, final."},
+            ],
+        }
+        assert not watched.errors, watched.errors
+    finally:
+        context.close()
+
+
+# The page's current access token, from supabase-js's storage (the key starts with busymate-auth-).
+TOKEN_JS = """() => {
+    const key = Object.keys(localStorage).find((k) => k.startsWith('busymate-auth-'));
+    return JSON.parse(localStorage.getItem(key)).access_token;
+}"""
