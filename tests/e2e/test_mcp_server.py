@@ -35,8 +35,12 @@ from mcp.shared.auth import OAuthClientInformationFull, OAuthClientMetadata, OAu
 from mcp.types import CallToolResult
 from pydantic import AnyUrl
 
-from busymate import tokens
+from busymate import scopes, tokens
+from busymate.api_client import AsyncApi
+from busymate.functions.busybro.core import ToolRefused
 from busymate.functions.busybro.tools.registry import all_tools
+from busymate.functions.mcp_server.paging import Keyset
+from busymate.functions.mcp_server.tools import catalogue
 from busymate.settings import Settings
 from busymate.stack.api_process import settings_env
 from tests.world import World
@@ -534,3 +538,68 @@ def test_busymate_mcp_prints_the_url_the_discovery_and_a_client_config(stack: Se
     assert _url(stack) in pretty.stdout
     assert '"mcpServers"' in pretty.stdout
     assert "did not answer" not in pretty.stderr
+
+
+def test_a_keyset_cursor_pages_a_list_without_repeats_or_gaps(
+    stack: Settings, world: World, people: dict[str, Person]
+) -> None:
+    prefix = f"page-{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(stack.db_url()) as conn:  # one transaction: every row has the same created_at
+        for n in range(7):
+            conn.execute("insert into public.tags (name) values (%s)", (f"{prefix}-{n}",))
+    keyset = Keyset("created_at")
+    token = _session_token(stack, world, people["admin"])
+
+    async def pages() -> list[list[str]]:
+        found: list[list[str]] = []
+        cursor: str | None = None
+        async with AsyncApi(stack.api_url, world.anon_key, token) as api:
+            while True:
+                params = keyset.params(
+                    {"select": "id,name,created_at", "name": f"like.{prefix}-*"}, cursor, 3
+                )
+                rows, cursor = keyset.page(await api.select("tags", params), 3)
+                found.append([row["name"] for row in rows])
+                if not found[1:]:  # a newer row arrives after the first page: it belongs before the cursor
+                    with psycopg.connect(stack.db_url(), autocommit=True) as conn:
+                        conn.execute("insert into public.tags (name) values (%s)", (f"{prefix}-late",))
+                if cursor is None:
+                    return found
+
+    try:
+        got = asyncio.run(pages())
+    finally:
+        with psycopg.connect(stack.db_url(), autocommit=True) as conn:
+            conn.execute("delete from public.tags where name like %s", (f"{prefix}-%",))
+    assert [len(page) for page in got] == [3, 3, 1]
+    names = [name for page in got for name in page]
+    assert sorted(names) == sorted(f"{prefix}-{n}" for n in range(7))
+    assert f"{prefix}-late" not in names
+    with pytest.raises(ToolRefused):
+        keyset.params({}, "not-a-cursor!", 3)
+
+
+@pytest.mark.parametrize(
+    ("requested", "access", "granted"),
+    [
+        ("busymate:read busymate:write", "write", "busymate:read busymate:write"),
+        ("busymate:read busymate:write", "read", "busymate:read"),
+        ("busymate:read busymate:write", None, "busymate:read"),  # no choice sent: least privilege
+        ("busymate:read", "write", "busymate:read"),  # never more than the client asked for
+        ("", "write", "busymate:read busymate:write"),
+        ("", None, "busymate:read"),
+        ("openid busymate:write", "write", "openid busymate:read busymate:write"),
+        ("openid", "write", "openid"),  # no Busymate scope asked: none granted, no choice shown
+    ],
+)
+def test_the_consent_choice_narrows_the_requested_scope(
+    requested: str, access: str | None, granted: str
+) -> None:
+    assert scopes.granted(requested, access) == granted
+
+
+def test_docs_mcp_names_every_tool_with_an_example() -> None:
+    page = (Path(__file__).resolve().parents[2] / "docs" / "mcp.md").read_text()
+    for tool in catalogue():
+        row = re.search(rf"^\| `{tool.name}` \|.*\| `(\{{.*\}})` \|$", page, re.MULTILINE)
+        assert row, f"docs/mcp.md has no row with an example for {tool.name}"
