@@ -11,9 +11,11 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import pytest
 
 from busymate import tokens
 from busymate.api_core import ApiRefused
@@ -101,34 +103,44 @@ def test_commands_on_a_stopped_database_fail_in_one_line(tmp_path: Path) -> None
     assert run(settings, "status", "-o", "json").returncode == 1
 
 
-def test_start_runs_the_database_and_the_api_and_stop_stops_both(tmp_path: Path) -> None:
+@dataclass
+class Started:
+    """One project started by `busymate start` in a temporary state folder, on ports of its own, and what its
+    first start said. The tests below share it (a start creates a cluster and applies every migration: tens of
+    seconds) and run in file order: the last one stops it."""
+
+    settings: Settings
+    first: subprocess.CompletedProcess[str]
+
+
+@pytest.fixture(scope="module")
+def started(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Started]:
     settings = Settings.from_env({"BUSYMATE_PROJECT_DIR": str(PROJECT_DIR)}).with_overrides(
-        state_dir=tmp_path / ".busymate", db_port=free_port(), api_port=free_port()
+        state_dir=tmp_path_factory.mktemp("started") / ".busymate", db_port=free_port(), api_port=free_port()
     )
     try:
-        first = run(settings, "start")
-        assert first.returncode == 0, first.stderr
-        assert "(database created)" in first.stderr
-        assert f"API server running on http://127.0.0.1:{settings.api_port}" in first.stderr
-        keys = json.loads(run(settings, "status", "-o", "json").stdout)
-        answer = httpx.get(
-            f"{keys['REST_URL']}/workspaces?select=slug", headers={"apikey": keys["SERVICE_ROLE_KEY"]}
-        )
-        assert answer.status_code == 200, answer.text
-        assert isinstance(answer.json(), list)
-        again = run(settings, "start")
-        assert again.returncode == 0, again.stderr
-        assert "(database up to date)" in again.stderr
-        db_again = run(settings, "db", "start")
-        assert "already running" in db_again.stdout
+        yield Started(settings, run(settings, "start"))
     finally:
-        stopped = run(settings, "stop")
-        assert stopped.stdout.strip() == "API server stopped; Postgres stopped", (
-            stopped.stdout + stopped.stderr
-        )
+        run(settings, "stop")
         Cluster(settings).destroy()
-    assert run(settings, "status", "-o", "json").returncode == 1
-    assert run(settings, "stop").stdout.strip() == "API server was not running; Postgres was not running"
+
+
+def test_start_runs_the_database_and_the_api(started: Started) -> None:
+    settings, first = started.settings, started.first
+    assert first.returncode == 0, first.stderr
+    assert "(database created)" in first.stderr
+    assert f"API server running on http://127.0.0.1:{settings.api_port}" in first.stderr
+    keys = json.loads(run(settings, "status", "-o", "json").stdout)
+    answer = httpx.get(
+        f"{keys['REST_URL']}/workspaces?select=slug", headers={"apikey": keys["SERVICE_ROLE_KEY"]}
+    )
+    assert answer.status_code == 200, answer.text
+    assert isinstance(answer.json(), list)
+    again = run(settings, "start")
+    assert again.returncode == 0, again.stderr
+    assert "(database up to date)" in again.stderr
+    db_again = run(settings, "db", "start")
+    assert "already running" in db_again.stdout
 
 
 def test_a_bad_port_setting_is_reported(tmp_path: Path) -> None:
@@ -200,70 +212,67 @@ def bare_run(state_dir: Path, *args: str, **env: str) -> subprocess.CompletedPro
 
 
 def test_a_project_on_other_ports_is_found_again_and_a_stranger_is_refused(
-    tmp_path: Path, stack: Settings
+    started: Started, stack: Settings
 ) -> None:
-    settings = Settings.from_env({"BUSYMATE_PROJECT_DIR": str(PROJECT_DIR)}).with_overrides(
-        state_dir=tmp_path / ".busymate", db_port=free_port(), api_port=free_port()
-    )
-    try:
-        assert run(settings, "start").returncode == 0
-        # A new shell knows nothing of the ports: the project remembers them.
-        found = bare_run(settings.state_dir, "status", "-o", "json")
-        assert found.returncode == 0, found.stderr
-        values = json.loads(found.stdout)
-        assert values["API_URL"] == f"http://127.0.0.1:{settings.api_port}"
-        assert values["DB_URL"].endswith(f"@127.0.0.1:{settings.db_port}/postgres")
-        assert re.search(r"API server +running", bare_run(settings.state_dir, "status").stdout)
-        assert bare_run(settings.state_dir, "devices", "list", "--json").returncode == 0
-        # The environment still wins, and what answers there must be this project's server.
-        with stranger() as (port, seen):
-            for args in (("status",), ("status", "-o", "json"), ("devices", "list"), ("tail",)):
-                refused = bare_run(settings.state_dir, *args, BUSYMATE_API_PORT=str(port))
-                said = refused.stderr
-                assert refused.returncode == 1, (args, refused.stdout, said)
-                assert f"127.0.0.1:{port} is a server that is not Busymate's" in said, said
-                assert "BUSYMATE_API_PORT" in said
-                assert "someone else" not in refused.stdout + said
-                assert "API URL" not in refused.stdout
-                assert "Traceback" not in said
-            # It was asked who it is, and nothing else: no password, no token went to it.
-            assert {(method, path) for method, path, _ in seen} == {("GET", "/auth/v1/health")}
-            assert all(sent == "None " for _, _, sent in seen), seen
-        # Another Busymate project's server (the test session's) is refused the same way, by its id.
-        other = bare_run(settings.state_dir, "devices", "list", BUSYMATE_API_PORT=str(stack.api_port))
-        assert other.returncode == 1
-        assert "is another Busymate project's API server" in other.stderr, other.stderr
-    finally:
-        run(settings, "stop")
-        Cluster(settings).destroy()
+    settings = started.settings
+    assert started.first.returncode == 0, started.first.stderr
+    # A new shell knows nothing of the ports: the project remembers them.
+    found = bare_run(settings.state_dir, "status", "-o", "json")
+    assert found.returncode == 0, found.stderr
+    values = json.loads(found.stdout)
+    assert values["API_URL"] == f"http://127.0.0.1:{settings.api_port}"
+    assert values["DB_URL"].endswith(f"@127.0.0.1:{settings.db_port}/postgres")
+    assert re.search(r"API server +running", bare_run(settings.state_dir, "status").stdout)
+    assert bare_run(settings.state_dir, "devices", "list", "--json").returncode == 0
+    # The environment still wins, and what answers there must be this project's server.
+    with stranger() as (port, seen):
+        for args in (("status",), ("status", "-o", "json"), ("devices", "list"), ("tail",)):
+            refused = bare_run(settings.state_dir, *args, BUSYMATE_API_PORT=str(port))
+            said = refused.stderr
+            assert refused.returncode == 1, (args, refused.stdout, said)
+            assert f"127.0.0.1:{port} is a server that is not Busymate's" in said, said
+            assert "BUSYMATE_API_PORT" in said
+            assert "someone else" not in refused.stdout + said
+            assert "API URL" not in refused.stdout
+            assert "Traceback" not in said
+        # It was asked who it is, and nothing else: no password, no token went to it.
+        assert {(method, path) for method, path, _ in seen} == {("GET", "/auth/v1/health")}
+        assert all(sent == "None " for _, _, sent in seen), seen
+    # Another Busymate project's server (the test session's) is refused the same way, by its id.
+    other = bare_run(settings.state_dir, "devices", "list", BUSYMATE_API_PORT=str(stack.api_port))
+    assert other.returncode == 1
+    assert "is another Busymate project's API server" in other.stderr, other.stderr
 
 
-def test_after_a_database_reset_the_local_admin_comes_back(tmp_path: Path) -> None:
-    settings = Settings.from_env({"BUSYMATE_PROJECT_DIR": str(PROJECT_DIR)}).with_overrides(
-        state_dir=tmp_path / ".busymate", db_port=free_port(), api_port=free_port()
-    )
+def test_after_a_database_reset_the_local_admin_comes_back(started: Started) -> None:
+    settings = started.settings
+    assert started.first.returncode == 0, started.first.stderr
     anon = {"apikey": tokens.anon_key(settings.jwt_secret)}
-    try:
-        assert run(settings, "start").returncode == 0
-        before = run(settings, "token", "--admin")
-        assert before.returncode == 0, before.stderr
-        password = json.loads((settings.state_dir / "local-admin.json").read_text())["password"]
-        reset = run(settings, "db", "reset")
-        assert reset.returncode == 0, reset.stderr
-        after = run(settings, "token", "--admin")
-        assert after.returncode == 0, after.stderr
-        me = httpx.get(
-            f"{settings.auth_url}/user", headers={**anon, "authorization": f"Bearer {after.stdout.strip()}"}
-        )
-        assert me.status_code == 200, me.text
-        assert me.json()["email"] == "admin@busymate.local"
-        # Made again with the password it had, and as an admin: it may add a device.
-        assert json.loads((settings.state_dir / "local-admin.json").read_text())["password"] == password
-        added = run(settings, "devices", "add", "after reset", "--json")
-        assert added.returncode == 0, added.stderr
-    finally:
-        run(settings, "stop")
-        Cluster(settings).destroy()
+    before = run(settings, "token", "--admin")
+    assert before.returncode == 0, before.stderr
+    password = json.loads((settings.state_dir / "local-admin.json").read_text())["password"]
+    reset = run(settings, "db", "reset")
+    assert reset.returncode == 0, reset.stderr
+    after = run(settings, "token", "--admin")
+    assert after.returncode == 0, after.stderr
+    me = httpx.get(
+        f"{settings.auth_url}/user", headers={**anon, "authorization": f"Bearer {after.stdout.strip()}"}
+    )
+    assert me.status_code == 200, me.text
+    assert me.json()["email"] == "admin@busymate.local"
+    # Made again with the password it had, and as an admin: it may add a device.
+    assert json.loads((settings.state_dir / "local-admin.json").read_text())["password"] == password
+    added = run(settings, "devices", "add", "after reset", "--json")
+    assert added.returncode == 0, added.stderr
+
+
+def test_stop_stops_both_and_a_second_stop_says_so(started: Started) -> None:
+    """Last of the tests on `started`: they run in file order."""
+    settings = started.settings
+    stopped = run(settings, "stop")
+    assert stopped.stdout.strip() == "API server stopped; Postgres stopped", stopped.stdout + stopped.stderr
+    assert run(settings, "status", "-o", "json").returncode == 1
+    assert run(settings, "stop").stdout.strip() == "API server was not running; Postgres was not running"
 
 
 # -- errors say what to do (issue 15, item 15) ---------------------------------------------------------------
