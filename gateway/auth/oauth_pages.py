@@ -4,6 +4,8 @@ frame) and the redirect back to the client."""
 from __future__ import annotations
 
 import html
+import re
+from collections.abc import Sequence
 from urllib.parse import urlencode, urlsplit
 
 from busymate.gateway.auth.answer import Answer
@@ -52,6 +54,7 @@ def consent_page(
 <button type="submit" name="action" value="approve">Approve</button>
 <button type="submit" name="action" value="deny">Deny</button>
 </form>""",
+        client["redirect_uris"],
     )
 
 
@@ -72,6 +75,20 @@ def _access_choice(scope: str) -> str:
 <label><input type="radio" name="access" value="read"{read_checked}> Read only: look, never change</label>
 {write_option}
 </fieldset>"""
+
+
+def _csp_source(uri: str) -> str | None:
+    """A CSP source for a registered redirect URI: its origin (`http://127.0.0.1:53682`), or its scheme for
+    a private-use one (`com.example.app:`); None when a part holds anything but plain host characters (a
+    `;` would start another directive), and then the browser blocks that redirect."""
+    parts = urlsplit(uri)
+    if not re.fullmatch(r"[a-z][a-z0-9+.-]*", parts.scheme):
+        return None
+    if not parts.netloc:
+        return f"{parts.scheme}:"
+    if not re.fullmatch(r"[A-Za-z0-9.\-]+(:[0-9]+)?|\[[0-9A-Fa-f:.]+\](:[0-9]+)?", parts.netloc):
+        return None
+    return f"{parts.scheme}://{parts.netloc}"
 
 
 def redirect(
@@ -95,8 +112,11 @@ def redirect(
     return Answer(302, None, {"location": location, "cache-control": "no-store"})
 
 
-def page(status: int, title: str, content: str) -> Answer:
-    """A small HTML page that no other site may frame."""
+def page(status: int, title: str, content: str, redirect_uris: Sequence[str] = ()) -> Answer:
+    """A small HTML page that no other site may frame; its forms post to this server only, and may be
+    redirected on to `redirect_uris` (CSP's form-action also governs the redirect after a submission, so a
+    browser blocks the approval's 302 to the client otherwise)."""
+    form_action = " ".join(["'self'", *dict.fromkeys(filter(None, map(_csp_source, redirect_uris)))])
     body = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">\
 <meta name="viewport" content="width=device-width, initial-scale=1">
@@ -114,7 +134,9 @@ button{{margin:.75rem .5rem 0 0;padding:.5rem 1rem}}.error{{color:#b00020}}</sty
         {
             "cache-control": "no-store",
             "x-frame-options": "DENY",
-            "content-security-policy": "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'",
+            "content-security-policy": (
+                f"default-src 'none'; style-src 'unsafe-inline'; form-action {form_action}"
+            ),
         },
         raw=body.encode(),
         content_type="text/html; charset=utf-8",

@@ -33,6 +33,7 @@ from mcp.client.auth import AuthorizationCodeResult, OAuthClientProvider, TokenS
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.auth import OAuthClientInformationFull, OAuthClientMetadata, OAuthToken
 from mcp.types import CallToolResult
+from playwright.async_api import Route, async_playwright
 from pydantic import AnyUrl
 
 from busymate import scopes, tokens
@@ -41,10 +42,12 @@ from busymate.functions.busybro.core import ToolRefused
 from busymate.functions.busybro.tools.registry import all_tools
 from busymate.functions.mcp_server.paging import Keyset
 from busymate.functions.mcp_server.tools import catalogue
+from busymate.gateway.auth import oauth_pages
 from busymate.settings import Settings
 from busymate.stack.api_process import settings_env
 from tests.world import World
 
+CHROMIUM = Path("/usr/bin/chromium")
 REDIRECT = "http://127.0.0.1:53683/callback"  # never listened on: the code is read from the Location header
 JSON_RPC = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
 READS = [t.name for t in all_tools() if t.kind != "write"]
@@ -154,6 +157,9 @@ async def consent(authorize_url: str, person: Person, access: str | None) -> str
             },
         )
         assert signed_in.status_code == 200, signed_in.text
+        # The approval's redirect to the client is allowed by the page's CSP (form-action governs it too).
+        policy = signed_in.headers["content-security-policy"]
+        assert "form-action 'self' http://127.0.0.1:53683;" in policy + ";"
         form = {
             "authorization_id": authorization_id,
             "csrf": _hidden(signed_in.text, "csrf"),
@@ -165,6 +171,38 @@ async def consent(authorize_url: str, person: Person, access: str | None) -> str
         decided = await browser.post(action[1], data=form)
         assert decided.status_code == 302, decided.text
         return decided.headers["location"]
+
+
+async def chromium_consent(authorize_url: str, person: Person, access: str | None) -> str:
+    """The same in Debian's Chromium (Playwright, nothing downloaded): the page as a person sees it, its
+    form submitted by clicks; the redirect to the client is caught before it leaves the browser."""
+    if not CHROMIUM.exists():  # make testdeps installs it: missing means the setup broke
+        pytest.fail(f"{CHROMIUM} is missing: run make testdeps")
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(
+            executable_path=str(CHROMIUM), args=["--no-sandbox"], headless=True
+        )
+        try:
+            page = await browser.new_page()
+            landed: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+
+            async def catch(route: Route) -> None:
+                if not landed.done():
+                    landed.set_result(route.request.url)
+                await route.fulfill(status=200, body="back at the client")
+
+            await page.route(f"{REDIRECT}*", catch)
+            await page.goto(authorize_url)
+            await page.get_by_label("Email").fill(person.email)
+            await page.get_by_label("Password").fill(person.password)
+            await page.get_by_role("button", name="Sign in").click()
+            await page.get_by_role("button", name="Approve").wait_for()
+            if access is not None:
+                await page.locator(f'input[name="access"][value="{access}"]').check()
+            await page.get_by_role("button", name="Approve").click()
+            return await asyncio.wait_for(landed, 30)
+        finally:
+            await browser.close()
 
 
 @dataclass
@@ -179,7 +217,9 @@ class Flow:
     challenge_scope: str
 
 
-def _sdk_flow(stack: Settings, person: Person, access: str, tool: str, args: dict[str, Any]) -> Flow:
+def _sdk_flow(
+    stack: Settings, person: Person, access: str, tool: str, args: dict[str, Any], *, chromium: bool = False
+) -> Flow:
     """The SDK's OAuthClientProvider from nothing: 401, metadata, registration, PKCE, consent, token; then
     tools/list and one tools/call."""
     url = _url(stack)
@@ -193,7 +233,7 @@ def _sdk_flow(stack: Settings, person: Person, access: str, tool: str, args: dic
         assert query["code_challenge_method"] == ["S256"]
         assert query["resource"] == [url]
         asked["scope"] = query["scope"][0]
-        location = await consent(authorize, person, access)
+        location = await (chromium_consent if chromium else consent)(authorize, person, access)
         answer = parse_qs(urlsplit(location).query)
         assert answer["iss"] == [stack.auth_url]
         result["code"] = AuthorizationCodeResult(
@@ -326,7 +366,7 @@ def test_the_sdk_discovers_authorizes_lists_and_calls_as_an_admin_with_read_writ
     assert metadata["scopes_supported"] == ["busymate:read", "busymate:write"]
     assert metadata["bearer_methods_supported"] == ["header"]
 
-    flow = _sdk_flow(stack, people["admin"], "write", "list_devices", {})
+    flow = _sdk_flow(stack, people["admin"], "write", "list_devices", {}, chromium=True)
     for step in (
         "GET /.well-known/oauth-protected-resource/functions/v1/mcp",
         "GET /.well-known/oauth-authorization-server/auth/v1",
@@ -603,3 +643,18 @@ def test_docs_mcp_names_every_tool_with_an_example() -> None:
     for tool in catalogue():
         row = re.search(rf"^\| `{tool.name}` \|.*\| `(\{{.*\}})` \|$", page, re.MULTILINE)
         assert row, f"docs/mcp.md has no row with an example for {tool.name}"
+
+
+@pytest.mark.parametrize(
+    ("uri", "source"),
+    [
+        ("http://127.0.0.1:53683/callback", "http://127.0.0.1:53683"),
+        ("https://app.example.com/cb?x=1", "https://app.example.com"),
+        ("http://[::1]:8080/cb", "http://[::1]:8080"),
+        ("com.example.app:/callback", "com.example.app:"),
+        ("https://a;script-src *.example/cb", None),  # would start another CSP directive
+        ("https://a,b.example/cb", None),
+    ],
+)
+def test_the_consent_pages_form_action_names_only_plain_origins(uri: str, source: str | None) -> None:
+    assert oauth_pages._csp_source(uri) == source
