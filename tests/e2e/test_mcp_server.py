@@ -529,6 +529,15 @@ def test_an_expired_token_is_401_with_the_discovery_header(
     challenge = _challenge(refused)
     assert challenge["resource_metadata"] == _metadata_url(stack)
     assert challenge["scope"] == "busymate:read busymate:write"
+    # Signed out (that session only): the same token stops working here at once, as at /auth/v1.
+    signed_out = httpx.post(
+        f"{stack.auth_url}/logout?scope=local",
+        headers={"apikey": world.anon_key, "authorization": f"Bearer {live}"},
+    )
+    assert signed_out.status_code == 204, signed_out.text
+    gone = _post(stack, live, {"jsonrpc": "2.0", "id": 1, "method": "tools/list"})
+    assert gone.status_code == 401
+    assert _challenge(gone)["resource_metadata"] == _metadata_url(stack)
     # A token that is not a JWT at all, and a device's token: the same 401.
     assert _post(stack, "not-a-jwt", {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}).status_code == 401
     device = world.tokens["d1"]
