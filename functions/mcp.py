@@ -16,8 +16,6 @@ discovery header). It holds no key: tokens are checked by the auth server (auth.
 
 from __future__ import annotations
 
-import logging
-
 import orjson
 
 from busymate import scopes
@@ -38,7 +36,6 @@ VERIFY_JWT = False
 NEEDS = ("env",)
 ENV = ("MCP_ALLOWED_HOSTS",)
 
-log = logging.getLogger(__name__)
 _issuer: str | None = None
 # A browser client (the MCP Inspector) reads the challenge and the protocol headers; the host adds the origin.
 CORS = {
@@ -107,7 +104,12 @@ async def handle(request: FunctionRequest, ctx: FunctionContext) -> FunctionResp
         token = request.bearer()
         if writes and token is not None:
             verified = await Verifier().verify_token(token)
-            if verified is not None and scopes.WRITE not in verified.scopes:
+            # Only a token this server would serve steps up; any other gets the SDK's 401 below.
+            if (
+                verified is not None
+                and verified.resource == site.resource
+                and scopes.WRITE not in verified.scopes
+            ):
                 return insufficient_scope(
                     site, f"{scopes.READ} {scopes.WRITE}", f"{writes[0]} needs {scopes.WRITE}"
                 )

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 from starlette.types import Message
 
@@ -21,20 +22,20 @@ async def serve(
     """Run the request through the site's MCP app; `challenges` rewrites the `WWW-Authenticate` of a 401 or
     403 the SDK's auth answers (to add the scopes to ask for)."""
     app, manager = app_for(site)
-    host, _, port = site.origin.split("://", 1)[1].rpartition(":")
+    where = urlsplit(site.origin)
     scope: dict[str, Any] = {
         "type": "http",
         "asgi": {"version": "3.0", "spec_version": "2.4"},
         "http_version": "1.1",
         "method": request.method,
-        "scheme": site.origin.split("://", 1)[0],
+        "scheme": where.scheme,
         "path": PATH,
         "raw_path": PATH.encode(),
         "root_path": "",
         "query_string": request.query_string.encode("latin-1"),
         "headers": [(k.encode("latin-1"), v.encode("latin-1")) for k, v in request.headers.items()],
         "client": (request.client_ip, 0),
-        "server": (host or site.origin, int(port) if port.isdigit() else 80),
+        "server": (where.hostname or "", where.port or (443 if where.scheme == "https" else 80)),
     }
     delivered = False
     status = 500

@@ -8,6 +8,7 @@ from typing import Any
 
 from mcp.server.auth.settings import AuthSettings
 from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from mcp.server.transport_security import TransportSecuritySettings
 from mcp.shared.exceptions import MCPError
 from mcp.types import INTERNAL_ERROR, CallToolResult, InputRequiredResult, TextContent
@@ -81,7 +82,7 @@ def server_for(site: Site) -> BusymateMCP:
     return server
 
 
-def app_for(site: Site) -> tuple[Starlette, Any]:
+def app_for(site: Site) -> tuple[Starlette, StreamableHTTPSessionManager]:
     """A fresh streamable HTTP app of the site's server and its session manager (stateless, JSON answers:
     every request stands alone, so the function keeps no session between calls)."""
     server = server_for(site)
