@@ -19,6 +19,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -667,3 +668,53 @@ def test_docs_mcp_names_every_tool_with_an_example() -> None:
 )
 def test_the_consent_pages_form_action_names_only_plain_origins(uri: str, source: str | None) -> None:
     assert oauth_pages._csp_source(uri) == source
+
+
+def test_inspect_requests_over_mcp_returns_no_captured_secret(
+    stack: Settings, world: World, people: dict[str, Person]
+) -> None:
+    host = f"api.mcpsecret{secrets.token_hex(3)}.example"
+    known = {
+        name: f"{name}-{secrets.token_urlsafe(12)}" for name in ("bearer", "cookie", "query", "password")
+    }
+    flow: dict[str, Any] = {
+        "id": str(uuid.uuid4()),
+        "captured_at": datetime.now(UTC).isoformat(),
+        "method": "POST",
+        "scheme": "https",
+        "host": host,
+        "port": 443,
+        "path": "/v1/login",
+        "query": f"access_token={known['query']}&page=2",
+        "status": 200,
+        "duration_ms": 10.0,
+        "request_headers": [
+            ["Authorization", f"Bearer {known['bearer']}"],
+            ["Cookie", f"sid={known['cookie']}"],
+            ["Content-Type", "application/json"],
+        ],
+        "response_headers": [["Content-Type", "application/json"]],
+        "request_body_b64": base64.b64encode(
+            json.dumps({"username": "bob", "password": known["password"]}).encode()
+        ).decode(),
+    }
+    stored = httpx.post(
+        f"{stack.api_url}/rest/v1/rpc/ingest_entries",
+        json={"batch": [flow]},
+        headers={"apikey": world.anon_key, "authorization": f"Bearer {world.tokens['d1']}"},
+    )
+    assert stored.status_code == 200, stored.text
+    member = _session_token(stack, world, people["member"])
+    # The database's own answer still carries them (the control): the redaction is what removes them.
+    raw = httpx.post(
+        f"{stack.api_url}/rest/v1/rpc/inspect_requests",
+        json={"host": host},
+        headers={"apikey": world.anon_key, "authorization": f"Bearer {member}"},
+    ).text
+    assert any(secret in raw for secret in known.values()), raw
+    result = _call(stack, member, "inspect_requests", {"host": host})
+    text = _text(result)
+    assert result.is_error is False, text
+    assert flow["id"] in text
+    assert "untrusted_captured_traffic" in text
+    assert [name for name, secret in known.items() if secret in text] == []
