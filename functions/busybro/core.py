@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from busymate.api_client import AsyncApi
 
-type Surface = Literal["web", "telegram"]
+type Surface = Literal["web", "telegram", "mcp"]
 # A capability section of public.roles.capabilities (docs/security-model.md).
 type Section = Literal[
     "devices", "entries", "services", "tags", "global", "users", "workspaces", "breakpoints", "agents"

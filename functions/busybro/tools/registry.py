@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,10 +50,13 @@ def dumps(value: Any) -> str:
     return text
 
 
-async def run_tool(name: str, args: object, ctx: ToolContext) -> ToolResult:
+async def run_tool(
+    name: str, args: object, ctx: ToolContext, *, tools: Sequence[Tool] | None = None
+) -> ToolResult:
     """Run `name` for `ctx.identity`, re-checking that it may (a forged call for a tool that was not offered
-    is refused here). Never raises."""
-    tool = find(name)
+    is refused here). `tools` is where to look (default: the registry; the MCP server passes the registry and
+    its own administrative tools). Never raises."""
+    tool = find(name) if tools is None else next((t for t in tools if t.name == name), None)
     if tool is None or not tool.allowed(ctx.identity):
         return ToolResult(f"{name} is not available to you (your role does not allow it).", is_error=True)
     if not isinstance(args, dict):
