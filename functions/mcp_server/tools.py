@@ -4,18 +4,13 @@ allows it (`Tool.allowed`, re-checked when it runs) and, for a write, when the g
 
 from __future__ import annotations
 
-import logging
-
 from mcp.types import Tool as MCPTool
 from mcp.types import ToolAnnotations
 
 from busymate import scopes
-from busymate.api_core import ApiRefused, ApiUnreachable
-from busymate.functions.busybro.core import Identity, Tool, ToolContext, ToolRefused
+from busymate.functions.busybro.core import Identity, Tool, ToolContext
 from busymate.functions.busybro.tools import registry
 from busymate.functions.busybro.tools.registry import ToolResult
-
-log = logging.getLogger(__name__)
 
 # The MCP-only tools, appended after BusyBro's in this order (unpair and delete devices, wipe entries, roles,
 # workspaces and tabs, settings JSON, breakpoint rules, resend, export_har, diff_requests, describe_api).
@@ -76,27 +71,7 @@ async def run(name: str, args: object, ctx: ToolContext, granted: frozenset[str]
         return ToolResult(f"{name} is not available to you (your role does not allow it).", True)
     if tool.kind == "write" and scopes.WRITE not in granted:
         return ToolResult(f"{name} changes data: this connection was granted read-only access.", True)
-    if any(tool is extra for extra in EXTRA_TOOLS):
-        return await _run_extra(tool, args, ctx)
-    return await registry.run_tool(name, args, ctx)
-
-
-async def _run_extra(tool: Tool, args: object, ctx: ToolContext) -> ToolResult:
-    """An MCP-only tool, with registry.run_tool's error mapping."""
-    if not isinstance(args, dict):
-        return ToolResult("the tool's input must be a JSON object", True)
-    try:
-        return ToolResult(registry.dumps(await tool.handler(ctx, args)))
-    except ToolRefused as exc:
-        return ToolResult(str(exc), True)
-    except ApiRefused as exc:
-        hint = f" ({exc.hint})" if exc.hint else ""
-        return ToolResult(f"refused by the database: {exc.message}{hint}", True)
-    except ApiUnreachable:
-        return ToolResult("the Busymate API did not answer; try again shortly", True)
-    except Exception:  # a bug in a handler: the model gets a plain error, the log the traceback
-        log.exception("tool %s failed", tool.name)
-        return ToolResult(f"{tool.name} failed unexpectedly", True)
+    return await registry.run_tool(name, args, ctx, tools=catalogue())
 
 
 def result_text(result: ToolResult) -> str:

@@ -51,8 +51,8 @@ from tests.world import World
 CHROMIUM = Path("/usr/bin/chromium")
 REDIRECT = "http://127.0.0.1:53683/callback"  # never listened on: the code is read from the Location header
 JSON_RPC = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
-READS = [t.name for t in all_tools() if t.kind != "write"]
-WRITES = [t.name for t in all_tools() if t.kind == "write"]
+READS = [t.name for t in catalogue() if t.kind != "write"]
+WRITES = [t.name for t in catalogue() if t.kind == "write"]
 
 
 @dataclass
@@ -382,7 +382,7 @@ def test_the_sdk_discovers_authorizes_lists_and_calls_as_an_admin_with_read_writ
     assert flow.token.scope == "busymate:read busymate:write"
     # An admin with a read-write grant: every tool of the registry, in its order, annotated.
     names = [tool.name for tool in flow.tools]
-    assert names == [t.name for t in all_tools()]
+    assert names == [t.name for t in catalogue()]
     by_name = {tool.name: tool for tool in flow.tools}
     assert by_name["list_devices"].annotations.read_only_hint is True
     assert by_name["inspect_requests"].annotations.read_only_hint is True
@@ -442,7 +442,7 @@ def test_the_dashboard_session_token_is_accepted_and_the_role_decides(
     stack: Settings, world: World, people: dict[str, Person]
 ) -> None:
     admin = _tools(stack, _session_token(stack, world, people["admin"]))
-    assert admin == [t.name for t in all_tools()]
+    assert admin == [t.name for t in catalogue()]
     viewer_token = _session_token(stack, world, people["nocaps"])
     viewer = _tools(stack, viewer_token)
     assert viewer
