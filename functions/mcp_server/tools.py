@@ -11,12 +11,13 @@ from busymate import scopes
 from busymate.functions.busybro.core import Identity, Tool, ToolContext
 from busymate.functions.busybro.tools import registry
 from busymate.functions.busybro.tools.registry import ToolResult
-from busymate.functions.mcp_server import analysis_tools
+from busymate.functions.mcp_server import admin_tools, analysis_tools
 
 # The MCP-only tools, appended after BusyBro's in this order (unpair and delete devices, wipe entries, roles,
 # workspaces and tabs, settings JSON, breakpoint rules, resend, export_har, diff_requests, describe_api).
 # Their names must not collide with the registry's.
 EXTRA_TOOLS: list[Tool] = []
+EXTRA_TOOLS.extend(admin_tools.TOOLS)
 EXTRA_TOOLS += analysis_tools.TOOLS  # export_har, diff_requests, describe_api: always last
 
 MAX_RESULT_CHARS = registry.MAX_RESULT_CHARS
