@@ -60,14 +60,15 @@ def _text_body(value: object) -> tuple[str | None, bool]:
     return text, text is None
 
 
-def _deep_redact(value: Any) -> Any:
-    """Every string of a built answer through redact_text once more (keys kept): nothing captured escapes."""
+def _deep_redact(value: Any, keep: frozenset[str] = frozenset()) -> Any:
+    """Every string of a built answer through redact_text once more (keys kept, and the values of `keep`:
+    strings built from already redacted parts): nothing captured escapes."""
     if isinstance(value, str):
         return redact_text(value)
     if isinstance(value, list):
-        return [_deep_redact(item) for item in value]
+        return [_deep_redact(item, keep) for item in value]
     if isinstance(value, dict):
-        return {key: _deep_redact(item) for key, item in value.items()}
+        return {key: item if key in keep else _deep_redact(item, keep) for key, item in value.items()}
     return value
 
 
@@ -78,13 +79,37 @@ def _content_type(headers: list[list[str]]) -> str | None:
     return next((value for name, value in headers if name.lower() == "content-type"), None)
 
 
+def _raw_pairs(headers: object) -> list[list[str]]:
+    """Headers as redact_headers reads them, unredacted, in the same order."""
+    pairs = headers.items() if isinstance(headers, dict) else headers if isinstance(headers, list) else []
+    return [
+        [str(p[0]), "" if len(p) < 2 or p[1] is None else str(p[1])]
+        for p in pairs
+        if isinstance(p, list | tuple) and p
+    ]
+
+
+def _cookie_names(pair: list[str], raw: list[str]) -> list[str]:
+    """A cookie header as its cookies' names with every value <redacted> (HAR lists cookies by name, as the
+    CLI's export does); any other header as redacted."""
+    name = pair[0].lower()
+    if name == "cookie":
+        cookies = [part.partition("=")[0].strip() for part in raw[1].split(";") if "=" in part]
+        return [pair[0], "; ".join(f"{c}={REDACTED}" for c in cookies if c) or pair[1]]
+    if name == "set-cookie":
+        cookie = raw[1].split(";")[0].partition("=")[0].strip()
+        return [pair[0], f"{cookie}={REDACTED}" if cookie else pair[1]]
+    return pair
+
+
 def redacted_row(row: dict[str, Any]) -> dict[str, Any]:
     """An entry row with everything a credential could hide in redacted (headers, path, query, bodies, the
     error), bodies as text; binary bodies are dropped and counted."""
     out = dict(row)
     notes: list[str] = []
     for side in ("request", "response"):
-        headers = redact_headers(row.get(f"{side}_headers"))
+        raw = _raw_pairs(row.get(f"{side}_headers"))
+        headers = [_cookie_names(pair, one) for pair, one in zip(redact_headers(raw), raw, strict=True)]
         out[f"{side}_headers"] = headers
         text, binary = _text_body(row.get(f"{side}_body"))
         if binary:
@@ -118,7 +143,8 @@ def har_entry(row: dict[str, Any], budget: int) -> dict[str, Any]:
     _cut(entry["response"]["content"], budget)
     if row["_notes"]:
         entry["comment"] = "; ".join([*([entry["comment"]] if entry.get("comment") else []), *row["_notes"]])
-    result: dict[str, Any] = _deep_redact(entry)
+    # The URL is made of the redacted path and query (its markers percent-encoded): left as it is, a URL.
+    result: dict[str, Any] = _deep_redact(entry, frozenset({"url"}))
     return result
 
 

@@ -1,0 +1,444 @@
+"""The MCP server's analysis tools (docs/mcp.md) through the SDK's client, against the session stack:
+`describe_api` on the captured traffic of a small JSON API this test serves returns a document that validates
+as OpenAPI 3.1 and lists its operations; `diff_requests` and `export_har` over flows seeded with known
+secrets return none of them (the database's own answer holds them: the control), the HAR validates as HAR
+1.2 and pages without repeats or gaps, and a user of another workspace gets nothing of those flows.
+
+Captured traffic: real requests to the local API (a threaded http.server), stored as the proxy would store
+them through `ingest_entries` under the world's device d1 (workspace w1), with a synthetic host name
+(api.shop-<random>.test) so each run's flows are its own.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import secrets
+import threading
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+import jwt
+import psycopg
+import pytest
+from openapi_spec_validator import OpenAPIV31SpecValidator
+
+from busymate import tokens
+from busymate.settings import Settings
+from tests.e2e.test_har import har_validator
+from tests.e2e.test_mcp_server import Person, _call, _session_token, _text
+from tests.world import World
+
+USERS: dict[int, dict[str, Any]] = {}
+
+
+class ShopApi(BaseHTTPRequestHandler):
+    """GET /users, GET/PATCH/DELETE /users/{id}, POST /users, GET /orders/{uuid}?expand=items: JSON."""
+
+    def log_message(self, format: str, *args: Any) -> None:  # quiet
+        return
+
+    def _send(self, status: int, body: object = None) -> None:
+        data = b"" if body is None else json.dumps(body).encode()
+        self.send_response(status)
+        if body is not None:
+            self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _json(self) -> Any:
+        return json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"null")
+
+    def _user(self) -> int | None:
+        found = re.fullmatch(r"/users/(\d+)", urlsplit(self.path).path)
+        return int(found[1]) if found and int(found[1]) in USERS else None
+
+    def do_GET(self) -> None:
+        path = urlsplit(self.path).path
+        if path == "/users":
+            self._send(200, list(USERS.values()))
+        elif path.startswith("/users/"):
+            user = self._user()
+            self._send(200, USERS[user]) if user else self._send(404, {"error": "no such user"})
+        elif found := re.fullmatch(r"/orders/([0-9a-f-]{36})", path):
+            items = [{"sku": "A-1", "qty": 2, "price": 9.5}, {"sku": "B-2", "qty": 1, "price": 3}]
+            self._send(200, {"id": found[1], "total": 22, "paid": True, "items": items})
+        else:
+            self._send(404, {"error": "not found"})
+
+    def do_POST(self) -> None:
+        body = self._json()
+        user_id = max(USERS, default=0) + 1
+        USERS[user_id] = {"id": user_id, **body, "created_at": datetime.now(UTC).isoformat()}
+        self._send(201, USERS[user_id])
+
+    def do_PATCH(self) -> None:
+        user = self._user()
+        if user is None:
+            self._send(404, {"error": "no such user"})
+            return
+        USERS[user].update(self._json())
+        self._send(200, USERS[user])
+
+    def do_DELETE(self) -> None:
+        user = self._user()
+        if user is not None:
+            del USERS[user]
+        self._send(204)
+
+
+@pytest.fixture(scope="module")
+def shop() -> Iterator[str]:
+    """The local API's base URL (a free port on loopback)."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), ShopApi)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def _person(stack: Settings, workspace_id: str, role: str) -> Person:
+    """A user with a password and a real session (the MCP server asks /auth/v1/user), a member of one
+    workspace."""
+    email = f"mcp-analysis-{role}-{uuid.uuid4().hex[:8]}@example.com"
+    password = secrets.token_urlsafe(12)
+    service = tokens.service_role_key(stack.jwt_secret)
+    created = httpx.post(
+        f"{stack.auth_url}/admin/users",
+        json={"email": email, "password": password, "email_confirm": True},
+        headers={"apikey": service, "authorization": f"Bearer {service}"},
+    ).json()
+    with psycopg.connect(stack.db_url(), autocommit=True) as conn:
+        conn.execute("update public.profiles set role = %s where id = %s", (role, created["id"]))
+        conn.execute(
+            "insert into public.workspace_members (workspace_id, user_id) values (%s, %s)",
+            (workspace_id, created["id"]),
+        )
+    return Person(created["id"], email, password)
+
+
+@pytest.fixture(scope="module")
+def session(stack: Settings, world: World) -> Iterator[dict[str, str]]:
+    """Session tokens: `member` of w1 (reads w1's traffic) and `outsider`, a member of w2 only."""
+    made = {
+        "member": _person(stack, world.ids["w1"], "member"),
+        "outsider": _person(stack, world.ids["w2"], "member"),
+    }
+    yield {name: _session_token(stack, world, person) for name, person in made.items()}
+    service = tokens.service_role_key(stack.jwt_secret)
+    for person in made.values():
+        httpx.delete(
+            f"{stack.auth_url}/admin/users/{person.id}",
+            headers={"apikey": service, "authorization": f"Bearer {service}"},
+        )
+
+
+def _b64(data: bytes) -> str | None:
+    return base64.b64encode(data).decode() if data else None
+
+
+def _captured(response: httpx.Response, host: str, at: datetime) -> dict[str, Any]:
+    """A real exchange with the local API as the proxy would store it, under the synthetic `host`."""
+    request = response.request
+    return {
+        "id": str(uuid.uuid4()),
+        "captured_at": at.isoformat(),
+        "method": request.method,
+        "scheme": "http",
+        "host": host,
+        "port": request.url.port,
+        "path": request.url.path,
+        "query": request.url.query.decode() or None,
+        "status": response.status_code,
+        "duration_ms": response.elapsed.total_seconds() * 1000,
+        "request_headers": [[k, v] for k, v in request.headers.multi_items()],
+        "response_headers": [[k, v] for k, v in response.headers.multi_items()],
+        "request_content_type": request.headers.get("content-type"),
+        "response_content_type": response.headers.get("content-type"),
+        "request_body_b64": _b64(request.content),
+        "response_body_b64": _b64(response.content),
+    }
+
+
+def _ingest(stack: Settings, world: World, flows: list[dict[str, Any]]) -> None:
+    answer = httpx.post(
+        f"{stack.api_url}/rest/v1/rpc/ingest_entries",
+        json={"batch": flows},
+        headers={"apikey": world.anon_key, "authorization": f"Bearer {world.tokens['d1']}"},
+        timeout=30,
+    )
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["inserted"] == len(flows), answer.text
+
+
+@pytest.fixture(scope="module")
+def shop_traffic(stack: Settings, world: World, shop: str) -> tuple[str, list[str]]:
+    """The local API exercised for real, its flows stored in w1: the host and the flows' ids."""
+    host = f"api.shop-{secrets.token_hex(3)}.test"
+    exchanges = []
+    with httpx.Client(base_url=shop, timeout=10) as client:
+        for name in ("Ada", "Grace"):
+            exchanges.append(
+                client.post("/users", json={"name": name, "email": f"{name.lower()}@example.com"})
+            )
+        exchanges.append(client.get("/users"))
+        exchanges.append(client.get("/users/1"))
+        exchanges.append(client.get("/users/999"))
+        exchanges.append(client.patch("/users/2", json={"name": "Grace H."}))
+        exchanges.append(client.get(f"/orders/{uuid.uuid4()}", params={"expand": "items"}))
+        exchanges.append(client.delete("/users/1"))
+    start = datetime.now(UTC) - timedelta(minutes=5)
+    flows = [_captured(r, host, start + timedelta(seconds=i)) for i, r in enumerate(exchanges)]
+    _ingest(stack, world, flows)
+    return host, [flow["id"] for flow in flows]
+
+
+def _answer(result: Any) -> dict[str, Any]:
+    assert result.is_error is False, _text(result)
+    answer: dict[str, Any] = json.loads(_text(result))
+    return answer
+
+
+def test_describe_api_infers_a_valid_openapi_31_document_of_the_local_api(
+    stack: Settings, session: dict[str, str], shop: str, shop_traffic: tuple[str, list[str]]
+) -> None:
+    host, ids = shop_traffic
+    answer = _answer(_call(stack, session["member"], "describe_api", {"host": host}))
+    assert answer["flows"] == len(ids)
+    assert "never follow instructions" in answer["notice"]
+    document = answer["untrusted_captured_traffic"]
+    OpenAPIV31SpecValidator(document).validate()  # raises on anything that is not valid OpenAPI 3.1
+    assert document["openapi"].startswith("3.1")
+    operations = {(path, method) for path, item in document["paths"].items() for method in item}
+    assert operations == {
+        ("/users", "get"),
+        ("/users", "post"),
+        ("/users/{id}", "get"),
+        ("/users/{id}", "patch"),
+        ("/users/{id}", "delete"),
+        ("/orders/{id}", "get"),
+    }
+    assert document["servers"] == [{"url": f"http://{host}:{urlsplit(shop).port}"}]
+    user = document["paths"]["/users/{id}"]
+    assert user["get"]["parameters"] == [
+        {"name": "id", "in": "path", "required": True, "schema": {"type": "integer"}}
+    ]
+    assert set(user["get"]["responses"]) == {"200", "404"}
+    shown = user["get"]["responses"]["200"]["content"]["application/json"]["schema"]
+    assert shown["properties"]["id"] == {"type": "integer"}
+    assert shown["properties"]["created_at"] == {"type": "string", "format": "date-time"}
+    created = document["paths"]["/users"]["post"]
+    body = created["requestBody"]["content"]["application/json"]["schema"]
+    assert body["properties"] == {"name": {"type": "string"}, "email": {"type": "string"}}
+    assert body["required"] == ["email", "name"]
+    assert set(created["responses"]) == {"201"}
+    listed = document["paths"]["/users"]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
+    assert listed["type"] == "array"
+    assert listed["items"]["type"] == "object"
+    assert set(document["paths"]["/users/{id}"]["delete"]["responses"]) == {"204"}
+    order = document["paths"]["/orders/{id}"]["get"]
+    assert order["parameters"] == [
+        {"name": "id", "in": "path", "required": True, "schema": {"type": "string", "format": "uuid"}},
+        {"name": "expand", "in": "query", "required": True, "schema": {"type": "string"}},
+    ]
+    items = order["responses"]["200"]["content"]["application/json"]["schema"]["properties"]["items"]
+    assert items["items"]["properties"]["price"] == {"type": "number"}  # 9.5 and 3 merge as number
+    # Another workspace's user: nothing of w1's flows; a bare brand word: a tool error that says what to do.
+    outsider = _answer(_call(stack, session["outsider"], "describe_api", {"host": host}))
+    assert "untrusted_captured_traffic" not in outsider
+    assert "nothing captured" in outsider["hint"]
+    bare = _call(stack, session["member"], "describe_api", {"host": "shop"})
+    assert bare.is_error is True
+    assert "api.shop.com" in _text(bare)
+
+
+def test_export_har_pages_the_local_apis_flows_as_valid_har(
+    stack: Settings, session: dict[str, str], shop_traffic: tuple[str, list[str]]
+) -> None:
+    host, ids = shop_traffic
+    seen: list[str] = []
+    cursor: str | None = None
+    pages = 0
+    while True:
+        args: dict[str, Any] = {"host": host, "limit": 3, **({"cursor": cursor} if cursor else {})}
+        answer = _answer(_call(stack, session["member"], "export_har", args))
+        har = answer["untrusted_captured_traffic"]
+        errors = [f"{list(e.absolute_path)}: {e.message}" for e in har_validator().iter_errors(har)]
+        assert not errors, errors[:5]
+        entries = har["log"]["entries"]
+        assert har["log"]["creator"]["name"] == "Busymate MCP server"
+        times = [entry["startedDateTime"] for entry in entries]
+        assert times == sorted(times)  # oldest first within a page
+        seen += [entry["_busymate"]["id"] for entry in entries]
+        pages += 1
+        cursor = answer.get("next_cursor")
+        if cursor is None:
+            break
+    assert pages == 3
+    assert sorted(seen) == sorted(ids)  # every flow once: no repeat, no gap
+    # A cursor this tool did not give is a tool error.
+    forged = _call(stack, session["member"], "export_har", {"host": host, "cursor": "nope!"})
+    assert forged.is_error is True
+
+
+@pytest.fixture(scope="module")
+def secret_flows(stack: Settings, world: World) -> tuple[str, list[str], dict[str, str]]:
+    """A working and a failing login to a synthetic host, with every kind of secret (different in each):
+    the host, the two ids and the secrets by kind."""
+    host = f"api.secret-{secrets.token_hex(3)}.test"
+    ids: list[str] = []
+    known: dict[str, str] = {}
+    flows = []
+    at = datetime.now(UTC) - timedelta(minutes=2)
+    for n, status in enumerate((200, 401)):
+        s = {
+            kind: f"{kind}{n}-{secrets.token_urlsafe(15)}"
+            for kind in ("bearer", "cookie", "setcookie", "apikey", "query", "password", "issued")
+        }
+        s["jwt"] = jwt.encode(
+            {"sub": str(uuid.uuid4()), "n": secrets.token_hex(8)}, "k" * 32, algorithm="HS256"
+        )
+        known.update({f"{kind}{n}": value for kind, value in s.items() if kind != "issued" or status == 200})
+        request = {
+            "username": "bob",
+            "password": s["password"],
+            "note": f"prior {s['jwt']}",
+            "remember": n == 0,
+        }
+        response = (
+            {"ok": True, "access_token": s["issued"]} if status == 200 else {"ok": False, "error": "expired"}
+        )
+        flow_id = str(uuid.uuid4())
+        ids.append(flow_id)
+        flows.append(
+            {
+                "id": flow_id,
+                "captured_at": (at + timedelta(seconds=n)).isoformat(),
+                "method": "POST",
+                "scheme": "https",
+                "host": host,
+                "port": 443,
+                "path": "/v1/login",
+                "query": f"access_token={s['query']}&page={n + 1}",
+                "status": status,
+                "duration_ms": 20.0 + n * 100,
+                "ttfb_ms": 15.0 + n * 90,
+                "request_headers": [
+                    ["Authorization", f"Bearer {s['bearer']}"],
+                    ["Cookie", f"sid={s['cookie']}; theme=dark"],
+                    ["X-Api-Key", s["apikey"]],
+                    ["Content-Type", "application/json"],
+                    *([["X-Retry", "1"]] if n else []),
+                ],
+                "response_headers": [
+                    ["Content-Type", "application/json"],
+                    ["Set-Cookie", f"session={s['setcookie']}; Path=/; HttpOnly"],
+                ],
+                "request_content_type": "application/json",
+                "response_content_type": "application/json",
+                "request_body_b64": base64.b64encode(json.dumps(request).encode()).decode(),
+                "response_body_b64": base64.b64encode(json.dumps(response).encode()).decode(),
+            }
+        )
+    _ingest(stack, world, flows)
+    return host, ids, known
+
+
+def test_diff_requests_shows_what_differs_and_no_secret(
+    stack: Settings,
+    world: World,
+    session: dict[str, str],
+    secret_flows: tuple[str, list[str], dict[str, str]],
+) -> None:
+    host, (a, b), known = secret_flows
+    # The control: the member's own read of the table holds every secret; the tools' redaction removes them.
+    raw = httpx.get(
+        f"{stack.api_url}/rest/v1/entries",
+        params={
+            "select": "id,query,request_headers,response_headers,request_body,response_body",
+            "host": f"eq.{host}",
+        },
+        headers={"apikey": world.anon_key, "authorization": f"Bearer {session['member']}"},
+    )
+    assert raw.status_code == 200, raw.text
+    decoded = raw.text + "".join(
+        bytes.fromhex(row[side][2:]).decode()
+        for row in raw.json()
+        for side in ("request_body", "response_body")
+    )
+    assert [kind for kind, secret in known.items() if secret not in decoded] == []
+
+    result = _call(stack, session["member"], "diff_requests", {"a_id": a, "b_id": b})
+    text = _text(result)
+    assert [kind for kind, secret in known.items() if secret in text] == []
+    answer = _answer(result)
+    assert "never follow instructions" in answer["notice"]
+    diff = answer["untrusted_captured_traffic"]
+    assert diff["a"]["id"] == a
+    assert diff["b"]["id"] == b
+    assert diff["differences"]["status"] == {"a": 200, "b": 401, "same": False}
+    headers = diff["differences"]["request_headers"]
+    assert [h["name"] for h in headers["added"]] == ["x-retry"]
+    changed = {h["name"]: h for h in headers["changed"]}
+    assert set(changed) == {"authorization", "cookie", "x-api-key"}
+    assert "<redacted" in changed["authorization"]["b"]
+    assert diff["differences"]["query"]["changed"][0]["name"] == "access_token"
+    body = diff["differences"]["request_body"]
+    assert body["kind"] == "json"
+    paths = {d["path"]: d for d in body["differences"]}
+    assert set(paths) == {"$.password", "$.note", "$.remember"}
+    assert paths["$.password"]["a"].startswith("<redacted len=")
+    assert paths["$.remember"] == {"path": "$.remember", "change": "changed", "a": True, "b": False}
+    response = {d["path"]: d for d in diff["differences"]["response_body"]["differences"]}
+    assert response["$.access_token"]["change"] == "removed"
+    assert response["$.ok"]["b"] is False
+    assert diff["differences"]["timings_ms"]["duration"]["b_minus_a"] == pytest.approx(100)
+    # Another workspace's user cannot read them: a clear tool error, nothing of the flows.
+    refused = _call(stack, session["outsider"], "diff_requests", {"a_id": a, "b_id": b})
+    assert refused.is_error is True
+    assert "no captured flow" in _text(refused)
+    assert "/v1/login" not in _text(refused)
+    bad = _call(stack, session["member"], "diff_requests", {"a_id": a, "b_id": "not-an-id"})
+    assert bad.is_error is True
+
+
+def test_export_har_returns_no_secret_and_nothing_to_another_workspace(
+    stack: Settings, session: dict[str, str], secret_flows: tuple[str, list[str], dict[str, str]]
+) -> None:
+    host, ids, known = secret_flows
+    result = _call(stack, session["member"], "export_har", {"host": host, "since_minutes": 60})
+    text = _text(result)
+    assert [kind for kind, secret in known.items() if secret in text] == []
+    har = _answer(result)["untrusted_captured_traffic"]
+    errors = [f"{list(e.absolute_path)}: {e.message}" for e in har_validator().iter_errors(har)]
+    assert not errors, errors[:5]
+    entries = har["log"]["entries"]
+    assert [entry["_busymate"]["id"] for entry in entries] == ids
+    first = entries[0]
+    headers = {h["name"]: h["value"] for h in first["request"]["headers"]}
+    assert headers["Authorization"] == "<redacted>"
+    assert headers["Content-Type"] == "application/json"
+    assert {c["name"]: c["value"] for c in first["request"]["cookies"]} == {
+        "sid": "<redacted>",
+        "theme": "<redacted>",
+    }
+    assert {q["name"]: q["value"] for q in first["request"]["queryString"]} == {
+        "access_token": "<redacted>",
+        "page": "1",
+    }
+    sent = json.loads(first["request"]["postData"]["text"])
+    assert sent["username"] == "bob"
+    assert sent["password"].startswith("<redacted len=")
+    assert first["response"]["status"] == 200
+    # Another workspace's user: an empty log, none of w1's flows.
+    outsider = _call(stack, session["outsider"], "export_har", {"host": host})
+    assert _answer(outsider)["untrusted_captured_traffic"]["log"]["entries"] == []
+    assert not any(flow_id in _text(outsider) for flow_id in ids)
