@@ -399,7 +399,9 @@ async def update_workspace_tab(ctx: ToolContext, args: dict[str, Any]) -> dict[s
     }
     if all(value is None for value in changes.values()):
         raise ToolRefused("give name, filter, position or several")
-    row = await ctx.db.rpc("update_workspace_tab", {"id": _uuid(args, "id"), **changes})
+    # Only the given keys: PostgREST passes a JSON null to a jsonb parameter as the JSON value null.
+    given = {key: value for key, value in changes.items() if value is not None}
+    row = await ctx.db.rpc("update_workspace_tab", {"id": _uuid(args, "id"), **given})
     return {"ok": True, "tab": _tab(row)}
 
 
