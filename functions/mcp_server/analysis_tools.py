@@ -28,13 +28,16 @@ from busymate.har import META_COLUMNS, REDACTED, STATE_COLUMNS, body_bytes, byte
 COLUMNS = f"{META_COLUMNS},{STATE_COLUMNS},request_body,response_body"
 CREATOR = "Busymate MCP server"
 HAR_DEFAULT = 20
-HAR_MAX = 100
+HAR_MAX = 50  # more never fit one answer with their bodies
 HAR_BODY_CHARS = 2_000  # per body at first; cut harder, then fewer entries, to fit one result
 FIT_CHARS = MAX_RESULT_CHARS - 2_000  # the answer's JSON; the notices fit in the rest
 DIFF_BODY_CHARS = 4_000
 DIFF_MAX_CHANGES = 80
 DESCRIBE_DEFAULT = 200
-DESCRIBE_MAX = 500
+DESCRIBE_MAX = 1_000
+SAMPLES = 5  # flows per operation and status whose bodies describe_api reads
+SAMPLE_BODY_BYTES = 256 * 1024  # a larger body is not read for a schema
+BODY_CHUNK = 25
 _MARKER = re.compile(r"<redacted len=\d+>")
 _KEYSET = Keyset("captured_at")
 
@@ -277,9 +280,10 @@ async def diff_requests(ctx: ToolContext, args: dict[str, Any]) -> dict[str, Any
 # -- describe_api --
 
 
-def _flow(row: dict[str, Any]) -> api_schema.Flow:
-    request, _ = _text_body(row.get("request_body"))
-    response, _ = _text_body(row.get("response_body"))
+def _flow(row: dict[str, Any], bodies: dict[str, dict[str, Any]]) -> api_schema.Flow:
+    body = bodies.get(str(row["id"]))
+    request, _ = _text_body(body.get("request_body")) if body else (None, False)
+    response, _ = _text_body(body.get("response_body")) if body else (None, False)
     port = row.get("port")
     return api_schema.Flow(
         method=str(row.get("method") or ""),
@@ -293,12 +297,44 @@ def _flow(row: dict[str, Any]) -> api_schema.Flow:
         response_type=row.get("response_content_type"),
         request_body=None if row.get("request_body_truncated") else request,
         response_body=None if row.get("response_body_truncated") else response,
+        sampled=body is not None,
     )
 
 
+def _samples(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The flows whose bodies describe_api reads: the newest few of each operation and status, bodies of a
+    moderate size only (a schema needs samples, not every byte)."""
+    counts: dict[tuple[str, str, object], int] = {}
+    chosen = []
+    for row in rows:
+        sizes = [row.get("request_body_size") or 0, row.get("response_body_size") or 0]
+        if any(not isinstance(size, int) or size > SAMPLE_BODY_BYTES for size in sizes):
+            continue
+        group = (*api_schema.key(str(row.get("method")), str(row.get("path") or "/")), row.get("status"))
+        if counts.get(group, 0) < SAMPLES:
+            counts[group] = counts.get(group, 0) + 1
+            chosen.append(row)
+    return chosen
+
+
+async def _bodies(ctx: ToolContext, rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The bodies of `rows` by id, read a chunk at a time (the time window lets Postgres skip partitions)."""
+    found: dict[str, dict[str, Any]] = {}
+    for i in range(0, len(rows), BODY_CHUNK):
+        chunk = rows[i : i + BODY_CHUNK]
+        times = sorted(str(row["captured_at"]) for row in chunk)
+        params = {
+            "select": "id,request_body,response_body",
+            "id": f"in.({','.join(str(row['id']) for row in chunk)})",
+            "and": f'(captured_at.gte."{times[0]}",captured_at.lte."{times[-1]}")',
+        }
+        found.update({str(row["id"]): row for row in await ctx.db.select("entries", params)})
+    return found
+
+
 DESCRIBE_COLUMNS = (
-    "captured_at,method,scheme,host,port,path,query,status,request_content_type,response_content_type,"
-    "request_body,response_body,request_body_truncated,response_body_truncated"
+    "id,captured_at,method,scheme,host,port,path,query,status,request_content_type,response_content_type,"
+    "request_body_size,response_body_size,request_body_truncated,response_body_truncated"
 )
 
 
@@ -324,7 +360,9 @@ async def describe_api(ctx: ToolContext, args: dict[str, Any]) -> dict[str, Any]
             "hint": f"nothing captured for {host} that you can see; recent_entries lists the hosts seen",
         }
     times = sorted(str(row.get("captured_at")) for row in rows)
-    document = api_schema.describe(host, (_flow(row) for row in rows), first=times[0], last=times[-1])
+    bodies = await _bodies(ctx, _samples(rows))
+    flows = (_flow(row, bodies) for row in rows)
+    document = api_schema.describe(host, flows, first=times[0], last=times[-1])
     result: dict[str, Any] = {"host": host, "flows": len(rows), "notice": NOTICE}
     result["untrusted_captured_traffic"] = document
     if len(dumps(result)) >= MAX_RESULT_CHARS:

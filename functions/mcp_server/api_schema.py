@@ -52,6 +52,11 @@ def _singular(word: str) -> str:
     return word
 
 
+def key(method: str, path: str) -> tuple[str, str]:
+    """The operation a flow belongs to: its method and path template."""
+    return method.lower(), template(path)[0]
+
+
 def template(path: str) -> tuple[str, list[tuple[str, str]]]:
     """A concrete path as its template and its parameters [(name, kind)]: /users/42 -> /users/{id}."""
     segments = path.split("/")
@@ -96,7 +101,7 @@ def infer(value: Any, depth: int = 0) -> dict[str, Any]:
         items: dict[str, Any] | None = None
         for item in value[:50]:
             items = infer(item, depth + 1) if items is None else merge(items, infer(item, depth + 1))
-        return {"type": "array", "items": items or {}}
+        return {"type": "array", "items": items} if items is not None else {"type": "array"}
     if isinstance(value, dict):
         keys = [str(key) for key in list(value)[:MAX_PROPERTIES]]
         return {
@@ -125,7 +130,9 @@ def merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
         required = sorted(set(a.get("required", [])) & set(b.get("required", [])))
         return {"type": "object", "properties": props, "required": required}
     if ta == ["array"] and tb == ["array"]:
-        return {"type": "array", "items": merge(a.get("items", {}), b.get("items", {}))}
+        if "items" not in a or "items" not in b:  # an empty sample says nothing of the items
+            return a if "items" in a else b
+        return {"type": "array", "items": merge(a["items"], b["items"])}
     if ta == tb:
         return a if a == b else {"type": ta[0] if len(ta) == 1 else ta}
     if {*ta, *tb} == {"integer", "number"}:
@@ -175,6 +182,7 @@ class Operation:
     request_schema: dict[str, Any] | None = None
     request_type: str | None = None
     with_body: int = 0
+    sampled: int = 0  # samples whose bodies were read
     responses: dict[str, dict[str, Any] | None] = field(default_factory=dict)
     response_types: dict[str, str] = field(default_factory=dict)
 
@@ -194,6 +202,7 @@ class Flow:
     response_type: str | None
     request_body: str | None
     response_body: str | None
+    sampled: bool = True  # whether its bodies were read (describe_api reads a few per operation and status)
 
 
 def _add(op: Operation, flow: Flow, params: list[tuple[str, str]]) -> None:
@@ -204,13 +213,17 @@ def _add(op: Operation, flow: Flow, params: list[tuple[str, str]]) -> None:
         name = redact_text(name)
         op.query.setdefault(name, []).append(value)
         op.query_counts[name] = op.query_counts.get(name, 0) + 1
+    status = str(flow.status) if flow.status else "default"
+    if not flow.sampled:
+        op.responses.setdefault(status, None)
+        return
+    op.sampled += 1
     is_json, body = _json(flow.request_body, flow.request_type)
     if is_json:
         op.with_body += 1
         schema = infer(body)
         op.request_schema = schema if op.request_schema is None else merge(op.request_schema, schema)
         op.request_type = (flow.request_type or "application/json").split(";")[0].strip()
-    status = str(flow.status) if flow.status else "default"
     is_json, body = _json(flow.response_body, flow.response_type)
     if is_json:
         schema = infer(body)
@@ -265,7 +278,7 @@ def _operation(op: Operation, taken: set[str]) -> dict[str, Any]:
         out["parameters"] = parameters
     if op.request_schema is not None and op.method not in ("get", "head", "delete"):
         out["requestBody"] = {
-            "required": op.with_body == op.samples,
+            "required": op.with_body == op.sampled,
             "content": {op.request_type or "application/json": {"schema": op.request_schema}},
         }
     responses: dict[str, Any] = {}

@@ -30,6 +30,7 @@ import pytest
 from openapi_spec_validator import OpenAPIV31SpecValidator
 
 from busymate import tokens
+from busymate.functions.mcp_server import api_schema
 from busymate.settings import Settings
 from tests.e2e.test_har import har_validator
 from tests.e2e.test_mcp_server import Person, _call, _session_token, _text
@@ -442,3 +443,32 @@ def test_export_har_returns_no_secret_and_nothing_to_another_workspace(
     outsider = _call(stack, session["outsider"], "export_har", {"host": host})
     assert _answer(outsider)["untrusted_captured_traffic"]["log"]["entries"] == []
     assert not any(flow_id in _text(outsider) for flow_id in ids)
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        ("/users/42", ("/users/{id}", [("id", "integer")])),
+        ("/users", ("/users", [])),
+        (
+            "/users/42/orders/5f0c2a9e-1b2c-4d3e-8f90-1234567890ab",
+            ("/users/{userId}/orders/{orderId}", [("userId", "integer"), ("orderId", "uuid")]),
+        ),
+        ("/categories/7/items", ("/categories/{id}/items", [("id", "integer")])),
+        ("/blobs/9f86d081884c7d659a2feaa0c55ad015", ("/blobs/{id}", [("id", "string")])),
+        ("/v2/me", ("/v2/me", [])),  # short words and versions stay literal
+    ],
+)
+def test_path_templates(path: str, expected: tuple[str, list[tuple[str, str]]]) -> None:
+    assert api_schema.template(path) == expected
+
+
+def test_schemas_merge_over_samples() -> None:
+    a = api_schema.infer({"id": 1, "name": "a", "tags": ["x"], "note": None})
+    b = api_schema.infer({"id": 2.5, "name": "b", "tags": [], "note": "n", "extra": True})
+    merged = api_schema.merge(a, b)
+    assert merged["required"] == ["id", "name", "note", "tags"]  # keys every sample had
+    assert merged["properties"]["id"] == {"type": "number"}
+    assert merged["properties"]["note"] == {"type": ["null", "string"]}
+    assert merged["properties"]["extra"] == {"type": "boolean"}
+    assert merged["properties"]["tags"] == {"type": "array", "items": {"type": "string"}}
