@@ -368,3 +368,63 @@ def test_a_read_only_grant_of_an_admin_lists_none_of_the_writes(stack: Settings,
         _forget(stack, admin)
     assert not WRITES & listed
     assert {"list_workspace_tabs", "list_breakpoint_rules"} <= listed
+
+
+def test_an_admin_manages_a_workspace_and_its_members(
+    stack: Settings, world: World, folks: dict[str, str]
+) -> None:
+    slug = f"mcp-{uuid.uuid4().hex[:8]}"
+    made = _json(stack, folks["admin"], "create_workspace", {"slug": slug, "name": "MCP test"})["workspace"]
+    assert (made["slug"], made["retention_days"]) == (slug, 7)
+    changed = _json(stack, folks["admin"], "update_workspace", {"workspace": slug, "retention_days": 14})
+    assert (changed["workspace"]["name"], changed["workspace"]["retention_days"]) == ("MCP test", 14)
+    user, _ = add_user(stack, world.ids["w1"], "viewer", prefix="mcp-ws")
+    member = "select count(*) from public.workspace_members where workspace_id = %s and user_id = %s"
+    _json(stack, folks["admin"], "add_workspace_member", {"workspace": slug, "user": user})
+    assert _sql(stack, member, made["id"], user) == [(1,)]
+    assert "confirm: true" in _refused(
+        stack, folks["admin"], "remove_workspace_member", {"workspace": slug, "user": user}
+    )
+    assert _sql(stack, member, made["id"], user) == [(1,)]
+    _json(
+        stack, folks["admin"], "remove_workspace_member", {"workspace": slug, "user": user, "confirm": True}
+    )
+    assert _sql(stack, member, made["id"], user) == [(0,)]
+    # A member is offered none of it; a forged delete is a tool error.
+    assert not {"create_workspace", "delete_workspace"} & set(_tools(stack, folks["member"]))
+    _refused(stack, folks["member"], "delete_workspace", {"workspace": made["id"], "confirm": True})
+    exists = "select count(*) from public.workspaces where id = %s"
+    _refused(stack, folks["admin"], "delete_workspace", {"workspace": slug})
+    assert _sql(stack, exists, made["id"]) == [(1,)]
+    _json(stack, folks["admin"], "delete_workspace", {"workspace": slug, "confirm": True})
+    assert _sql(stack, exists, made["id"]) == [(0,)]
+
+
+def test_the_rule_list_pages_with_a_cursor(stack: Settings, world: World, folks: dict[str, str]) -> None:
+    slug = f"mcp-page-{uuid.uuid4().hex[:6]}"
+    made = _json(stack, folks["admin"], "create_workspace", {"slug": slug, "name": "paging"})["workspace"]
+    try:
+        for n in range(3):
+            _json(
+                stack,
+                folks["admin"],
+                "create_breakpoint_rule",
+                {"workspace": slug, "host_pattern": f"h{n}.example"},
+            )
+        seen: list[str] = []
+        cursor = None
+        for _ in range(3):
+            page = _json(
+                stack,
+                folks["admin"],
+                "list_breakpoint_rules",
+                {"workspace": slug, "limit": 2, **({"cursor": cursor} if cursor else {})},
+            )
+            seen += [rule["host_pattern"] for rule in page["rules"]]
+            cursor = page["next_cursor"]
+            if cursor is None:
+                break
+        assert sorted(seen) == ["h0.example", "h1.example", "h2.example"]
+        assert "cursor" in _refused(stack, folks["admin"], "list_breakpoint_rules", {"cursor": "not-ours!"})
+    finally:
+        _json(stack, folks["admin"], "delete_workspace", {"workspace": made["id"], "confirm": True})
