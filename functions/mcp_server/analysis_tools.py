@@ -49,6 +49,14 @@ def _int_arg(args: dict[str, Any], name: str, default: int, maximum: int) -> int
     return value
 
 
+def _host(value: object, tool: str) -> str:
+    """inspect_requests' hostname rule (a full name, with a dot), its guidance naming this tool."""
+    try:
+        return hostname(value)
+    except ToolRefused as exc:
+        raise ToolRefused(str(exc).replace("inspect_requests", tool)) from exc
+
+
 def _url_safe(text: str) -> str:
     """Markers percent-encoded, so a redacted path or query is still a URL."""
     return _MARKER.sub(lambda m: quote(m.group(0)), text)
@@ -171,7 +179,7 @@ async def export_har(ctx: ToolContext, args: dict[str, Any]) -> dict[str, Any]:
     limit = _int_arg(args, "limit", HAR_DEFAULT, HAR_MAX)
     params: dict[str, str] = {"select": COLUMNS}
     if args.get("host") is not None:
-        params["host"] = f"eq.{hostname(args['host'])}"
+        params["host"] = f"eq.{_host(args['host'], 'export_har')}"
     if args.get("device") is not None:
         params["device_uuid"] = f"eq.{(await resolve_device(ctx, args['device']))['uuid']}"
     if args.get("since_minutes") is not None:
@@ -340,7 +348,7 @@ DESCRIBE_COLUMNS = (
 
 async def describe_api(ctx: ToolContext, args: dict[str, Any]) -> dict[str, Any]:
     """An OpenAPI 3.1 document inferred from one host's newest captured flows."""
-    host = hostname(args.get("host"))
+    host = _host(args.get("host"), "describe_api")
     limit = _int_arg(args, "limit", DESCRIBE_DEFAULT, DESCRIBE_MAX)
     params = {
         "select": DESCRIBE_COLUMNS,

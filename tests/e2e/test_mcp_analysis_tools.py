@@ -472,3 +472,49 @@ def test_schemas_merge_over_samples() -> None:
     assert merged["properties"]["note"] == {"type": ["null", "string"]}
     assert merged["properties"]["extra"] == {"type": "boolean"}
     assert merged["properties"]["tags"] == {"type": "array", "items": {"type": "string"}}
+
+
+def test_export_har_cuts_big_bodies_and_leaves_binary_ones_out(
+    stack: Settings, world: World, session: dict[str, str]
+) -> None:
+    host = f"cdn.big-{secrets.token_hex(3)}.test"
+    key = f"key-{secrets.token_urlsafe(20)}"
+    big = {"api_key": key, "rows": [{"n": n, "text": "lorem ipsum " * 4} for n in range(800)]}
+    flows = [
+        {
+            "id": str(uuid.uuid4()),
+            "captured_at": (datetime.now(UTC) - timedelta(seconds=10 - n)).isoformat(),
+            "method": "GET",
+            "scheme": "https",
+            "host": host,
+            "port": 443,
+            "path": path,
+            "status": 200,
+            "duration_ms": 5.0,
+            "request_headers": [],
+            "response_headers": [["Content-Type", kind]],
+            "response_content_type": kind,
+            "response_body_b64": base64.b64encode(body).decode(),
+        }
+        for n, (path, kind, body) in enumerate(
+            [
+                ("/rows", "application/json", json.dumps(big).encode()),
+                ("/logo.png", "image/png", b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256))),
+            ]
+        )
+    ]
+    _ingest(stack, world, flows)
+    result = _call(stack, session["member"], "export_har", {"host": host})
+    assert key not in _text(result)
+    har = _answer(result)["untrusted_captured_traffic"]
+    assert not list(har_validator().iter_errors(har))
+    rows, logo = har["log"]["entries"]
+    content = rows["response"]["content"]
+    assert content["size"] == len(json.dumps(big))
+    assert len(content["text"]) < 24_000
+    assert "cut by the MCP server" in content["comment"]
+    assert "text" not in logo["response"]["content"]
+    assert "binary response body" in logo["comment"]
+    bare = _call(stack, session["member"], "export_har", {"host": "big"})
+    assert bare.is_error is True
+    assert "export_har needs the exact host" in _text(bare)
