@@ -232,7 +232,7 @@ async def wipe_entries(ctx: ToolContext, args: dict[str, Any]) -> dict[str, Any]
             args,
             f"delete {what} of workspace {workspace['slug']}"
             + (f" matching {described}" if described else "")
-            + (f": {matching} entries now" if matching is not None else ""),
+            + (f": {matching} {'entry' if matching == 1 else 'entries'} now" if matching is not None else ""),
         )
     deleted = await ctx.db.rpc(
         "wipe_entries",

@@ -192,6 +192,8 @@ def test_an_admin_wipes_one_hosts_entries_and_nothing_else(
     assert (_count(stack, w1, gone), _count(stack, w1, kept), _count(stack, w2, gone)) == (0, 2, 2)
     # A time range on the other host: only the newer row.
     since = (datetime.now(UTC) - timedelta(minutes=30)).isoformat()
+    preview = _refused(stack, folks["admin"], "wipe_entries", {"workspace": w1, "host": kept, "since": since})
+    assert ": 1 entry now" in preview
     done = _json(
         stack,
         folks["admin"],
