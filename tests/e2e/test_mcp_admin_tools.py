@@ -21,7 +21,7 @@ from mcp.client import Client
 from mcp.client.streamable_http import streamable_http_client
 
 from busymate import tokens
-from busymate.functions.mcp_server.admin_tools import TOOLS
+from busymate.functions.mcp_server.admin_tools import TOOLS, AdminTool
 from busymate.functions.mcp_server.tools import catalogue
 from busymate.settings import Settings
 from tests.e2e.test_mcp_server import (
@@ -36,7 +36,7 @@ from tests.e2e.test_mcp_server import (
 )
 from tests.world import World, add_user
 
-ADMIN_WRITES = {t.name for t in TOOLS if t.kind == "write" and type(t).__name__ == "AdminTool"}
+ADMIN_WRITES = {t.name for t in TOOLS if isinstance(t, AdminTool)}
 WRITES = {t.name for t in TOOLS if t.kind == "write"}
 DESTRUCTIVE = {"unpair_device", "delete_device", "wipe_entries", "set_user_role", "remove_workspace_member"}
 
