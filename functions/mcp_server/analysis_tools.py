@@ -31,8 +31,6 @@ HAR_DEFAULT = 20
 HAR_MAX = 50  # more never fit one answer with their bodies
 HAR_BODY_CHARS = 2_000  # per body at first; cut harder, then fewer entries, to fit one result
 FIT_CHARS = MAX_RESULT_CHARS - 2_000  # the answer's JSON; the notices fit in the rest
-DIFF_BODY_CHARS = 4_000
-DIFF_MAX_CHANGES = 80
 DESCRIBE_DEFAULT = 200
 DESCRIBE_MAX = 1_000
 SAMPLES = 5  # flows per operation and status whose bodies describe_api reads
@@ -165,7 +163,7 @@ def fit_entries(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], int]:
     redacted = [redacted_row(row) for row in rows]
     budget = HAR_BODY_CHARS
     entries = [har_entry(row, budget) for row in redacted]
-    while len(dumps(entries)) > FIT_CHARS and budget > 250:
+    while len(orjson.dumps(entries)) > FIT_CHARS and budget > 250:
         budget //= 2
         entries = [har_entry(row, budget) for row in redacted]
     kept = len(entries)
@@ -278,11 +276,29 @@ async def diff_requests(ctx: ToolContext, args: dict[str, Any]) -> dict[str, Any
         "duration": _timing(a.get("duration_ms"), b.get("duration_ms")),
         "time_to_first_byte": _timing(a.get("ttfb_ms"), b.get("ttfb_ms")),
     }
-    return {
+    result = {
         "notice": NOTICE,
         "repro_rule": REPRO_RULE,
         "untrusted_captured_traffic": _deep_redact({"a": _side(a), "b": _side(b), "differences": compared}),
     }
+    _fit_diff(result["untrusted_captured_traffic"]["differences"], result)
+    return result
+
+
+def _fit_diff(compared: dict[str, Any], result: dict[str, Any]) -> None:
+    """Body differences halved (the first ones kept, saying so) until the answer fits one result."""
+    bodies = [compared[f"{side}_body"] for side in ("request", "response")]
+    while len(orjson.dumps(result)) > FIT_CHARS:
+        longest = max(bodies, key=lambda body: len(orjson.dumps(body)))
+        if len(longest.get("differences", [])) > 1:
+            shown = longest["differences"]
+            longest["differences"] = shown[: len(shown) // 2]
+            longest["more"] = "more differences not shown (the answer has a size limit)"
+        elif isinstance(longest.get("diff"), str) and len(longest["diff"]) > 200:
+            longest["diff"] = longest["diff"][: len(longest["diff"]) // 2]
+            longest["note"] = "diff cut to fit the answer"
+        else:
+            return
 
 
 # -- describe_api --

@@ -30,7 +30,7 @@ import pytest
 from openapi_spec_validator import OpenAPIV31SpecValidator
 
 from busymate import tokens
-from busymate.functions.mcp_server import api_schema
+from busymate.functions.mcp_server import analysis_tools, api_schema, request_diff
 from busymate.settings import Settings
 from tests.e2e.test_har import har_validator
 from tests.e2e.test_mcp_server import Person, _call, _session_token, _text
@@ -518,3 +518,26 @@ def test_export_har_cuts_big_bodies_and_leaves_binary_ones_out(
     bare = _call(stack, session["member"], "export_har", {"host": "big"})
     assert bare.is_error is True
     assert "export_har needs the exact host" in _text(bare)
+
+
+def test_json_bodies_differ_by_path_with_nested_secrets_redacted() -> None:
+    secret_a, secret_b = secrets.token_urlsafe(12), secrets.token_urlsafe(12)
+    a = json.dumps({"user": {"auth": {"token": secret_a}, "tags": ["x"]}, "n": 1})
+    b = json.dumps({"user": {"auth": {"token": secret_b}, "tags": ["x", "y"]}, "n": "1"})
+    found = request_diff.body(a, b, "application/json", "application/json")
+    assert secret_a not in json.dumps(found)
+    assert secret_b not in json.dumps(found)
+    by_path = {d["path"]: d for d in found["differences"]}
+    assert set(by_path) == {"$.user.auth.token", "$.user.tags[1]", "$.n"}
+    assert by_path["$.user.auth.token"]["note"] == "the captured values differ; both are redacted"
+    assert by_path["$.user.tags[1]"] == {"path": "$.user.tags[1]", "change": "added", "b": "y"}
+    assert by_path["$.n"]["change"] == "type changed"
+    # A diff too large for one answer keeps its first differences and says more were left out.
+    many_a = json.dumps({f"k{n}": "a" * 150 for n in range(300)})
+    many_b = json.dumps({f"k{n}": "b" * 150 for n in range(300)})
+    compared = {"request_body": request_diff.body(many_a, many_b, None, None), "response_body": {}}
+    answer = {"differences": compared}
+    analysis_tools._fit_diff(compared, answer)
+    assert len(json.dumps(answer)) <= analysis_tools.FIT_CHARS
+    assert compared["request_body"]["differences"][0]["path"] == "$.k0"
+    assert "more" in compared["request_body"]
