@@ -322,6 +322,7 @@ def _flow(row: dict[str, Any], bodies: dict[str, dict[str, Any]]) -> api_schema.
         request_body=None if row.get("request_body_truncated") else request,
         response_body=None if row.get("response_body_truncated") else response,
         sampled=body is not None,
+        request_headers=_raw_pairs(row.get("request_headers")),
     )
 
 
@@ -358,7 +359,7 @@ async def _bodies(ctx: ToolContext, rows: list[dict[str, Any]]) -> dict[str, dic
 
 DESCRIBE_COLUMNS = (
     "id,captured_at,method,scheme,host,port,path,query,status,request_content_type,response_content_type,"
-    "request_body_size,response_body_size,request_body_truncated,response_body_truncated"
+    "request_headers,request_body_size,response_body_size,request_body_truncated,response_body_truncated"
 )
 
 

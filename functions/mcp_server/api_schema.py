@@ -20,6 +20,7 @@ from urllib.parse import parse_qsl
 import orjson
 
 from busymate.functions.busybro.tools.redact import redact_text
+from busymate.functions.mcp_server import api_security
 
 MAX_DEPTH = 8
 MAX_PROPERTIES = 60
@@ -183,6 +184,7 @@ class Operation:
     request_type: str | None = None
     with_body: int = 0
     sampled: int = 0  # samples whose bodies were read
+    security: dict[str, None] = field(default_factory=dict)  # the schemes seen, in order
     responses: dict[str, dict[str, Any] | None] = field(default_factory=dict)
     response_types: dict[str, str] = field(default_factory=dict)
 
@@ -203,10 +205,12 @@ class Flow:
     request_body: str | None
     response_body: str | None
     sampled: bool = True  # whether its bodies were read (describe_api reads a few per operation and status)
+    request_headers: list[list[str]] = field(default_factory=list)
 
 
 def _add(op: Operation, flow: Flow, params: list[tuple[str, str]]) -> None:
     op.samples += 1
+    op.security.update(dict.fromkeys(api_security.schemes(flow.request_headers, flow.query)))
     for name, kind in params:
         op.params.setdefault(name, set()).add(kind)
     for name, value in parse_qsl(flow.query or "", keep_blank_values=True):
@@ -288,6 +292,8 @@ def _operation(op: Operation, taken: set[str]) -> dict[str, Any]:
             answer["content"] = {op.response_types[status]: {"schema": body}}
         responses[status] = answer
     out["responses"] = responses or {"default": {"description": "No response seen"}}
+    if op.security:
+        out["security"] = [{name: []} for name in op.security]
     out["x-busymate-samples"] = op.samples
     return out
 
@@ -298,6 +304,7 @@ def describe(
     """The OpenAPI 3.1 document the flows of `host` imply (paths sorted, methods in OpenAPI's order)."""
     operations: dict[tuple[str, str], Operation] = {}
     servers: dict[str, None] = {}
+    security: dict[str, dict[str, Any]] = {}
     count = 0
     for flow in flows:
         method = flow.method.lower()
@@ -307,6 +314,7 @@ def describe(
         path, params = template(flow.path or "/")
         op = operations.setdefault((path, method), Operation(method, path))
         _add(op, flow, params)
+        security.update(api_security.schemes(flow.request_headers, flow.query))
         default = 443 if flow.scheme == "https" else 80
         port = f":{flow.port}" if flow.port and flow.port != default else ""
         servers[f"{flow.scheme}://{flow.host}{port}"] = None
@@ -316,7 +324,7 @@ def describe(
         item = {m: _operation(operations[(path, m)], taken) for m in _METHODS if (path, m) in operations}
         paths[path] = item
     window = f" between {first} and {last}" if first and last else ""
-    return {
+    document = {
         "openapi": "3.1.0",
         "info": {
             "title": f"{host} (inferred)",
@@ -327,3 +335,6 @@ def describe(
         "servers": [{"url": url} for url in servers] or [{"url": f"https://{host}"}],
         "paths": paths,
     }
+    if security:
+        document["components"] = {"securitySchemes": dict(sorted(security.items()))}
+    return document
