@@ -66,8 +66,8 @@ def template(path: str) -> tuple[str, list[tuple[str, str]]]:
     out: list[str] = []
     params: list[tuple[str, str]] = []
     for index, (segment, kind) in enumerate(zip(segments, kinds, strict=True)):
-        if kind is None:
-            out.append(redact_text(segment))
+        if kind is None:  # braces would read as a template
+            out.append(redact_text(segment).replace("{", "%7B").replace("}", "%7D"))
             continue
         before = next((segments[j] for j in range(index - 1, -1, -1) if segments[j] and kinds[j] is None), "")
         name = "id" if count == 1 or not before else f"{_singular(before) or 'item'}Id"
@@ -214,10 +214,12 @@ def _add(op: Operation, flow: Flow, params: list[tuple[str, str]]) -> None:
     for name, kind in params:
         op.params.setdefault(name, set()).add(kind)
     for name, value in parse_qsl(flow.query or "", keep_blank_values=True):
+        if not name:
+            continue
         name = redact_text(name)
         op.query.setdefault(name, []).append(value)
         op.query_counts[name] = op.query_counts.get(name, 0) + 1
-    status = str(flow.status) if flow.status else "default"
+    status = str(flow.status) if flow.status and 100 <= flow.status <= 599 else "default"
     if not flow.sampled:
         op.responses.setdefault(status, None)
         return
@@ -250,7 +252,7 @@ def _operation_id(method: str, path: str, taken: set[str]) -> str:
 
 def _describe_status(status: str) -> str:
     if status == "default":
-        return "No response (the request failed)"
+        return "No response (the request failed), or a status outside 100-599"
     try:
         return HTTPStatus(int(status)).phrase
     except ValueError:
@@ -311,7 +313,7 @@ def describe(
         if method not in _METHODS:
             continue
         count += 1
-        path, params = template(flow.path or "/")
+        path, params = template(flow.path if flow.path.startswith("/") else f"/{flow.path}")
         op = operations.setdefault((path, method), Operation(method, path))
         _add(op, flow, params)
         security.update(api_security.schemes(flow.request_headers, flow.query))
