@@ -11,7 +11,7 @@ from busymate.cli import auth, db, devices, har_commands, mcp, proxy, tail, up
 from busymate.cli.common import err, friendly, out, settings_from
 from busymate.cli.session import forget_local_sessions
 from busymate.cli.status import Output, print_status
-from busymate.proxy.run import stop_running
+from busymate.proxy.state import stop_running
 from busymate.stack import migrate
 from busymate.stack.api_process import ApiServer
 from busymate.stack.postgres import Cluster

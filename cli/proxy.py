@@ -13,10 +13,7 @@ from busymate.cli.common import err, friendly, out, settings_from
 from busymate.cli.session import acting_token
 from busymate.errors import BusymateError
 from busymate.project import remember
-from busymate.proxy import ca
-from busymate.proxy.addon import ProxyConfig
-from busymate.proxy.run import running_pid, serve
-from busymate.proxy.upstream import Upstreams
+from busymate.proxy.state import running_pid
 from busymate.settings import parse_port_range
 
 app = typer.Typer(help="The capturing proxy: a port per proxy device, its CA.", no_args_is_help=True)
@@ -78,6 +75,12 @@ def run(
     ] = None,
 ) -> None:
     """Run the proxy in the foreground until Ctrl-C: ports open and close as proxy devices come and go."""
+    # mitmproxy is imported here, not at the top: every other `busymate` command starts without it.
+    from busymate.proxy import ca
+    from busymate.proxy.addon import ProxyConfig
+    from busymate.proxy.run import serve
+    from busymate.proxy.upstream import Upstreams
+
     settings = settings_from(ctx)
     if ports is not None:  # the same pool for the proxy and for `busymate devices add`
         settings = settings.with_overrides(proxy_ports=_ports(ports))
@@ -123,6 +126,8 @@ def ca_command(
     form: Annotated[str, typer.Option("--format", help="path, pem, der or mobileconfig.")] = "path",
 ) -> None:
     """The proxy's CA: its path (default), or the certificate itself to stdout."""
+    from busymate.proxy import ca  # mitmproxy's certificates: only for this command
+
     settings = settings_from(ctx)
     path = ca.ensure_ca(settings.state_dir)
     if form == "path":

@@ -15,7 +15,7 @@ from busymate import tokens
 from busymate.api_core import NotThisProject
 from busymate.cli.common import out
 from busymate.client import api_answers
-from busymate.proxy.run import state_file
+from busymate.proxy.state import state_file
 from busymate.settings import Settings
 from busymate.stack.postgres import Cluster
 

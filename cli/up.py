@@ -28,8 +28,7 @@ from busymate.cli.tail import follow
 from busymate.client import Api
 from busymate.errors import BusymateError
 from busymate.project import remember
-from busymate.proxy import ca
-from busymate.proxy.run import running_pid, state_file
+from busymate.proxy.state import running_pid, state_file
 from busymate.settings import Settings, parse_port_range
 from busymate.stack import migrate
 from busymate.stack.api_process import ApiServer, settings_env
@@ -86,6 +85,8 @@ def _start_proxy(settings: Settings, port: int) -> subprocess.Popen[bytes]:
 def _print_summary(
     settings: Settings, device: dict[str, Any], admin: dict[str, Any], proxy_port: int
 ) -> None:
+    from busymate.proxy import ca  # mitmproxy's certificates, only when `up` runs
+
     ca_file = ca.cert_path(settings.state_dir)
     proxy = f"http://127.0.0.1:{proxy_port}"
     lines = [
@@ -155,6 +156,8 @@ def up(
         email, password = local_admin(settings)  # made on first run
         admin = {"email": email, "password": password}
         token, who = acting_token(settings)  # a `busymate login` session, else the local admin
+        from busymate.proxy import ca  # mitmproxy's certificates, only when `up` runs
+
         ca.ensure_ca(settings.state_dir)
         with Api.for_project(settings, token) as api:
             device = _machine_device(api, pool)

@@ -16,15 +16,12 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from mitmproxy.certs import CertStore
 
+from busymate.proxy.state import confdir
+
 BASENAME = "mitmproxy"  # the name mitmproxy looks for in its confdir
 KEY_SIZE = 2048
 # A request through the proxy to this host is answered by the proxy itself (like mitmproxy's mitm.it).
 CA_HOST = "ca.busymate"
-
-
-def confdir(state_dir: Path) -> Path:
-    """Where the proxy keeps its CA (mitmproxy's confdir)."""
-    return state_dir / "proxy"
 
 
 def ensure_ca(state_dir: Path) -> Path:

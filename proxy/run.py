@@ -7,7 +7,6 @@ import json
 import logging
 import os
 import signal
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,13 +15,9 @@ from mitmproxy.tools.dump import DumpMaster
 
 from busymate.proxy import ca
 from busymate.proxy.addon import Busymate, ProxyConfig
+from busymate.proxy.state import state_file
 
 log = logging.getLogger("busymate.proxy")
-
-
-def state_file(state_dir: Path) -> Path:
-    """Where a running proxy says who it is and which ports it has open."""
-    return ca.confdir(state_dir) / "proxy.json"
 
 
 async def serve(
@@ -74,28 +69,3 @@ def _write_state(config: ProxyConfig, ports: dict[int, dict[str, str]]) -> None:
     tmp.replace(path)
 
 
-def running_pid(state_dir: Path) -> int | None:
-    """The pid of the proxy running for this state folder, if one does."""
-    try:
-        pid = int(json.loads(state_file(state_dir).read_text())["pid"])
-        os.kill(pid, 0)
-    except (OSError, ValueError, KeyError):
-        return None
-    return pid
-
-
-def stop_running(state_dir: Path, timeout: float = 20.0) -> bool:
-    """Stop the proxy of this state folder (SIGTERM: it writes what it can, the rest stays spooled)."""
-    pid = running_pid(state_dir)
-    if pid is None:
-        return False
-    os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except OSError:
-            return True
-        time.sleep(0.1)
-    os.kill(pid, signal.SIGKILL)
-    return True
