@@ -28,8 +28,8 @@ from busymate.functions.busybro.tools.common import (
     schema,
     text_arg,
 )
+from busymate.functions.busybro.tools.paging import CURSOR_SCHEMA, Keyset
 from busymate.functions.busybro.tools.redact import redact_text
-from busymate.functions.mcp_server.paging import CURSOR_SCHEMA, Keyset
 
 ID = {"type": "string", "pattern": "^[0-9a-fA-F-]{36}$", "description": "The row's id (uuid)."}
 CONFIRM = {

@@ -19,10 +19,10 @@ from busymate import __version__
 from busymate.functions.busybro.core import Tool, ToolContext, ToolRefused
 from busymate.functions.busybro.tools.common import DEVICE_ARG, is_uuid, resolve_device, schema
 from busymate.functions.busybro.tools.inspect import NOTICE, REPRO_RULE, hostname
+from busymate.functions.busybro.tools.paging import CURSOR_SCHEMA, Keyset, encode
 from busymate.functions.busybro.tools.redact import redact_body, redact_headers, redact_pairs, redact_text
 from busymate.functions.busybro.tools.registry import MAX_RESULT_CHARS, dumps
 from busymate.functions.mcp_server import api_schema, request_diff
-from busymate.functions.mcp_server.paging import CURSOR_SCHEMA, Keyset, encode
 from busymate.har import META_COLUMNS, REDACTED, STATE_COLUMNS, body_bytes, bytes_to_text, to_har_entry
 
 COLUMNS = f"{META_COLUMNS},{STATE_COLUMNS},request_body,response_body"

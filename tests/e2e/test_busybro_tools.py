@@ -23,6 +23,7 @@ import pytest
 
 from busymate.api_client import AsyncApi
 from busymate.functions.busybro.core import Identity, ToolContext
+from busymate.functions.busybro.tools.paging import Keyset
 from busymate.functions.busybro.tools.registry import ToolResult, all_tools, run_tool, tools_for
 from busymate.settings import Settings
 from tests.e2e.proxy_helpers import sql
@@ -690,3 +691,176 @@ def test_inspect_requests_shows_nothing_outside_what_rls_allows(
     recent = ok(call(cast, person, "recent_entries", {"host": seeded.host}))
     assert recent["count"] == 0
     assert ok(call(cast, "member", "count_entries", {"host": seeded.host}))["count"] == len(seeded.entry_ids)
+
+
+# Paging: every registry list tool takes a cursor and answers next_cursor (paging.py's keyset).
+
+
+def _pages(
+    cast: Cast, person: str, name: str, key: str, args: dict[str, Any], between: Any = None
+) -> list[Any]:
+    """Every page of `name` for `person`, following next_cursor; `between()` runs after the first page."""
+    pages: list[Any] = []
+    cursor: str | None = None
+    while True:
+        page = ok(call(cast, person, name, {**args, **({"cursor": cursor} if cursor else {})}))
+        assert page["count"] == len(page[key])
+        pages.append(page[key])
+        cursor = page["next_cursor"]
+        if len(pages) == 1 and between is not None:
+            between()
+        if cursor is None:
+            return pages
+        assert len(pages) < 50, "paging did not end"
+
+
+def test_list_devices_pages_every_row_once_past_ties_nulls_and_a_newcomer(cast: Cast) -> None:
+    stack, ids = cast.stack, cast.ids
+    tag = secrets.token_hex(4)
+    seen = ["2026-01-02 10:00:00+00", "2026-01-02 10:00:00+00", "2026-01-03 10:00:00+00", None, None]
+    made = [
+        sql(
+            stack,
+            "insert into public.devices (workspace_id, owner_user_id, name, source, last_seen_at) "
+            "values (%s, %s, %s, 'proxy', %s) returning uuid::text",
+            (ids["w1"], ids["member"], f"bb-page-{tag}-{n}", at),
+        )[0][0]
+        for n, at in enumerate(seen)
+    ]
+
+    def newcomer() -> None:  # seen just now: it sorts before the cursor, so later pages neither show nor skip
+        made.append(
+            sql(
+                stack,
+                "insert into public.devices (workspace_id, owner_user_id, name, source, last_seen_at) "
+                "values (%s, %s, %s, 'proxy', now()) returning uuid::text",
+                (ids["w1"], ids["member"], f"bb-page-{tag}-late"),
+            )[0][0]
+        )
+
+    try:
+        whole = ok(call(cast, "member", "list_devices", {"mine": True}))
+        assert whole["next_cursor"] is None
+        order = [device["uuid"] for device in whole["devices"]]
+        assert set(made) <= set(order)
+        pages = _pages(cast, "member", "list_devices", "devices", {"mine": True, "limit": 2}, newcomer)
+        assert [len(page) for page in pages[:-1]] == [2] * (len(pages) - 1)
+        assert [device["uuid"] for page in pages for device in page] == order  # every row once, in order
+        assert made[-1] not in order
+        # The newcomer is on a fresh first page; the viewer's pages hold no device of w2 (RLS per page).
+        assert (
+            made[-1]
+            == ok(call(cast, "member", "list_devices", {"mine": True, "limit": 1}))["devices"][0]["uuid"]
+        )
+        viewer = [
+            d["uuid"]
+            for page in _pages(cast, "viewer", "list_devices", "devices", {"limit": 3})
+            for d in page
+        ]
+        assert len(viewer) == len(set(viewer))
+        assert set(made) <= set(viewer)
+        assert ids["d2"] not in viewer
+    finally:
+        sql(stack, "delete from public.devices where uuid = any(%s::uuid[])", (made,))
+
+
+def test_recent_entries_pages_by_time_and_id_and_rls_holds(cast: Cast) -> None:
+    host = f"api.bbpage{secrets.token_hex(3)}.example"
+    tied = "2026-12-01T10:00:00+00:00"
+    flows = [
+        _flow(host, captured_at=at, path=f"/p{n}")
+        for n, at in enumerate([tied, tied, tied, "2026-12-01T09:00:00+00:00", "2026-12-01T11:00:00+00:00"])
+    ]
+
+    def ingest(batch: list[dict[str, Any]]) -> None:
+        answer = httpx.post(
+            f"{cast.stack.api_url}/rest/v1/rpc/ingest_entries",
+            json={"batch": batch},
+            headers={"apikey": cast.world.anon_key, "authorization": f"Bearer {cast.world.tokens['d1']}"},
+            timeout=10,
+        )
+        assert answer.status_code == 200, answer.text
+
+    ingest(flows)
+    late = _flow(host, path="/late")
+    pages = _pages(
+        cast, "member", "recent_entries", "entries", {"host": host, "limit": 2}, lambda: ingest([late])
+    )
+    assert [len(page) for page in pages] == [2, 2, 1]
+    got = [entry["id"] for page in pages for entry in page]
+    assert sorted(got) == sorted(flow["id"] for flow in flows)  # every row once, none missing
+    assert late["id"] not in got  # newer than the cursor: on the next first page, not a repeat
+    times = [entry["time"] for page in pages for entry in page]
+    assert times == sorted(times, reverse=True)
+    assert pages[0][0]["path"] == "/p4"
+    assert (
+        ok(call(cast, "member", "recent_entries", {"host": host, "limit": 1}))["entries"][0]["id"]
+        == late["id"]
+    )
+    assert ok(call(cast, "member", "recent_entries", {"host": host}))["next_cursor"] is None
+    # The same cursor gives the outsider nothing: it says where a page starts, RLS which rows.
+    second = ok(call(cast, "member", "recent_entries", {"host": host, "limit": 2}))["next_cursor"]
+    assert ok(call(cast, "outsider", "recent_entries", {"host": host, "cursor": second}))["entries"] == []
+    assert (
+        ok(call(cast, "member", "recent_entries", {"host": host, "cursor": second, "limit": 50}))["count"]
+        == 4
+    )
+
+
+@pytest.mark.parametrize(
+    "cursor",
+    [
+        "not-a-cursor!",
+        base64.urlsafe_b64encode(b'"ab"').decode(),  # JSON, but not a [value, key] pair
+        base64.urlsafe_b64encode(orjson.dumps(["yesterday", str(uuid.uuid4())])).decode(),  # not a time
+        base64.urlsafe_b64encode(
+            orjson.dumps(["2026-12-01T10:00:00+00:00", "1 or 1=1"])
+        ).decode(),  # not an id
+        base64.urlsafe_b64encode(
+            orjson.dumps([None, str(uuid.uuid4())])
+        ).decode(),  # a null entries never have
+    ],
+)
+def test_a_forged_cursor_is_refused_plainly(cast: Cast, cursor: str) -> None:
+    for name in ("recent_entries", "list_breakpoints"):
+        result = call(cast, "member", name, {"cursor": cursor})
+        assert result.is_error
+        assert "cursor is not one this tool gave" in result.content
+        assert "database" not in result.content
+    assert "next_cursor text" in call(cast, "member", "list_tags", {"cursor": 12}).content
+    # A name-ordered tool's cursor is no cursor for a time-ordered one.
+    tags = ok(call(cast, "member", "list_tags", {"limit": 1}))
+    if tags["next_cursor"]:
+        assert call(cast, "member", "list_devices", {"cursor": tags["next_cursor"]}).is_error
+
+
+def test_the_name_ordered_lists_page_in_order(cast: Cast) -> None:
+    for name, key, person in (
+        ("list_workspaces", "workspaces", "admin"),
+        ("list_tags", "tags", "member"),
+        ("list_service_groups", "service_groups", "member"),
+        ("list_users", "users", "member"),
+        ("list_breakpoints", "breakpoints", "member"),
+    ):
+        whole = ok(call(cast, person, name, {"limit": 50}))
+        pages = _pages(cast, person, name, key, {"limit": 1})
+        paged = [row["id"] for page in pages for row in page]
+        assert paged[: len(whole[key])] == [row["id"] for row in whole[key]], name
+        assert len(paged) == len(set(paged)), name
+        assert (whole["next_cursor"] is None) == (len(paged) == len(whole[key])), name
+
+
+def test_a_page_that_would_not_fit_keeps_fewer_rows_and_continues_after_them() -> None:
+    keyset = Keyset("name", descending=False, nullable=True, kind="text")
+    rows = [{"id": str(uuid.uuid4()), "name": f"n{n}", "blob": "x" * 9_000} for n in range(4)]
+    shown, cursor = keyset.fit(rows, 3, rows[:3])  # 3 rows of 9,000 characters: two fit in 20,000
+    assert [row["name"] for row in shown] == ["n0", "n1"]
+    assert cursor is not None
+    assert keyset.after(cursor) == ("n1", rows[1]["id"])
+    after = keyset.params({}, cursor, 3)
+    assert after["order"] == "name.asc.nullslast,id.asc"
+    assert after["or"] == f'(name.gt."n1",and(name.eq."n1",id.gt."{rows[1]["id"]}"),name.is.null)'
+    # Past the named rows, only nulls remain, by id.
+    nulls = keyset.params({}, keyset.cursor_of({"name": None, "id": rows[0]["id"]}), 3)["or"]
+    assert nulls == f'(and(name.is.null,id.gt."{rows[0]["id"]}"))'
+    assert keyset.fit(rows[:2], 3, rows[:2]) == (rows[:2], None)  # everything fits and nothing remains

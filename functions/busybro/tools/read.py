@@ -23,23 +23,34 @@ from busymate.functions.busybro.tools.common import (
     schema,
     text_arg,
 )
+from busymate.functions.busybro.tools.paging import CURSOR_SCHEMA, Keyset
 from busymate.functions.busybro.tools.redact import redact_json, redact_text
+
+# Each list tool pages by a keyset (paging.py): its sort column and a unique key, in one direction.
+_DEVICES = Keyset("last_seen_at", "uuid", nullable=True)
+_ENTRIES = Keyset("captured_at")
+_BY_NAME = Keyset("name", descending=False, kind="text")
+_USERS = Keyset("email", descending=False, nullable=True, kind="text")
+_BREAKPOINTS = Keyset("paused_at")
+_ENTRY_COLUMNS = (
+    "id,captured_at,workspace_id,device_uuid,source,method,scheme,host,port,path,query,status,duration_ms,"
+    "request_size,response_size,response_content_type,error"
+)
 
 
 async def list_devices(ctx: ToolContext, args: dict[str, Any]) -> dict[str, Any]:
     """The device roster, newest seen first."""
+    limit = limit_arg(args, default=MAX_ROWS)
     params = {
         "select": "uuid,name,model,os,source,connection_type,last_seen_at,country,app_build,app_source,"
         "paired,workspace_id,owner_user_id",
-        "order": "last_seen_at.desc.nullslast,name.asc",
-        "limit": str(limit_arg(args, default=MAX_ROWS)),
     }
     if args.get("mine") is True and ctx.identity.user_id:
         params["owner_user_id"] = f"eq.{ctx.identity.user_id}"
-    rows = await ctx.db.select("devices", params)
-    for row in rows:
-        row["yours"] = row.get("owner_user_id") == ctx.identity.user_id
-    return {"devices": clip(rows), "count": len(rows), "link": "/devices?uuid=<uuid>"}
+    rows = await ctx.db.select("devices", _DEVICES.params(params, args.get("cursor"), limit))
+    shown = [clip({**row, "yours": row.get("owner_user_id") == ctx.identity.user_id}) for row in rows[:limit]]
+    devices, cursor = _DEVICES.fit(rows, limit, shown)
+    return {"next_cursor": cursor, "devices": devices, "count": len(devices), "link": "/devices?uuid=<uuid>"}
 
 
 async def device_status(ctx: ToolContext, args: dict[str, Any]) -> dict[str, Any]:
@@ -76,15 +87,18 @@ async def count_entries(ctx: ToolContext, args: dict[str, Any]) -> dict[str, Any
 
 
 async def recent_entries(ctx: ToolContext, args: dict[str, Any]) -> dict[str, Any]:
-    """The newest captured requests (metadata only)."""
+    """The newest captured requests (metadata only), paged: public.entries through PostgREST (the columns of
+    the recent_entries RPC, which has no bound to continue from), row-level security deciding the rows."""
+    limit = limit_arg(args)
     device = await resolve_device(ctx, args["device"]) if args.get("device") is not None else None
     host = text_arg(args, "host", max_len=253)
-    rows = await ctx.db.rpc(
-        "recent_entries",
-        {"limit": limit_arg(args), "device": device and device["uuid"], "host": host},
-    )
-    rows = rows if isinstance(rows, list) else []
-    names = await device_names(ctx, {str(row.get("device_uuid")) for row in rows})
+    params = {"select": _ENTRY_COLUMNS}
+    if device:
+        params["device_uuid"] = f"eq.{device['uuid']}"
+    if host:
+        params["host"] = f"eq.{host.lower()}"
+    rows = await ctx.db.select("entries", _ENTRIES.params(params, args.get("cursor"), limit))
+    names = await device_names(ctx, {str(row.get("device_uuid")) for row in rows[:limit]})
     entries = [
         {
             "id": row.get("id"),
@@ -99,9 +113,10 @@ async def recent_entries(ctx: ToolContext, args: dict[str, Any]) -> dict[str, An
             "content_type": row.get("response_content_type"),
             "error": redact_text(str(row["error"])) if row.get("error") else None,
         }
-        for row in rows
+        for row in rows[:limit]
     ]
-    return {"entries": clip(entries), "count": len(entries)}
+    shown, cursor = _ENTRIES.fit(rows, limit, clip(entries))
+    return {"next_cursor": cursor, "entries": shown, "count": len(shown)}
 
 
 async def effective_settings(ctx: ToolContext, args: dict[str, Any]) -> dict[str, Any]:
@@ -117,38 +132,30 @@ async def effective_settings(ctx: ToolContext, args: dict[str, Any]) -> dict[str
 
 async def list_workspaces(ctx: ToolContext, args: dict[str, Any]) -> dict[str, Any]:
     """The workspaces the caller can see."""
-    rows = await ctx.db.select(
-        "workspaces",
-        {
-            "select": "id,slug,name,retention_days",
-            "order": "name.asc",
-            "limit": str(limit_arg(args, MAX_ROWS)),
-        },
-    )
-    return {"workspaces": clip(rows), "count": len(rows)}
+    limit = limit_arg(args, MAX_ROWS)
+    params = _BY_NAME.params({"select": "id,slug,name,retention_days"}, args.get("cursor"), limit)
+    rows = await ctx.db.select("workspaces", params)
+    shown, cursor = _BY_NAME.fit(rows, limit, clip(rows[:limit]))
+    return {"next_cursor": cursor, "workspaces": shown, "count": len(shown)}
 
 
 async def list_tags(ctx: ToolContext, args: dict[str, Any]) -> dict[str, Any]:
     """Tags and their match patterns."""
-    rows = await ctx.db.select(
-        "tags",
-        {
-            "select": "id,name,color,match_patterns",
-            "order": "name.asc",
-            "limit": str(limit_arg(args, MAX_ROWS)),
-        },
-    )
-    for row in rows:
-        row["match_patterns"] = (row.get("match_patterns") or [])[:20]
-    return {"tags": clip(rows), "count": len(rows), "link": "/tags?id=<id>"}
+    limit = limit_arg(args, MAX_ROWS)
+    params = _BY_NAME.params({"select": "id,name,color,match_patterns"}, args.get("cursor"), limit)
+    rows = await ctx.db.select("tags", params)
+    tags = [clip({**row, "match_patterns": (row.get("match_patterns") or [])[:20]}) for row in rows[:limit]]
+    shown, cursor = _BY_NAME.fit(rows, limit, tags)
+    return {"next_cursor": cursor, "tags": shown, "count": len(shown), "link": "/tags?id=<id>"}
 
 
 async def list_service_groups(ctx: ToolContext, args: dict[str, Any]) -> dict[str, Any]:
     """Service groups with their domains and their linked agents (primary first, then by position)."""
-    groups = await ctx.db.select(
-        "service_groups",
-        {"select": "id,name,icon,domains", "order": "name.asc", "limit": str(limit_arg(args, MAX_ROWS))},
+    limit = limit_arg(args, MAX_ROWS)
+    rows = await ctx.db.select(
+        "service_groups", _BY_NAME.params({"select": "id,name,icon,domains"}, args.get("cursor"), limit)
     )
+    groups = rows[:limit]
     ids = [str(group["id"]) for group in groups]
     links = (
         await ctx.db.select(
@@ -193,37 +200,39 @@ async def list_service_groups(ctx: ToolContext, args: dict[str, Any]) -> dict[st
                 "agents": clip(linked),
             }
         )
-    return {"service_groups": clip(out, 1500), "count": len(out), "link": "/services?id=<id>"}
+    shown, cursor = _BY_NAME.fit(rows, limit, clip(out, 1500))
+    return {"next_cursor": cursor, "service_groups": shown, "count": len(shown), "link": "/services?id=<id>"}
 
 
 async def list_users(ctx: ToolContext, args: dict[str, Any]) -> dict[str, Any]:
     """Dashboard users and their roles (users:view)."""
-    rows = await ctx.db.select(
-        "profiles",
-        {
-            "select": "id,email,display_name,role",
-            "order": "email.asc",
-            "limit": str(limit_arg(args, MAX_ROWS)),
-        },
-    )
-    return {"users": clip(rows), "count": len(rows), "link": "/users?id=<id>"}
+    limit = limit_arg(args, MAX_ROWS)
+    params = _USERS.params({"select": "id,email,display_name,role"}, args.get("cursor"), limit)
+    rows = await ctx.db.select("profiles", params)
+    shown, cursor = _USERS.fit(rows, limit, clip(rows[:limit]))
+    return {"next_cursor": cursor, "users": shown, "count": len(shown), "link": "/users?id=<id>"}
 
 
 async def list_breakpoints(ctx: ToolContext, args: dict[str, Any]) -> dict[str, Any]:
     """Recent breakpoint events: which flow paused where, and how it ended (devices:view)."""
-    params = {
-        "select": "id,breakpoint_id,phase,device_uuid,paused_at,active,outcome,resolved_at",
-        "order": "paused_at.desc",
-        "limit": str(limit_arg(args)),
-    }
+    limit = limit_arg(args)
+    params = {"select": "id,breakpoint_id,phase,device_uuid,paused_at,active,outcome,resolved_at"}
     if args.get("active_only") is True:
         params["active"] = "eq.true"
-    rows = await ctx.db.select("breakpoint_events", params)
-    names = await device_names(ctx, {str(row.get("device_uuid")) for row in rows})
-    for row in rows:
-        row["kind"] = row.pop("phase", None)
-        row["device"] = names.get(str(row.get("device_uuid")))
-    return {"breakpoints": clip(rows), "count": len(rows), "link": "/breakpoints?id=<id>"}
+    rows = await ctx.db.select("breakpoint_events", _BREAKPOINTS.params(params, args.get("cursor"), limit))
+    names = await device_names(ctx, {str(row.get("device_uuid")) for row in rows[:limit]})
+    events = [
+        clip(
+            {
+                **{key: value for key, value in row.items() if key != "phase"},
+                "kind": row.get("phase"),
+                "device": names.get(str(row.get("device_uuid"))),
+            }
+        )
+        for row in rows[:limit]
+    ]
+    shown, cursor = _BREAKPOINTS.fit(rows, limit, events)
+    return {"next_cursor": cursor, "breakpoints": shown, "count": len(shown), "link": "/breakpoints?id=<id>"}
 
 
 def _label(text: str, key: str | None = None) -> Any:
@@ -235,6 +244,8 @@ def _label(text: str, key: str | None = None) -> Any:
 
 
 _DEVICE_OPT = {"device": {**DEVICE_ARG, "description": "Only this device: its uuid or exact name."}}
+_PAGE = {"limit": LIMIT_ARG, "cursor": CURSOR_SCHEMA}
+_MORE = " Returns next_cursor when there is more: pass it back as cursor for the next page."
 _HOST_OPT = {
     "host": {"type": "string", "minLength": 3, "maxLength": 253, "description": "One exact hostname."}
 }
@@ -244,9 +255,12 @@ TOOLS: list[Tool] = [
         name="list_devices",
         description="The device roster: uuid, name, model, OS, source, connection type, last seen, country, "
         "app build and source, whether it is yours. Newest seen first. Link a device as "
-        "/devices?uuid=<uuid>.",
+        "/devices?uuid=<uuid>." + _MORE,
         input_schema=schema(
-            {"limit": LIMIT_ARG, "mine": {"type": "boolean", "description": "Only the caller's own devices."}}
+            {
+                **_PAGE,
+                "mine": {"type": "boolean", "description": "Only the caller's own devices."},
+            }
         ),
         handler=list_devices,
         label=_label("📱 Listing devices"),
@@ -281,8 +295,9 @@ TOOLS: list[Tool] = [
     Tool(
         name="recent_entries",
         description="The newest captured requests (metadata only): id, time, device, method, status, host, "
-        "path. Optionally for one device and/or exact host. Use inspect_requests for headers and bodies.",
-        input_schema=schema({"limit": LIMIT_ARG, **_DEVICE_OPT, **_HOST_OPT}),
+        "path. Optionally for one device and/or exact host. Use inspect_requests for headers and bodies."
+        + _MORE,
+        input_schema=schema({**_PAGE, **_DEVICE_OPT, **_HOST_OPT}),
         handler=recent_entries,
         label=_label("🕒 Reading recent traffic"),
     ),
@@ -296,15 +311,15 @@ TOOLS: list[Tool] = [
     ),
     Tool(
         name="list_workspaces",
-        description="Workspaces the caller can see: id, slug, name, retention in days.",
-        input_schema=schema({"limit": LIMIT_ARG}),
+        description="Workspaces the caller can see: id, slug, name, retention in days." + _MORE,
+        input_schema=schema(_PAGE),
         handler=list_workspaces,
         label=_label("🗂️ Listing workspaces"),
     ),
     Tool(
         name="list_tags",
-        description="Tags: id, name, color, match patterns. Link a tag as /tags?id=<id>.",
-        input_schema=schema({"limit": LIMIT_ARG}),
+        description="Tags: id, name, color, match patterns. Link a tag as /tags?id=<id>." + _MORE,
+        input_schema=schema(_PAGE),
         handler=list_tags,
         label=_label("🏷️ Listing tags"),
     ),
@@ -312,15 +327,15 @@ TOOLS: list[Tool] = [
         name="list_service_groups",
         description="Service groups: id, icon, domain count and sample, and the linked BusyBro agents "
         "(primary_agent, whose instructions are the lens for that service, then agents[] primary first and "
-        "by position). Link a group as /services?id=<id>.",
-        input_schema=schema({"limit": LIMIT_ARG}),
+        "by position). Link a group as /services?id=<id>." + _MORE,
+        input_schema=schema(_PAGE),
         handler=list_service_groups,
         label=_label("🧩 Listing service groups"),
     ),
     Tool(
         name="list_users",
-        description="Dashboard users: id, email, display name, role. Link a user as /users?id=<id>.",
-        input_schema=schema({"limit": LIMIT_ARG}),
+        description="Dashboard users: id, email, display name, role. Link a user as /users?id=<id>." + _MORE,
+        input_schema=schema(_PAGE),
         handler=list_users,
         section="users",
         label=_label("👥 Listing users"),
@@ -328,10 +343,10 @@ TOOLS: list[Tool] = [
     Tool(
         name="list_breakpoints",
         description="Recent breakpoint events: id, kind (request or response), device, paused at, active, "
-        "outcome. Link one as /breakpoints?id=<id>.",
+        "outcome. Link one as /breakpoints?id=<id>." + _MORE,
         input_schema=schema(
             {
-                "limit": LIMIT_ARG,
+                **_PAGE,
                 "active_only": {"type": "boolean", "description": "Only flows still paused."},
             }
         ),
