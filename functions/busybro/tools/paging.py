@@ -22,7 +22,7 @@ from busymate.functions.busybro.tools.common import is_uuid
 
 CURSOR_SCHEMA = {
     "type": "string",
-    "maxLength": 1000,
+    "maxLength": 4000,
     "description": "Where the previous page ended (its next_cursor); omit for the first page.",
 }
 FIT_CHARS = 20_000  # a page's rows stay under this, so the answer (capped at 24,000) is never cut mid-row
@@ -53,7 +53,7 @@ def _literal(value: str) -> str:
 
 
 def _valid(value: object, kind: Kind) -> bool:
-    if not isinstance(value, str) or not value or len(value) > 400:
+    if not isinstance(value, str) or not value or len(value) > 1000:  # names: at most 200 characters
         return False
     if kind == "uuid":
         return is_uuid(value)

@@ -32,10 +32,6 @@ _ENTRIES = Keyset("captured_at")
 _BY_NAME = Keyset("name", descending=False, kind="text")
 _USERS = Keyset("email", descending=False, nullable=True, kind="text")
 _BREAKPOINTS = Keyset("paused_at")
-_ENTRY_COLUMNS = (
-    "id,captured_at,workspace_id,device_uuid,source,method,scheme,host,port,path,query,status,duration_ms,"
-    "request_size,response_size,response_content_type,error"
-)
 
 
 async def list_devices(ctx: ToolContext, args: dict[str, Any]) -> dict[str, Any]:
@@ -87,17 +83,23 @@ async def count_entries(ctx: ToolContext, args: dict[str, Any]) -> dict[str, Any
 
 
 async def recent_entries(ctx: ToolContext, args: dict[str, Any]) -> dict[str, Any]:
-    """The newest captured requests (metadata only), paged: public.entries through PostgREST (the columns of
-    the recent_entries RPC, which has no bound to continue from), row-level security deciding the rows."""
+    """The newest captured requests (metadata only), paged by the recent_entries RPC's (before_at, before_id)
+    bound: one ordered lookup per readable workspace, row-level security deciding the rows."""
     limit = limit_arg(args)
+    before_at, before_id = _ENTRIES.after(args["cursor"]) if args.get("cursor") is not None else (None, None)
     device = await resolve_device(ctx, args["device"]) if args.get("device") is not None else None
     host = text_arg(args, "host", max_len=253)
-    params = {"select": _ENTRY_COLUMNS}
-    if device:
-        params["device_uuid"] = f"eq.{device['uuid']}"
-    if host:
-        params["host"] = f"eq.{host.lower()}"
-    rows = await ctx.db.select("entries", _ENTRIES.params(params, args.get("cursor"), limit))
+    rows = await ctx.db.rpc(
+        "recent_entries",
+        {
+            "limit": limit + 1,
+            "device": device and device["uuid"],
+            "host": host,
+            "before_at": before_at,
+            "before_id": before_id,
+        },
+    )
+    rows = rows if isinstance(rows, list) else []
     names = await device_names(ctx, {str(row.get("device_uuid")) for row in rows[:limit]})
     entries = [
         {
