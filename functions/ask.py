@@ -29,6 +29,7 @@ import orjson
 from busymate.api_core import ApiRefused, ApiUnreachable
 from busymate.functions.busybro.brain import DEFAULT_MODEL, answer
 from busymate.functions.busybro.core import Done, Event, Failed, Identity, TextDelta, ToolProgress
+from busymate.functions.busybro.identity import load_identity
 from busymate.functions_api import FunctionContext, FunctionRequest, FunctionResponse
 
 NEEDS = ("env",)
@@ -104,22 +105,7 @@ async def _identity(ctx: FunctionContext) -> Identity | FunctionResponse:
         return _refuse(403, "user_required", "BusyBro answers signed-in users (a user's session token)")
     if not isinstance(user, dict) or user.get("role") != "authenticated" or not user.get("id"):
         return _refuse(403, "user_required", "BusyBro answers signed-in users (a user's session token)")
-    user_id = str(user["id"])
-    profiles = await ctx.api.select(
-        "profiles", {"select": "display_name,email,role,busybro_prefs", "id": f"eq.{user_id}"}
-    )
-    caps = await ctx.api.rpc("my_capabilities", {})
-    profile = profiles[0] if profiles else {}
-    caps = caps if isinstance(caps, dict) else {}
-    return Identity(
-        user_id=user_id,
-        email=profile.get("email") or user.get("email"),
-        display_name=profile.get("display_name") or "",
-        role=profile.get("role") or caps.get("role"),
-        grants_all=caps.get("grants_all") is True,
-        capabilities=caps.get("capabilities") or {},
-        prefs=profile.get("busybro_prefs") or {},
-    )
+    return await load_identity(ctx.api, user)
 
 
 def _frame(event: str, data: Mapping[str, Any]) -> bytes:

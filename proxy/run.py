@@ -67,5 +67,3 @@ def _write_state(config: ProxyConfig, ports: dict[int, dict[str, str]]) -> None:
         )
     )
     tmp.replace(path)
-
-

@@ -25,6 +25,7 @@ from pydantic import AnyHttpUrl
 from busymate import scopes
 from busymate.api_core import ApiRefused
 from busymate.functions.busybro.core import Identity
+from busymate.functions.busybro.identity import load_identity
 from busymate.functions.mcp_server.site import Site
 from busymate.functions_api import FunctionContext, FunctionResponse
 
@@ -44,23 +45,7 @@ class Caller:
     async def who(self) -> Identity:
         """The caller as the database knows them (profile and `my_capabilities`, under their own token)."""
         if self.identity is None:
-            user = self.user or {}
-            user_id = str(user.get("id", ""))
-            profiles = await self.ctx.api.select(
-                "profiles", {"select": "display_name,email,role,busybro_prefs", "id": f"eq.{user_id}"}
-            )
-            caps = await self.ctx.api.rpc("my_capabilities", {})
-            profile = profiles[0] if profiles else {}
-            caps = caps if isinstance(caps, dict) else {}
-            self.identity = Identity(
-                user_id=user_id,
-                email=profile.get("email") or user.get("email"),
-                display_name=profile.get("display_name") or "",
-                role=profile.get("role") or caps.get("role"),
-                grants_all=caps.get("grants_all") is True,
-                capabilities=caps.get("capabilities") or {},
-                prefs=profile.get("busybro_prefs") or {},
-            )
+            self.identity = await load_identity(self.ctx.api, self.user or {})
         return self.identity
 
     def scopes(self) -> frozenset[str]:

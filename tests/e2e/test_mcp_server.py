@@ -30,9 +30,9 @@ import jwt
 import psycopg
 import pytest
 from mcp.client import Client
-from mcp.client.auth import AuthorizationCodeResult, OAuthClientProvider, TokenStorage
+from mcp.client.auth import AuthorizationCodeResult, OAuthClientProvider
 from mcp.client.streamable_http import streamable_http_client
-from mcp.shared.auth import OAuthClientInformationFull, OAuthClientMetadata, OAuthToken
+from mcp.shared.auth import OAuthClientMetadata, OAuthToken
 from mcp.types import CallToolResult
 from playwright.async_api import Route, async_playwright
 from pydantic import AnyUrl
@@ -46,6 +46,7 @@ from busymate.functions.mcp_server.tools import catalogue
 from busymate.gateway.auth import oauth_pages
 from busymate.settings import Settings
 from busymate.stack.api_process import settings_env
+from tests.e2e.test_oauth_mcp import Storage, _hidden
 from tests.world import World
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -114,30 +115,6 @@ def _session_token(stack: Settings, world: World, person: Person) -> str:
     assert answer.status_code == 200, answer.text
     token: str = answer.json()["access_token"]
     return token
-
-
-class Storage(TokenStorage):
-    def __init__(self) -> None:
-        self.tokens: OAuthToken | None = None
-        self.client: OAuthClientInformationFull | None = None
-
-    async def get_tokens(self) -> OAuthToken | None:
-        return self.tokens
-
-    async def set_tokens(self, tokens: OAuthToken) -> None:
-        self.tokens = tokens
-
-    async def get_client_info(self) -> OAuthClientInformationFull | None:
-        return self.client
-
-    async def set_client_info(self, client_info: OAuthClientInformationFull) -> None:
-        self.client = client_info
-
-
-def _hidden(page: str, name: str) -> str:
-    found = re.search(rf'name="{name}" value="([^"]*)"', page)
-    assert found, f"no {name} in the page:\n{page}"
-    return found[1]
 
 
 async def consent(authorize_url: str, person: Person, access: str | None) -> str:
