@@ -16,7 +16,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from mitmproxy.certs import CertStore
 
-from busymate.proxy.state import confdir
+from busymate.proxy.state import confdir as confdir  # re-exported: ca.confdir is where the CA lives
 
 BASENAME = "mitmproxy"  # the name mitmproxy looks for in its confdir
 KEY_SIZE = 2048
