@@ -84,8 +84,21 @@ def _sql(stack: Settings, query: str, *params: object) -> list[tuple[Any, ...]]:
         return conn.execute(query, params).fetchall()
 
 
+MADE: list[str] = []  # devices a test made, removed when it ends
+
+
+@pytest.fixture(autouse=True)
+def _remove_made_devices(stack: Settings) -> Iterator[None]:
+    """The session's w1 keeps only the world's devices: other files count them."""
+    yield
+    with psycopg.connect(stack.db_url(), autocommit=True) as conn:
+        while MADE:
+            conn.execute("delete from public.devices where uuid = %s", (MADE.pop(),))
+
+
 def _device(stack: Settings, world: World, name: str) -> str:
-    """A paired proxy device of w1 of this test's own (the world's devices stay as they are)."""
+    """A paired proxy device of w1 of this test's own (the world's devices stay as they are), removed when
+    the test ends."""
     rows = _sql(
         stack,
         "with d as (insert into public.devices (workspace_id, owner_user_id, name, source) "
@@ -95,6 +108,7 @@ def _device(stack: Settings, world: World, name: str) -> str:
         world.ids["member"],
         f"{name}-{uuid.uuid4().hex[:6]}",
     )
+    MADE.append(str(rows[0][0]))
     return str(rows[0][0])
 
 
