@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from typing import Any
 
 import anthropic
@@ -123,7 +123,7 @@ def _encode(item: Event) -> bytes:
 
 
 async def _sse(
-    events: AsyncIterator[Event], client: anthropic.AsyncAnthropic, ping: float
+    events: AsyncGenerator[Event], client: anthropic.AsyncAnthropic, ping: float
 ) -> AsyncIterator[bytes]:
     """The brain's events as SSE frames, with a ping comment whenever `ping` seconds pass in silence. The
     brain runs in its own task; closing this generator (the client left) cancels it."""
@@ -155,7 +155,7 @@ async def _sse(
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await producer
         with contextlib.suppress(Exception):
-            await events.aclose()  # type: ignore[attr-defined]
+            await events.aclose()
         await client.close()
 
 

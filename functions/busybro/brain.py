@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import html
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -316,7 +316,7 @@ async def answer(
     history: Sequence[Mapping[str, str]] = (),
     dash_origin: str = "",
     env: Mapping[str, str] | None = None,
-) -> AsyncIterator[Event]:
+) -> AsyncGenerator[Event]:
     """Answer `question` for `identity`: TextDelta and ToolProgress events, then exactly one Done (the final
     answer, signature included) or Failed (a friendly, retryable message). Never raises, except for
     cancellation; closing the generator stops it before its next model call."""

@@ -24,6 +24,7 @@ from busymate.functions.busybro.tools.common import (
     clip_row,
     is_uuid,
     limit_arg,
+    require_confirm,
     resolve_device,
     schema,
     text_arg,
@@ -70,15 +71,6 @@ class AdminTool(Tool):
     def allowed(self, identity: Identity) -> bool:
         """Only an admin (grants_all) who is a known user."""
         return identity.may_write and identity.grants_all
-
-
-def _confirm(args: dict[str, Any], what: str) -> None:
-    """ToolRefused unless the caller passed confirm: true; `what` says what the call would do."""
-    if args.get("confirm") is not True:
-        raise ToolRefused(
-            f"Not done: this would {what}. It cannot be undone. Tell the user exactly that, ask them to "
-            "confirm, then call again with the same arguments and confirm: true."
-        )
 
 
 def _uuid(args: dict[str, Any], name: str) -> str:
@@ -164,7 +156,7 @@ def _device(row: dict[str, Any]) -> dict[str, Any]:
 async def unpair_device(ctx: ToolContext, args: dict[str, Any]) -> dict[str, Any]:
     """Void a device's credential now (it must be paired again to capture)."""
     device = await resolve_device(ctx, args.get("device"))
-    _confirm(
+    require_confirm(
         args,
         f"unpair device {device['name']} ({device['uuid']}): its credential is voided at once and it "
         "stops capturing until it is paired again",
@@ -176,7 +168,7 @@ async def unpair_device(ctx: ToolContext, args: dict[str, Any]) -> dict[str, Any
 async def delete_device(ctx: ToolContext, args: dict[str, Any]) -> dict[str, Any]:
     """Remove a device and everything hanging off it (status, overrides, rules for it)."""
     device = await resolve_device(ctx, args.get("device"))
-    _confirm(
+    require_confirm(
         args,
         f"delete device {device['name']} ({device['uuid']}) with its status, settings overrides and "
         "breakpoint rules (captured entries stay until retention)",
@@ -228,7 +220,7 @@ async def wipe_entries(ctx: ToolContext, args: dict[str, Any]) -> dict[str, Any]
         described = ", ".join(
             f"{key} {value}" for key, value in (("host", host), ("since", since), ("until", until)) if value
         )
-        _confirm(
+        require_confirm(
             args,
             f"delete {what} of workspace {workspace['slug']}"
             + (f" matching {described}" if described else "")
@@ -254,7 +246,7 @@ async def set_user_role(ctx: ToolContext, args: dict[str, Any]) -> dict[str, Any
     """Give a user another role (the last admin cannot be demoted)."""
     user = await _user(ctx, args.get("user"))
     role = text_arg(args, "role", required=True, max_len=63)
-    _confirm(args, f"change the role of {user['email'] or user['id']} from {user['role']} to {role}")
+    require_confirm(args, f"change the role of {user['email'] or user['id']} from {user['role']} to {role}")
     row = await ctx.db.rpc("set_user_role", {"user_id": user["id"], "role": role})
     return {
         "ok": True,
@@ -299,7 +291,7 @@ async def update_workspace(ctx: ToolContext, args: dict[str, Any]) -> dict[str, 
 async def delete_workspace(ctx: ToolContext, args: dict[str, Any]) -> dict[str, Any]:
     """Delete a workspace with its devices, tabs, rules and captured traffic."""
     workspace = await _workspace(ctx, args.get("workspace"))
-    _confirm(
+    require_confirm(
         args,
         f"delete workspace {workspace['slug']} ({workspace['id']}) with its devices, members, tabs, "
         "breakpoint rules and every captured entry",
@@ -328,7 +320,7 @@ async def remove_workspace_member(ctx: ToolContext, args: dict[str, Any]) -> dic
     """Remove a user from a workspace."""
     workspace = await _workspace(ctx, args.get("workspace"))
     user = await _user(ctx, args.get("user"))
-    _confirm(
+    require_confirm(
         args,
         f"remove {user['email'] or user['id']} from workspace {workspace['slug']}: they lose its "
         "devices, traffic and tabs at once",
@@ -411,7 +403,7 @@ async def delete_workspace_tab(ctx: ToolContext, args: dict[str, Any]) -> dict[s
     rows = await ctx.db.select("workspace_tabs", {"select": _TAB_COLUMNS, "id": f"eq.{tab_id}"})
     if not rows:
         raise ToolRefused(f"no tab {tab_id} that you can see; call list_workspace_tabs")
-    _confirm(args, f"delete the tab {rows[0]['name']!r} ({tab_id})")
+    require_confirm(args, f"delete the tab {rows[0]['name']!r} ({tab_id})")
     await ctx.db.rpc("delete_workspace_tab", {"id": tab_id})
     return {"ok": True, "deleted_tab": _tab(rows[0])}
 
@@ -562,7 +554,7 @@ async def update_breakpoint_rule(ctx: ToolContext, args: dict[str, Any]) -> dict
 async def delete_breakpoint_rule(ctx: ToolContext, args: dict[str, Any]) -> dict[str, Any]:
     """Delete a rule (flows it paused keep their history)."""
     rule = await _visible_rule(ctx, _uuid(args, "id"))
-    _confirm(
+    require_confirm(
         args,
         f"delete the breakpoint rule {rule['id']} ({rule['phase']} {rule.get('method') or 'any method'} "
         f"{rule['host_pattern']}{rule['path_pattern']})",
@@ -589,7 +581,7 @@ async def resend_entry(ctx: ToolContext, args: dict[str, Any]) -> dict[str, Any]
     entry = rows[0]
     if str(entry["method"]).upper() not in _SAFE_METHODS:
         path = redact_text(str(clip(entry["path"], 200)))
-        _confirm(
+        require_confirm(
             args,
             f"send {entry['method']} https://{entry['host']}{path} again to the real "
             "server (it may repeat its effect: a payment, an order, a message)",

@@ -106,3 +106,15 @@ async def device_names(ctx: ToolContext, uuids: set[str]) -> dict[str, str]:
         return {}
     rows = await ctx.db.select("devices", {"select": "uuid,name", "uuid": f"in.({','.join(wanted)})"})
     return {str(row["uuid"]): str(row["name"]) for row in rows}
+
+
+def require_confirm(args: dict[str, Any], what: str, *, final: bool = True) -> None:
+    """ToolRefused unless the caller passed `confirm: true`: the one confirm step of every tool that changes
+    much at once (BusyBro's and the MCP server's). `what` says what the call would do, for the model to put
+    to the user; `final` adds that it cannot be undone."""
+    if args.get("confirm") is not True:
+        undo = " It cannot be undone." if final else ""
+        raise ToolRefused(
+            f"Not done: this would {what}.{undo} Tell the user exactly that, ask them to confirm, then call "
+            "again with the same arguments and confirm: true."
+        )

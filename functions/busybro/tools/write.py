@@ -14,7 +14,14 @@ from __future__ import annotations
 from typing import Any
 
 from busymate.functions.busybro.core import Identity, Tool, ToolContext, ToolRefused
-from busymate.functions.busybro.tools.common import DEVICE_ARG, is_uuid, resolve_device, schema, text_arg
+from busymate.functions.busybro.tools.common import (
+    DEVICE_ARG,
+    is_uuid,
+    require_confirm,
+    resolve_device,
+    schema,
+    text_arg,
+)
 
 _CONNECTION_TYPES = ["vpn", "pac", "proxy", "cdp"]
 _ID = {"type": "string", "pattern": "^[0-9a-fA-F-]{36}$", "description": "The row's id (uuid)."}
@@ -185,12 +192,11 @@ async def set_service_group_agents(ctx: ToolContext, args: dict[str, Any]) -> di
     """Replace a group's linked agents (exactly one primary; [] clears); needs confirm: true."""
     group_id = _uuid_arg(args, "service_group_id")
     order = agent_order(args.get("agents"))
-    if args.get("confirm") is not True:
-        raise ToolRefused(
-            "set_service_group_agents replaces every agent linked to the group. Tell the user exactly "
-            "what the new set will be (the primary first), ask them to confirm, then call again with "
-            "confirm: true."
-        )
+    require_confirm(
+        args,
+        f"replace every agent linked to the group with {len(order)} agent(s) (say which, the primary first)",
+        final=False,
+    )
     rows = await ctx.db.rpc("set_service_group_agents", {"service_group_id": group_id, "agent_ids": order})
     links = sorted(rows if isinstance(rows, list) else [], key=lambda row: row["position"])
     return {
