@@ -309,7 +309,7 @@ def test_closing_the_generator_makes_no_further_model_call(
             async for event in events:
                 seen.append(event)
                 if isinstance(event, ToolProgress):
-                    await events.aclose()  # type: ignore[attr-defined]
+                    await events.aclose()
                     break
             await asyncio.sleep(1.5)  # time for a second request, were one coming
             await client.close()
